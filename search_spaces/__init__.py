@@ -1,0 +1,16 @@
+"""What can be built: search spaces whose architectures are exact, immutable, buildable values.
+
+``get_space(name)`` returns a registered space; ``list_spaces()`` names them all.
+"""
+
+from search_spaces import _spaces  # noqa: F401  (registers the shipped spaces)
+from search_spaces._base import LatencyUnit, SearchSpace, count_macs
+from search_spaces._registry import get_space, list_spaces, register_space
+from search_spaces.mbconv import DNA_OPS, DNA_STAGES, MBConvArch, MBConvOp, MBConvSpace, MBConvStage, StageSpec
+from search_spaces.vit import ViTArch, ViTBlock, ViTLayer, ViTSpace
+
+__all__ = [
+    "DNA_OPS", "DNA_STAGES", "LatencyUnit", "MBConvArch", "MBConvOp", "MBConvSpace", "MBConvStage", "SearchSpace",
+    "StageSpec", "ViTArch", "ViTBlock", "ViTLayer", "ViTSpace", "count_macs", "get_space", "list_spaces",
+    "register_space",
+]

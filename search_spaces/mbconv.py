@@ -1,0 +1,407 @@
+"""DNA's MBConv search space, built through timm's EfficientNet builder.
+
+An architecture is written ``W:op,op,...|W:op,...`` with one group per searchable stage, ``W`` the stage's base
+width (before the space's width multiplier) and each op ``e{expansion}k{kernel}``, e.g. EfficientNet-B0 is
+``24:e6k3,e6k3|40:e6k5,e6k5|80:e6k3,e6k3,e6k3|112:e6k5,e6k5,e6k5|192:e6k5,e6k5,e6k5,e6k5|320:e6k3``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from timm.layers import get_act_layer
+from timm.models._efficientnet_blocks import SqueezeExcite
+from timm.models._efficientnet_builder import EfficientNetBuilder, decode_arch_def, round_channels
+from timm.models.efficientnet import EfficientNet
+from torch import nn
+
+from search_spaces._base import LatencyUnit, SearchSpace, choice_error
+
+_OP_PATTERN = re.compile(r"e(\d+)k(\d+)")
+
+
+@dataclass(frozen=True, order=True)
+class MBConvOp:
+    """One inverted-residual layer choice: expansion ratio and depthwise kernel size."""
+
+    expansion: int
+    kernel: int
+
+    def __str__(self) -> str:
+        return f"e{self.expansion}k{self.kernel}"
+
+
+@dataclass(frozen=True)
+class MBConvStage:
+    """The choice made for one searchable stage: its base width and one op per layer."""
+
+    width: int
+    ops: tuple[MBConvOp, ...]
+
+    @property
+    def depth(self) -> int:
+        """Number of layers."""
+        return len(self.ops)
+
+    def __str__(self) -> str:
+        return f"{self.width}:" + ",".join(str(op) for op in self.ops)
+
+
+@dataclass(frozen=True)
+class MBConvArch:
+    """A member of an MBConv space: one ``MBConvStage`` per searchable stage."""
+
+    stages: tuple[MBConvStage, ...]
+
+    def __str__(self) -> str:
+        return "|".join(str(stage) for stage in self.stages)
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """What a searchable stage may be: allowed base widths, its stride and allowed depths."""
+
+    widths: tuple[int, ...]
+    stride: int
+    depths: tuple[int, ...]
+
+
+DNA_OPS: tuple[MBConvOp, ...] = tuple(MBConvOp(e, k) for e in (3, 6) for k in (3, 5, 7))
+
+# EfficientNet-B0's stages, widened so that DNA's published models (96/112 and 160/192) and B0 are members.
+DNA_STAGES: tuple[StageSpec, ...] = (
+    StageSpec((24,), 2, (1, 2, 3, 4, 5)),
+    StageSpec((40,), 2, (1, 2, 3, 4, 5)),
+    StageSpec((80,), 2, (1, 2, 3, 4, 5)),
+    StageSpec((96, 112), 1, (1, 2, 3, 4, 5)),
+    StageSpec((160, 192), 2, (1, 2, 3, 4, 5)),
+    StageSpec((320,), 1, (1,)),
+)
+
+
+class MBConvSpace(SearchSpace):
+    """DNA's MBConv space: fixed stem and head, searchable stages of inverted-residual layers (SE, swish)."""
+
+    def __init__(
+        self,
+        name: str,
+        stages: Sequence[StageSpec] = DNA_STAGES,
+        ops: Sequence[MBConvOp] = DNA_OPS,
+        resolution: int = 224,
+        num_classes: int = 1000,
+        width_mult: float = 1.0,
+        stem_size: int = 32,
+        stem_out: int = 16,
+        num_features: int = 1280,
+        se_ratio: float = 0.25,
+    ) -> None:
+        if not stages:
+            raise ValueError("an MBConv space needs at least one stage")
+        for index, spec in enumerate(stages):
+            if not spec.widths or not spec.depths or min(spec.depths) < 1 or spec.stride not in (1, 2):
+                raise ValueError(f"stage {index}: needs widths, depths >= 1 and stride 1 or 2, got {spec}")
+        if not ops:
+            raise ValueError("an MBConv space needs at least one op")
+        if resolution < 8 or num_classes < 1 or width_mult <= 0:
+            raise ValueError("resolution must be >= 8, num_classes >= 1 and width_mult > 0")
+        self.name = name
+        self.stages = tuple(stages)
+        self.ops = tuple(ops)
+        self.resolution = resolution
+        self.num_classes = num_classes
+        self.width_mult = width_mult
+        self.stem_size = stem_size
+        self.stem_out = stem_out
+        self.num_features = num_features
+        self.se_ratio = se_ratio
+        self._round = partial(round_channels, multiplier=width_mult, divisor=8)
+
+    # -- architectures -------------------------------------------------------------------------------------------
+    @property
+    def num_blocks(self) -> int:
+        return len(self.stages)
+
+    def parse(self, text: str) -> MBConvArch:
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"an {self.name} architecture string looks like {self._example()!r}, got {text!r}")
+        groups = text.strip().split("|")
+        if len(groups) != len(self.stages):
+            raise ValueError(
+                f"{self.name} has {len(self.stages)} searchable stages separated by '|', the string has "
+                f"{len(groups)}; example: {self._example()!r}"
+            )
+        return MBConvArch(tuple(self._parse_stage(i, group) for i, group in enumerate(groups)))
+
+    def _parse_stage(self, index: int, text: str) -> MBConvStage:
+        spec = self.stages[index]
+        width_text, sep, ops_text = text.partition(":")
+        if not sep or not width_text.strip().isdigit():
+            raise ValueError(f"stage {index}: expected 'WIDTH:op,op,...', got {text!r}")
+        width = int(width_text)
+        if width not in spec.widths:
+            raise choice_error(f"stage {index} width", width, spec.widths)
+        op_texts = ops_text.split(",")
+        if len(op_texts) not in spec.depths:
+            raise choice_error(f"stage {index} depth", len(op_texts), spec.depths)
+        ops = []
+        for layer, op_text in enumerate(op_texts):
+            match = _OP_PATTERN.fullmatch(op_text.strip())
+            op = MBConvOp(int(match.group(1)), int(match.group(2))) if match else None
+            if op not in self.ops:
+                raise choice_error(f"stage {index} layer {layer} op", op_text, self.ops)
+            ops.append(op)
+        return MBConvStage(width, tuple(ops))
+
+    def _example(self) -> str:
+        return str(MBConvArch(tuple(MBConvStage(s.widths[0], (self.ops[0],) * s.depths[0]) for s in self.stages)))
+
+    def validate(self, arch: MBConvArch) -> MBConvArch:
+        """Check that ``arch`` belongs to this space (round-trips through the string form)."""
+        if not isinstance(arch, MBConvArch):
+            raise ValueError(f"{self.name} takes MBConvArch values, got {type(arch).__name__}")
+        return self.parse(str(arch))
+
+    def block_candidates(self, block: int) -> list[MBConvStage]:
+        spec = self.stages[block]
+        return [
+            MBConvStage(width, ops)
+            for width in spec.widths
+            for depth in spec.depths
+            for ops in itertools.product(self.ops, repeat=depth)
+        ]
+
+    def sample(self, rng: random.Random) -> MBConvArch:
+        stages = []
+        for spec in self.stages:
+            width = rng.choice(spec.widths)
+            depth = rng.choice(spec.depths)
+            stages.append(MBConvStage(width, tuple(rng.choice(self.ops) for _ in range(depth))))
+        return MBConvArch(tuple(stages))
+
+    def enumerate(self) -> Iterator[MBConvArch]:
+        per_block = [self.block_candidates(i) for i in range(self.num_blocks)]
+        for stages in itertools.product(*per_block):
+            yield MBConvArch(tuple(stages))
+
+    def count(self) -> int:
+        n_ops = len(self.ops)
+        return math.prod(len(s.widths) * sum(n_ops**d for d in s.depths) for s in self.stages)
+
+    def mutate(self, arch: MBConvArch, rng: random.Random) -> MBConvArch:
+        decisions = []
+        for index, (spec, stage) in enumerate(zip(self.stages, arch.stages)):
+            if len(spec.widths) > 1:
+                decisions.append((index, "width", None))
+            if len(spec.depths) > 1:
+                decisions.append((index, "depth", None))
+            if len(self.ops) > 1:
+                decisions.extend((index, "op", layer) for layer in range(stage.depth))
+        if not decisions:
+            raise ValueError(f"{self.name} holds a single architecture; there is nothing to mutate")
+        index, what, layer = rng.choice(decisions)
+        spec, stage = self.stages[index], arch.stages[index]
+        if what == "width":
+            stage = MBConvStage(rng.choice([w for w in spec.widths if w != stage.width]), stage.ops)
+        elif what == "depth":
+            depth = rng.choice([d for d in spec.depths if d != stage.depth])
+            extra = tuple(rng.choice(self.ops) for _ in range(max(0, depth - stage.depth)))
+            stage = MBConvStage(stage.width, (stage.ops + extra)[:depth])
+        else:
+            op = rng.choice([o for o in self.ops if o != stage.ops[layer]])
+            stage = MBConvStage(stage.width, stage.ops[:layer] + (op,) + stage.ops[layer + 1 :])
+        stages = list(arch.stages)
+        stages[index] = stage
+        return MBConvArch(tuple(stages))
+
+    # -- timm arch-def -------------------------------------------------------------------------------------------
+    def _stem_block(self) -> str:
+        return f"ds_r1_k3_s1_e1_c{self.stem_out}_se{self.se_ratio:g}"
+
+    def to_timm_arch_def(self, arch: MBConvArch) -> list[list[str]]:
+        """timm's arch-def strings, consecutive equal layers folded into repeats (as timm writes B0)."""
+        arch_def = [[self._stem_block()]]
+        for spec, stage in zip(self.stages, arch.stages):
+            strings, start = [], 0
+            for op, group in itertools.groupby(stage.ops):
+                repeats = len(list(group))
+                stride = spec.stride if start == 0 else 1
+                strings.append(
+                    f"ir_r{repeats}_k{op.kernel}_s{stride}_e{op.expansion}_c{stage.width}_se{self.se_ratio:g}"
+                )
+                start += repeats
+            arch_def.append(strings)
+        return arch_def
+
+    def from_timm_arch_def(self, arch_def: Sequence[Sequence[str]]) -> MBConvArch:
+        """Decode timm arch-def strings with timm's own decoder and check each layer belongs to this space."""
+        if len(arch_def) != len(self.stages) + 1:
+            raise ValueError(
+                f"{self.name} arch-defs have {len(self.stages) + 1} stages (the fixed depthwise-separable stage, "
+                f"then {len(self.stages)} searchable ones); got {len(arch_def)}"
+            )
+        try:
+            decoded = decode_arch_def([list(stage) for stage in arch_def])
+        except (AssertionError, KeyError, ValueError, IndexError) as error:
+            raise ValueError(f"timm could not decode the arch-def {arch_def!r}: {error!r}") from error
+        stem = decoded[0]
+        if len(stem) != 1 or stem[0]["block_type"] != "ds" or stem[0]["out_chs"] != self.stem_out:
+            raise ValueError(f"stage 0 must be {self._stem_block()!r}, got {list(arch_def[0])!r}")
+        stages = []
+        for index, (spec, layers) in enumerate(zip(self.stages, decoded[1:])):
+            stages.append(self._stage_from_timm(index, spec, layers))
+        return MBConvArch(tuple(stages))
+
+    def _stage_from_timm(self, index: int, spec: StageSpec, layers: list[dict[str, Any]]) -> MBConvStage:
+        where = f"arch-def stage {index + 1}"
+        widths = {layer["out_chs"] for layer in layers}
+        if len(widths) != 1:
+            raise ValueError(f"{where}: all layers of a stage share one width, got {sorted(widths)}")
+        width = widths.pop()
+        if width not in spec.widths:
+            raise choice_error(f"{where} width", width, spec.widths)
+        if len(layers) not in spec.depths:
+            raise choice_error(f"{where} depth", len(layers), spec.depths)
+        if layers[0]["stride"] != spec.stride:
+            raise choice_error(f"{where} stride", layers[0]["stride"], (spec.stride,))
+        ops = []
+        for layer_index, layer in enumerate(layers):
+            label = f"{where} layer {layer_index}"
+            if layer["block_type"] != "ir" or layer.get("act_layer") is not None or layer.get("noskip"):
+                raise ValueError(f"{label}: only plain 'ir' blocks with the space's activation are allowed")
+            if abs(layer.get("se_ratio", 0.0) - self.se_ratio) > 1e-9:
+                raise choice_error(f"{label} se ratio", layer.get("se_ratio"), (self.se_ratio,))
+            expansion = layer["exp_ratio"]
+            op = MBConvOp(int(expansion), layer["dw_kernel_size"]) if float(expansion).is_integer() else None
+            if op not in self.ops:
+                raise choice_error(f"{label} op", f"e{expansion:g}k{layer['dw_kernel_size']}", self.ops)
+            ops.append(op)
+        return MBConvStage(width, tuple(ops))
+
+    # -- models --------------------------------------------------------------------------------------------------
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (3, self.resolution, self.resolution)
+
+    def _efficientnet(self, arch_def: list[list[str]], drop_path_rate: float = 0.0) -> EfficientNet:
+        """timm's EfficientNet as ``timm.models.efficientnet._gen_efficientnet`` configures it."""
+        return EfficientNet(
+            block_args=decode_arch_def(arch_def),
+            num_classes=self.num_classes,
+            num_features=self._round(self.num_features),
+            stem_size=self.stem_size,
+            round_chs_fn=self._round,
+            act_layer=get_act_layer("swish"),
+            norm_layer=nn.BatchNorm2d,
+            drop_path_rate=drop_path_rate,
+        )
+
+    def build(self, arch: MBConvArch, drop_path_rate: float = 0.0) -> EfficientNet:
+        return self._efficientnet(self.to_timm_arch_def(self.validate(arch)), drop_path_rate).eval()
+
+    def _layers(self, arch: MBConvArch) -> Iterator[tuple[int, int, LatencyUnit]]:
+        """The one walk over an architecture: (stage index or -1 for stem/head, layer index, unit)."""
+        act, se = "swish", self.se_ratio
+        res = math.ceil(self.resolution / 2)
+        stem_out = self._round(self.stem_out)
+        yield -1, 0, LatencyUnit.of(
+            "mbconv_stem", self.input_shape, stem=self._round(self.stem_size), cout=stem_out, se=se, act=act
+        )
+        cin = stem_out
+        for index, (spec, stage) in enumerate(zip(self.stages, arch.stages)):
+            cout = self._round(stage.width)
+            for layer, op in enumerate(stage.ops):
+                stride = spec.stride if layer == 0 else 1
+                unit = LatencyUnit.of(
+                    "mbconv_ir", (cin, res, res), cout=cout, e=op.expansion, k=op.kernel, s=stride, se=se, act=act
+                )
+                yield index, layer, unit
+                res, cin = math.ceil(res / stride), cout
+        head = LatencyUnit.of(
+            "mbconv_head", (cin, res, res), features=self._round(self.num_features), classes=self.num_classes, act=act
+        )
+        yield -1, 1, head
+
+    def units(self, arch: MBConvArch) -> list[LatencyUnit]:
+        return [unit for _, _, unit in self._layers(self.validate(arch))]
+
+    def all_units(self) -> list[LatencyUnit]:
+        """Every unit, by walking each stage's widest set of choices (first layer: every input width)."""
+        found: set[LatencyUnit] = set()
+        previous_widths: tuple[int, ...] = (self.stem_out,)
+        for index, spec in enumerate(self.stages):
+            deepest = max(spec.depths)
+            for width_in, width, op, later in itertools.product(
+                previous_widths, spec.widths, self.ops, (self.ops[0], *self.ops)
+            ):
+                stages = [MBConvStage(s.widths[0], (self.ops[0],) * s.depths[0]) for s in self.stages]
+                if index > 0:
+                    prev = self.stages[index - 1]
+                    stages[index - 1] = MBConvStage(width_in, (self.ops[0],) * prev.depths[0])
+                ops = (op,) + (later,) * (deepest - 1)
+                stages[index] = MBConvStage(width, ops)
+                found.update(self._units_of_stage(MBConvArch(tuple(stages)), index))
+            previous_widths = spec.widths
+        first = MBConvArch(tuple(MBConvStage(s.widths[0], (self.ops[0],) * s.depths[0]) for s in self.stages))
+        found.update(u for u in self.units(first) if u.kind == "mbconv_stem")
+        for width in self.stages[-1].widths:
+            last = MBConvArch(first.stages[:-1] + (MBConvStage(width, first.stages[-1].ops),))
+            found.update(u for u in self.units(last) if u.kind == "mbconv_head")
+        return sorted(found, key=lambda u: u.key)
+
+    def _units_of_stage(self, arch: MBConvArch, stage_index: int) -> list[LatencyUnit]:
+        return [unit for index, _, unit in self._layers(arch) if index == stage_index]
+
+    def build_unit(self, unit: LatencyUnit) -> nn.Module:
+        if unit.kind == "mbconv_ir":
+            builder = EfficientNetBuilder(
+                round_chs_fn=round_channels, act_layer=get_act_layer("swish"), norm_layer=nn.BatchNorm2d,
+                se_layer=SqueezeExcite,
+            )
+            arch_def = [[
+                f"ir_r1_k{unit.param('k')}_s{unit.param('s')}_e{unit.param('e')}_c{unit.param('cout')}"
+                f"_se{unit.param('se'):g}"
+            ]]
+            return builder(unit.input_shape[0], decode_arch_def(arch_def))[0][0].eval()
+        if unit.kind == "mbconv_stem":
+            net = self._efficientnet([[self._stem_block()]])
+            return nn.Sequential(net.conv_stem, net.bn1, net.blocks[0]).eval()
+        if unit.kind == "mbconv_head":
+            width = unit.input_shape[0]
+            net = EfficientNet(
+                block_args=decode_arch_def([[f"ir_r1_k3_s1_e1_c{width}"]]),
+                num_classes=self.num_classes, num_features=int(unit.param("features")), stem_size=8,
+                round_chs_fn=round_channels, act_layer=get_act_layer("swish"), norm_layer=nn.BatchNorm2d,
+            )
+            return nn.Sequential(net.conv_head, net.bn2, net.global_pool, net.classifier).eval()
+        raise ValueError(f"{self.name} cannot build latency unit {unit.key}: unknown kind {unit.kind!r}")
+
+    def describe_blocks(self, arch: MBConvArch) -> list[dict[str, Any]]:
+        blocks: list[dict[str, Any]] = []
+        for index, layer, unit in self._layers(self.validate(arch)):
+            if index < 0:
+                continue
+            if layer == 0:
+                stage = arch.stages[index]
+                blocks.append({
+                    "block": index, "teacher_stage": index + 1, "choice": str(stage),
+                    "width": self._round(stage.width), "depth": stage.depth, "input_shape": list(unit.input_shape),
+                })
+            res = math.ceil(unit.input_shape[1] / int(unit.param("s")))
+            blocks[-1]["output_shape"] = [int(unit.param("cout")), res, res]
+        return blocks
+
+    def definition(self) -> dict[str, Any]:
+        return {
+            "family": "mbconv", "name": self.name, "resolution": self.resolution, "num_classes": self.num_classes,
+            "width_mult": self.width_mult, "stem_size": self.stem_size, "stem_out": self.stem_out,
+            "num_features": self.num_features, "se_ratio": self.se_ratio, "act": "swish",
+            "ops": [str(op) for op in self.ops],
+            "stages": [{"widths": list(s.widths), "stride": s.stride, "depths": list(s.depths)} for s in self.stages],
+        }

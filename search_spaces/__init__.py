@@ -6,7 +6,15 @@
 from search_spaces import _spaces  # noqa: F401  (registers the shipped spaces)
 from search_spaces._base import LatencyUnit, SearchSpace, count_macs
 from search_spaces._registry import get_space, list_spaces, register_space
-from search_spaces.mbconv import DNA_OPS, DNA_STAGES, MBConvArch, MBConvOp, MBConvSpace, MBConvStage, StageSpec
+from search_spaces.mbconv import (
+    DNA_OPS,
+    DNA_STAGES,
+    MBConvArch,
+    MBConvOp,
+    MBConvSpace,
+    MBConvStage,
+    StageSpec,
+)
 from search_spaces.vit import ViTArch, ViTBlock, ViTLayer, ViTSpace
 
 __all__ = [

@@ -7,9 +7,9 @@ import sys
 from collections.abc import Sequence
 
 from hwnas import __version__
-from hwnas.cli import space
+from hwnas.cli import agent, profile, space
 
-_COMMAND_MODULES = (space,)
+_COMMAND_MODULES = (space, profile, agent)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,103 @@
+"""The measurement protocol: warm-up, interleaved rounds over every runner, repeat until the estimate is stable.
+
+Drift on a shared machine (frequency, a neighbour's load) then hits every unit alike, and a unit is never
+measured in one burst. Each (runner, round) batch of timed runs is handed to ``on_batch`` so a caller can store it
+and a killed measurement loses at most the batch in flight.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+
+from profilers._stats import STATISTICS, LatencyStats
+
+Runner = Callable[[], object]
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How latency is measured; recorded with every table so numbers can be compared like for like."""
+
+    warmup_runs: int = 10
+    runs_per_round: int = 100
+    round_budget_s: float = 0.25
+    min_runs_per_round: int = 10
+    min_rounds: int = 5
+    max_rounds: int = 10
+    rel_tol: float = 0.01
+    statistic: str = "p10"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.statistic not in STATISTICS:
+            raise ValueError(f"unknown statistic {self.statistic!r}; choose one of: {', '.join(STATISTICS)}")
+        if not 1 <= self.min_rounds <= self.max_rounds or self.runs_per_round < 1 or self.min_runs_per_round < 1:
+            raise ValueError(f"protocol needs 1 <= min_rounds <= max_rounds and runs >= 1, got {self}")
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-able form."""
+        return asdict(self)
+
+    @staticmethod
+    def quick() -> Protocol:
+        """A short protocol for tests and smoke runs (numbers are noisier)."""
+        return Protocol(warmup_runs=3, runs_per_round=20, round_budget_s=0.02, min_runs_per_round=5,
+                        min_rounds=2, max_rounds=3, rel_tol=0.05)
+
+
+def _time_batch(runner: Runner, runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter_ns()
+        runner()
+        times.append((time.perf_counter_ns() - start) / 1e6)
+    return times
+
+
+def measure(
+    runners: Mapping[str, Runner],
+    protocol: Protocol,
+    done: Mapping[str, list[list[float]]] | None = None,
+    on_batch: Callable[[str, int, list[float]], None] | None = None,
+    on_round: Callable[[int, int], None] | None = None,
+) -> dict[str, LatencyStats]:
+    """Measure every runner under ``protocol``; ``done`` holds batches already measured (for resume).
+
+    Returns the statistics of every runner. ``on_batch(key, round, times_ms)`` sees each new batch;
+    ``on_round(round, max_rounds)`` is told when a round ends.
+    """
+    batches: dict[str, list[list[float]]] = {key: [list(b) for b in (done or {}).get(key, [])] for key in runners}
+    rng = random.Random(protocol.seed)
+    runs: dict[str, int] = {}
+    for key, runner in runners.items():
+        warm = _time_batch(runner, protocol.warmup_runs)
+        typical = sorted(warm)[len(warm) // 2] / 1e3 if warm else 1e-3
+        budgeted = int(protocol.round_budget_s / max(typical, 1e-6))
+        runs[key] = max(protocol.min_runs_per_round, min(protocol.runs_per_round, budgeted))
+    previous: dict[str, float] = {}
+    for round_index in range(protocol.max_rounds):
+        order = list(runners)
+        rng.shuffle(order)
+        for key in order:
+            if len(batches[key]) > round_index:
+                continue  # measured before a restart
+            times = _time_batch(runners[key], runs[key])
+            batches[key].append(times)
+            if on_batch is not None:
+                on_batch(key, round_index, times)
+        if on_round is not None:
+            on_round(round_index + 1, protocol.max_rounds)
+        current = {key: _stat(batches[key], protocol.statistic) for key in runners}
+        if round_index + 1 >= protocol.min_rounds and previous and all(
+            abs(current[k] - previous[k]) <= protocol.rel_tol * previous[k] for k in runners
+        ):
+            break
+        previous = current
+    return {key: LatencyStats.of([t for batch in batches[key] for t in batch]) for key in runners}
+
+
+def _stat(batches: list[list[float]], statistic: str) -> float:
+    return LatencyStats.of([t for batch in batches for t in batch]).get(statistic)

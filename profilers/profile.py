@@ -1,0 +1,305 @@
+"""Profile a search space on a device: every latency unit, then (optionally) calibration and validation.
+
+State lives beside the output table in ``TABLE.work/``: exported model files and a SQLite store of every timed
+batch. A killed profile resumes from there and loses at most the batch in flight; the table itself is written
+atomically once, at the end, and the work folder is removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import shutil
+import sqlite3
+import sys
+import tempfile
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from profilers._base import ModelRef, Runtime
+from profilers._device import device_metadata
+from profilers._protocol import Protocol, Runner, measure
+from profilers._stats import LatencyStats
+from profilers.predictor import LatencyPredictor, fit_calibration, plot_validation, validation_report
+from profilers.table import LatencyTable, table_metadata
+from search_spaces import SearchSpace, get_space
+
+OVERHEAD_KEY = "__call_overhead__"
+
+
+class _CallOverhead(nn.Module):
+    """A trivial model: what one inference call costs with (almost) no work."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + 1.0
+
+
+class SampleStore:
+    """SQLite store of timed batches and finished results, keyed by what was measured."""
+
+    def __init__(self, path: Path, settings: dict[str, Any]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.connection = sqlite3.connect(path)
+        self.connection.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT)")
+        self.connection.execute(
+            "CREATE TABLE IF NOT EXISTS batches (key TEXT, round INTEGER, times TEXT, PRIMARY KEY (key, round))"
+        )
+        self.connection.execute("CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, value TEXT)")
+        wanted = json.dumps(settings, sort_keys=True)
+        row = self.connection.execute("SELECT value FROM meta WHERE name = 'settings'").fetchone()
+        if row is None:
+            self.connection.execute("INSERT INTO meta VALUES ('settings', ?)", (wanted,))
+            self.connection.commit()
+        elif row[0] != wanted:
+            raise ValueError(
+                f"{path} holds an unfinished profile made with other settings ({row[0]}); finish it with the "
+                "same options, or delete that folder to start over"
+            )
+
+    def batches(self, prefix: str) -> dict[str, list[list[float]]]:
+        """Batches stored under keys that start with ``prefix`` (prefix removed), in round order."""
+        found: dict[str, list[list[float]]] = {}
+        rows = self.connection.execute(
+            "SELECT key, times FROM batches WHERE substr(key, 1, ?) = ? ORDER BY key, round", (len(prefix), prefix)
+        )
+        for key, times in rows:
+            found.setdefault(key[len(prefix):], []).append(json.loads(times))
+        return found
+
+    def add_batch(self, key: str, round_index: int, times: list[float]) -> None:
+        """Store one batch durably."""
+        self.connection.execute("INSERT OR REPLACE INTO batches VALUES (?, ?, ?)", (key, round_index, json.dumps(times)))
+        self.connection.commit()
+
+    def result(self, key: str) -> Any:
+        """A finished result, or None."""
+        row = self.connection.execute("SELECT value FROM results WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def set_result(self, key: str, value: Any) -> None:
+        """Store a finished result durably."""
+        self.connection.execute("INSERT OR REPLACE INTO results VALUES (?, ?)", (key, json.dumps(value)))
+        self.connection.commit()
+
+    def close(self) -> None:
+        """Close the database."""
+        self.connection.close()
+
+
+def _file_name(key: str, suffix: str) -> str:
+    return hashlib.sha1(key.encode()).hexdigest()[:20] + suffix
+
+
+def _export_unit(runtime: Runtime, space_name: str, unit_key: str, target: Path) -> None:
+    """Worker: export one unit of a registered space to ``target`` atomically."""
+    torch.set_num_threads(1)
+    space = get_space(space_name)
+    unit = next(u for u in space.all_units() if u.key == unit_key)
+    _export_atomic(runtime, unit_key, space.build_unit(unit), space.unit_input(unit), target)
+
+
+def _export_atomic(runtime: Runtime, key: str, module: nn.Module, example: torch.Tensor, target: Path) -> None:
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        ref = runtime.export({key: (module, example)}, Path(tmp))[key]
+        ref.path.replace(target)
+
+
+def export_units(
+    space: SearchSpace, runtime: Runtime, models_dir: Path, jobs: int = 1, show_progress: bool = True,
+) -> dict[str, ModelRef]:
+    """Export every unit of ``space`` (and the call-overhead model) once; files already there are kept."""
+    assert runtime.file_suffix is not None
+    models_dir.mkdir(parents=True, exist_ok=True)
+    units = {u.key: u for u in space.all_units()}
+    refs = {key: ModelRef(models_dir / _file_name(key, runtime.file_suffix), "main") for key in [OVERHEAD_KEY, *units]}
+    missing = [key for key, ref in refs.items() if not ref.path.exists()]
+    bar = tqdm(total=len(missing), desc=f"export {runtime.name}", unit="unit", disable=not show_progress,
+               file=sys.stderr)
+    if OVERHEAD_KEY in missing:
+        _export_atomic(runtime, OVERHEAD_KEY, _CallOverhead(), torch.zeros(1, 8), refs[OVERHEAD_KEY].path)
+        missing.remove(OVERHEAD_KEY)
+        bar.update()
+    registered = _is_registered(space)
+    if jobs > 1 and registered and len(missing) > 1:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+            futures = [pool.submit(_export_unit, runtime, space.name, key, refs[key].path) for key in missing]
+            for future in futures:
+                future.result()
+                bar.update()
+    else:
+        for key in missing:
+            unit = units[key]
+            _export_atomic(runtime, key, space.build_unit(unit), space.unit_input(unit), refs[key].path)
+            bar.update()
+    bar.close()
+    return refs
+
+
+def _is_registered(space: SearchSpace) -> bool:
+    try:
+        return get_space(space.name).definition_hash() == space.definition_hash()
+    except ValueError:
+        return False
+
+
+class LocalTarget:
+    """Measure on this machine, in this process."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def device(self) -> dict[str, Any]:
+        """This machine's metadata."""
+        return device_metadata()
+
+    def measure_files(
+        self, refs: Mapping[str, ModelRef], protocol: Protocol, store: SampleStore | None, prefix: str,
+        on_round: Callable[[int, int], None] | None = None,
+    ) -> dict[str, LatencyStats]:
+        """Load each file and measure all of them interleaved under ``protocol``."""
+        loaded: dict[Path, dict[str, Runner]] = {}
+        for ref in refs.values():
+            if ref.path not in loaded:
+                loaded[ref.path] = self.runtime.load(ref.path)
+        runners = {key: loaded[ref.path][ref.entry] for key, ref in refs.items()}
+        done = store.batches(prefix) if store else None
+        on_batch = (lambda key, r, times: store.add_batch(prefix + key, r, times)) if store else None
+        return measure(runners, protocol, done=done, on_batch=on_batch, on_round=on_round)
+
+    def measure_modules(
+        self, items: Mapping[str, tuple[nn.Module, torch.Tensor]], protocol: Protocol, workdir: Path,
+    ) -> dict[str, LatencyStats]:
+        """Measure modules end to end (runtimes without a file format included)."""
+        if self.runtime.file_suffix is None:
+            return measure(self.runtime.compile(items, workdir), protocol)
+        refs = self.runtime.export(items, workdir)
+        return self.measure_files(refs, protocol, None, "")
+
+
+def make_target(runtime: Runtime, url: str | None, token: str | None = None) -> Any:
+    """A LocalTarget, or an agent client when ``url`` is given."""
+    if url is None:
+        return LocalTarget(runtime)
+    from profilers.agent import AgentClient
+
+    if runtime.file_suffix is None:
+        raise ValueError(f"runtime {runtime.name} has no model file to send to an agent; use onnxruntime or litert")
+    return AgentClient(url, runtime, token=token)
+
+
+def profile_space(
+    space: SearchSpace,
+    runtime: Runtime,
+    out: Path,
+    protocol: Protocol | None = None,
+    target_url: str | None = None,
+    token: str | None = None,
+    calibrate: int = 0,
+    validate: int = 0,
+    jobs: int = 1,
+    device_name: str | None = None,
+    show_progress: bool = True,
+    seed: int = 0,
+) -> LatencyTable:
+    """Measure every unit of ``space`` on the target and write the table to ``out`` (resumable)."""
+    protocol = protocol or Protocol()
+    if runtime.file_suffix is None:
+        raise ValueError(f"runtime {runtime.name} is measured end to end only ('hwnas measure'); profile with "
+                         "onnxruntime or litert")
+    out = Path(out)
+    work = out.parent / f"{out.name}.work"
+    target = make_target(runtime, target_url, token)
+    settings = {"space": space.name, "space_hash": space.definition_hash(), "runtime": runtime.metadata(),
+                "protocol": protocol.to_dict(), "target": target_url, "calibrate": calibrate,
+                "validate": validate, "seed": seed}
+    store = SampleStore(work / "samples.sqlite", settings)
+    try:
+        refs = export_units(space, runtime, work / "models", jobs=jobs, show_progress=show_progress)
+        bar = tqdm(total=protocol.max_rounds, desc="measure rounds", unit="round", disable=not show_progress,
+                   file=sys.stderr)
+
+        def on_round(done: int, total: int) -> None:
+            bar.update(done - bar.n)
+
+        stats = target.measure_files(refs, protocol, store, "unit:", on_round=on_round)
+        bar.close()
+        device = dict(target.device())
+        if device_name:
+            device["device_name"] = device_name
+        table = LatencyTable(
+            metadata=table_metadata(space, runtime.metadata(), device, protocol.to_dict()),
+            units={key: s for key, s in stats.items() if key != OVERHEAD_KEY},
+            overhead=stats[OVERHEAD_KEY],
+        )
+        if calibrate or validate:
+            calibrate_table(table, space, target, protocol, work, store, calibrate, validate, seed, show_progress)
+        table.save(out)
+        if table.validation:
+            plot_validation(table.validation, f"{space.name} on {runtime.name}, {runtime.threads} thread(s)",
+                            out.with_suffix(".validation.png"))
+    finally:
+        store.close()
+    shutil.rmtree(work, ignore_errors=True)
+    return table
+
+
+def sample_distinct(space: SearchSpace, n: int, seed: int, exclude: Sequence[Hashable] = ()) -> list[Hashable]:
+    """``n`` distinct random architectures not in ``exclude`` (bounded tries; fewer if the space is small)."""
+    rng = random.Random(seed)
+    seen, archs = set(exclude), []
+    for _ in range(50 * max(n, 1)):
+        if len(archs) == n:
+            break
+        arch = space.sample(rng)
+        if arch not in seen:
+            seen.add(arch)
+            archs.append(arch)
+    return archs
+
+
+def measure_archs(
+    space: SearchSpace, archs: Sequence[Hashable], target: Any, protocol: Protocol, workdir: Path,
+    store: SampleStore | None = None, phase: str = "",
+) -> list[float]:
+    """End-to-end latency (the protocol's statistic, ms) of each architecture; a stored phase is reused."""
+    if store is not None and (cached := store.result(f"e2e:{phase}")) is not None:
+        return [float(v) for v in cached]
+    items = {str(arch): (space.build(arch), space.example_input()) for arch in archs}
+    folder = Path(workdir) / f"e2e_{phase or 'run'}"
+    folder.mkdir(parents=True, exist_ok=True)
+    stats = target.measure_modules(items, protocol, folder)
+    values = [stats[str(arch)].get(protocol.statistic) for arch in archs]
+    if store is not None:
+        store.set_result(f"e2e:{phase}", values)
+    return values
+
+
+def calibrate_table(
+    table: LatencyTable, space: SearchSpace, target: Any, protocol: Protocol, work: Path, store: SampleStore | None,
+    calibrate: int, validate: int, seed: int = 0, show_progress: bool = True,
+) -> None:
+    """Fit the calibration on ``calibrate`` random networks and report on ``validate`` held-out ones."""
+    predictor = LatencyPredictor(table, space)
+    calibration_archs = sample_distinct(space, calibrate, seed + 1)
+    if calibrate:
+        if show_progress:
+            print(f"calibrating on {len(calibration_archs)} networks measured end to end", file=sys.stderr)
+        measured = measure_archs(space, calibration_archs, target, protocol, work, store, "calibration")
+        raw = [predictor.raw(a) for a in calibration_archs]
+        table.calibration = fit_calibration(raw, measured, [str(a) for a in calibration_archs])
+    if validate:
+        held_out = sample_distinct(space, validate, seed + 2, exclude=calibration_archs)
+        if show_progress:
+            print(f"validating on {len(held_out)} held-out networks, each measured twice", file=sys.stderr)
+        first = measure_archs(space, held_out, target, protocol, work, store, "validation-1")
+        second = measure_archs(space, held_out, target, protocol, work, store, "validation-2")
+        predicted = [predictor.predict(a) for a in held_out]
+        table.validation = validation_report(predicted, first, second, [str(a) for a in held_out])

@@ -1,0 +1,105 @@
+"""TensorRT: an engine built from ONNX with the tensorrt Python API (fp32/fp16/int8), timed with CUDA events.
+
+TensorRT is an optional extra (``pip install 'hwnas[tensorrt]'`` on an NVIDIA machine); it is imported lazily and
+its absence gives a clear MissingRuntimeError.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from profilers._base import MissingRuntimeError, ModelRef, Runtime
+from profilers._protocol import Runner
+from profilers.onnx_export import export_onnx
+
+
+def import_tensorrt() -> object:
+    """The tensorrt module, or MissingRuntimeError saying how to get it."""
+    try:
+        import tensorrt
+    except ImportError as error:
+        raise MissingRuntimeError(
+            "TensorRT is not installed: on a machine with an NVIDIA GPU run pip install 'hwnas[tensorrt]' "
+            "(it cannot be installed on CPU-only machines)"
+        ) from error
+    if not torch.cuda.is_available():
+        raise MissingRuntimeError("TensorRT needs an NVIDIA GPU with CUDA; torch sees none here")
+    return tensorrt
+
+
+def build_engine(onnx_bytes: bytes, precision: str = "fp16", calibration: object | None = None) -> bytes:
+    """Parse ONNX and build a serialized engine with the precision flag set; int8 needs a calibrator."""
+    trt = import_tensorrt()
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(onnx_bytes):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise ValueError(f"TensorRT could not parse the ONNX model: {errors}")
+    config = builder.create_builder_config()
+    if precision == "fp16":
+        config.set_flag(trt.BuilderFlag.FP16)
+    elif precision == "int8":
+        if calibration is None:
+            raise ValueError("an int8 TensorRT engine needs calibration data (a calibrator over real batches)")
+        config.set_flag(trt.BuilderFlag.INT8)
+        config.int8_calibrator = calibration
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise RuntimeError("TensorRT failed to build the engine (see its log above)")
+    return bytes(serialized)
+
+
+class TensorRT(Runtime):
+    """TensorRT engines on the first CUDA GPU."""
+
+    name = "tensorrt"
+    file_suffix = ".engine"
+    precisions = ("fp32", "fp16", "int8")
+
+    def version(self) -> str:
+        return str(import_tensorrt().__version__)
+
+    def accelerator(self) -> str:
+        return f"cuda:{torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "cuda (absent)"
+
+    def export(self, items: Mapping[str, tuple[nn.Module, torch.Tensor]], workdir: Path) -> dict[str, ModelRef]:
+        if self.precision == "int8":
+            raise ValueError("int8 profiling needs calibration batches; profile fp16 or export with --precision int8")
+        refs = {}
+        for index, (key, (module, example)) in enumerate(items.items()):
+            path = Path(workdir) / f"model_{index:04d}.engine"
+            path.write_bytes(build_engine(export_onnx(module, example), self.precision))
+            refs[key] = ModelRef(path, "main")
+        return refs
+
+    def load(self, path: Path) -> dict[str, Runner]:
+        trt = import_tensorrt()
+        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        engine = runtime.deserialize_cuda_engine(Path(path).read_bytes())
+        context = engine.create_execution_context()
+        buffers = []
+        for index in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(index)
+            shape = tuple(engine.get_tensor_shape(name))
+            dtype = torch.float16 if engine.get_tensor_dtype(name) == trt.DataType.HALF else torch.float32
+            tensor = torch.randn(shape, device="cuda").to(dtype)
+            buffers.append(tensor)
+            context.set_tensor_address(name, tensor.data_ptr())
+        stream = torch.cuda.Stream()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+
+        def run() -> float:
+            start.record(stream)
+            context.execute_async_v3(stream.cuda_stream)
+            end.record(stream)
+            end.synchronize()
+            return float(start.elapsed_time(end))
+
+        run.keep_alive = (engine, context, buffers, stream)  # type: ignore[attr-defined]
+        return {"main": run}

@@ -286,20 +286,24 @@ def calibrate_table(
     table: LatencyTable, space: SearchSpace, target: Any, protocol: Protocol, work: Path, store: SampleStore | None,
     calibrate: int, validate: int, seed: int = 0, show_progress: bool = True,
 ) -> None:
-    """Fit the calibration on ``calibrate`` random networks and report on ``validate`` held-out ones."""
+    """Fit the calibration on ``calibrate`` random networks and report on ``validate`` held-out ones.
+
+    Calibration and held-out networks are measured in one interleaved pass (drift between them would otherwise
+    show up as predictor error), then the held-out networks once more for the re-measure spread.
+    """
     predictor = LatencyPredictor(table, space)
     calibration_archs = sample_distinct(space, calibrate, seed + 1)
+    held_out = sample_distinct(space, validate, seed + 2, exclude=calibration_archs)
+    if show_progress:
+        print(f"measuring {len(calibration_archs)} calibration and {len(held_out)} held-out networks end to end",
+              file=sys.stderr)
+    first = measure_archs(space, calibration_archs + held_out, target, protocol, work, store, "networks-1")
     if calibrate:
-        if show_progress:
-            print(f"calibrating on {len(calibration_archs)} networks measured end to end", file=sys.stderr)
-        measured = measure_archs(space, calibration_archs, target, protocol, work, store, "calibration")
         raw = [predictor.raw(a) for a in calibration_archs]
-        table.calibration = fit_calibration(raw, measured, [str(a) for a in calibration_archs])
+        table.calibration = fit_calibration(raw, first[:calibrate], [str(a) for a in calibration_archs])
     if validate:
-        held_out = sample_distinct(space, validate, seed + 2, exclude=calibration_archs)
         if show_progress:
-            print(f"validating on {len(held_out)} held-out networks, each measured twice", file=sys.stderr)
-        first = measure_archs(space, held_out, target, protocol, work, store, "validation-1")
-        second = measure_archs(space, held_out, target, protocol, work, store, "validation-2")
+            print(f"re-measuring the {len(held_out)} held-out networks", file=sys.stderr)
+        second = measure_archs(space, held_out, target, protocol, work, store, "networks-2")
         predicted = [predictor.predict(a) for a in held_out]
-        table.validation = validation_report(predicted, first, second, [str(a) for a in held_out])
+        table.validation = validation_report(predicted, first[calibrate:], second, [str(a) for a in held_out])

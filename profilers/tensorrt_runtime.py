@@ -6,9 +6,10 @@ its absence gives a clear MissingRuntimeError.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -53,6 +54,58 @@ def build_engine(onnx_bytes: bytes, precision: str = "fp16", calibration: object
     if serialized is None:
         raise RuntimeError("TensorRT failed to build the engine (see its log above)")
     return bytes(serialized)
+
+
+def int8_calibrator(images: np.ndarray, cache: Path) -> object:
+    """An entropy calibrator feeding ``images`` (N, C, H, W float32) one at a time; caches its table in ``cache``."""
+    trt = import_tensorrt()
+
+    class _Calibrator(trt.IInt8EntropyCalibrator2):
+        def __init__(self) -> None:
+            super().__init__()
+            self.index = 0
+            self.device = torch.empty((1, *images.shape[1:]), device="cuda")
+
+        def get_batch_size(self) -> int:
+            return 1
+
+        def get_batch(self, names: list[str]) -> list[int] | None:
+            if self.index >= len(images):
+                return None
+            self.device.copy_(torch.from_numpy(images[self.index:self.index + 1]))
+            self.index += 1
+            return [int(self.device.data_ptr())]
+
+        def read_calibration_cache(self) -> bytes | None:
+            return Path(cache).read_bytes() if Path(cache).exists() else None
+
+        def write_calibration_cache(self, data: bytes) -> None:
+            Path(cache).write_bytes(bytes(data))
+
+    return _Calibrator()
+
+
+def engine_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """Run a serialized engine on real inputs (numpy in, numpy out) for parity checks."""
+    trt = import_tensorrt()
+    engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(Path(path).read_bytes())
+    context = engine.create_execution_context()
+    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+    inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+    outputs = [n for n in names if n not in inputs]
+    buffers = {n: torch.empty(tuple(engine.get_tensor_shape(n)), device="cuda") for n in names}
+    for name, tensor in buffers.items():
+        context.set_tensor_address(name, tensor.data_ptr())
+
+    def run(x: np.ndarray) -> np.ndarray:
+        buffers[inputs[0]].copy_(torch.from_numpy(x))
+        stream = torch.cuda.current_stream()
+        context.execute_async_v3(stream.cuda_stream)
+        stream.synchronize()
+        return buffers[outputs[0]].cpu().numpy()
+
+    run.keep_alive = (engine, context)  # type: ignore[attr-defined]
+    return run
 
 
 class TensorRT(Runtime):

@@ -90,6 +90,40 @@ class SearchSpace(ABC):
     def block_candidates(self, block: int) -> list[Any]:
         """Every candidate of one block (the choices a block-wise supernet rates)."""
 
+    @abstractmethod
+    def blocks_of(self, arch: Hashable) -> tuple[Any, ...]:
+        """The candidate chosen in each block of ``arch``."""
+
+    @abstractmethod
+    def assemble(self, candidates: Sequence[Any]) -> Hashable:
+        """The architecture made of one candidate per block (validated)."""
+
+    @abstractmethod
+    def initial_state(self) -> Hashable:
+        """What the first block receives (e.g. the stem's width)."""
+
+    @abstractmethod
+    def block_output_state(self, block: int, candidate: Any) -> Hashable:
+        """What the next block receives from ``candidate`` (e.g. its width)."""
+
+    @abstractmethod
+    def block_units(self, block: int, candidate: Any, state: Hashable) -> list[LatencyUnit]:
+        """The units of ``candidate`` in block ``block`` when the previous block hands over ``state``."""
+
+    @abstractmethod
+    def stem_units(self) -> list[LatencyUnit]:
+        """Units before the first block."""
+
+    @abstractmethod
+    def head_units(self, state: Hashable) -> list[LatencyUnit]:
+        """Units after the last block, given its output state."""
+
+    def block_input_states(self, block: int) -> list[Hashable]:
+        """Every state block ``block`` can receive."""
+        if block == 0:
+            return [self.initial_state()]
+        return list(dict.fromkeys(self.block_output_state(block - 1, c) for c in self.block_candidates(block - 1)))
+
     @property
     @abstractmethod
     def num_blocks(self) -> int:

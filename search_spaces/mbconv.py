@@ -305,28 +305,69 @@ class MBConvSpace(SearchSpace):
     def build(self, arch: MBConvArch, drop_path_rate: float = 0.0) -> EfficientNet:
         return self._efficientnet(self.to_timm_arch_def(self.validate(arch)), drop_path_rate).eval()
 
-    def _layers(self, arch: MBConvArch) -> Iterator[tuple[int, int, LatencyUnit]]:
-        """The one walk over an architecture: (stage index or -1 for stem/head, layer index, unit)."""
-        act, se = "swish", self.se_ratio
+    def _stem_unit(self) -> LatencyUnit:
+        return LatencyUnit.of("mbconv_stem", self.input_shape, stem=self._round(self.stem_size),
+                              cout=self._round(self.stem_out), se=self.se_ratio, act="swish")
+
+    def _head_unit(self, cin: int, res: int) -> LatencyUnit:
+        return LatencyUnit.of("mbconv_head", (cin, res, res), features=self._round(self.num_features),
+                              classes=self.num_classes, act="swish")
+
+    def _stage_input_res(self, index: int) -> int:
         res = math.ceil(self.resolution / 2)
-        stem_out = self._round(self.stem_out)
-        yield -1, 0, LatencyUnit.of(
-            "mbconv_stem", self.input_shape, stem=self._round(self.stem_size), cout=stem_out, se=se, act=act
-        )
-        cin = stem_out
-        for index, (spec, stage) in enumerate(zip(self.stages, arch.stages)):
-            cout = self._round(stage.width)
-            for layer, op in enumerate(stage.ops):
-                stride = spec.stride if layer == 0 else 1
-                unit = LatencyUnit.of(
-                    "mbconv_ir", (cin, res, res), cout=cout, e=op.expansion, k=op.kernel, s=stride, se=se, act=act
-                )
+        for spec in self.stages[:index]:
+            res = math.ceil(res / spec.stride)
+        return res
+
+    def _stage_units(self, index: int, stage: MBConvStage, cin: int, res: int) -> list[LatencyUnit]:
+        """The units of one stage given its input channels and resolution (the one place layers are walked)."""
+        spec, cout, units = self.stages[index], self._round(stage.width), []
+        for layer, op in enumerate(stage.ops):
+            stride = spec.stride if layer == 0 else 1
+            units.append(LatencyUnit.of("mbconv_ir", (cin, res, res), cout=cout, e=op.expansion, k=op.kernel,
+                                        s=stride, se=self.se_ratio, act="swish"))
+            res, cin = math.ceil(res / stride), cout
+        return units
+
+    def _layers(self, arch: MBConvArch) -> Iterator[tuple[int, int, LatencyUnit]]:
+        """The walk over an architecture: (stage index or -1 for stem/head, layer index, unit)."""
+        yield -1, 0, self._stem_unit()
+        cin, res = self._round(self.stem_out), math.ceil(self.resolution / 2)
+        for index, stage in enumerate(arch.stages):
+            for layer, unit in enumerate(self._stage_units(index, stage, cin, res)):
                 yield index, layer, unit
-                res, cin = math.ceil(res / stride), cout
-        head = LatencyUnit.of(
-            "mbconv_head", (cin, res, res), features=self._round(self.num_features), classes=self.num_classes, act=act
-        )
-        yield -1, 1, head
+            cin, res = self._round(stage.width), math.ceil(res / self.stages[index].stride)
+        yield -1, 1, self._head_unit(cin, res)
+
+    # -- block interface (what the combiner needs) ---------------------------------------------------------------
+    def initial_state(self) -> int:
+        """What the first block receives: the stem's base output width."""
+        return self.stem_out
+
+    def block_output_state(self, block: int, candidate: MBConvStage) -> int:
+        """What the next block receives from ``candidate``: its base width."""
+        return candidate.width
+
+    def block_units(self, block: int, candidate: MBConvStage, state: int) -> list[LatencyUnit]:
+        """The units of ``candidate`` in block ``block`` when the previous block outputs ``state``."""
+        return self._stage_units(block, candidate, self._round(state), self._stage_input_res(block))
+
+    def stem_units(self) -> list[LatencyUnit]:
+        """Units before the first block."""
+        return [self._stem_unit()]
+
+    def head_units(self, state: int) -> list[LatencyUnit]:
+        """Units after the last block, given its output state."""
+        last = len(self.stages) - 1
+        return [self._head_unit(self._round(state), math.ceil(self._stage_input_res(last) / self.stages[last].stride))]
+
+    def blocks_of(self, arch: MBConvArch) -> tuple[MBConvStage, ...]:
+        """The candidate chosen in each block."""
+        return arch.stages
+
+    def assemble(self, candidates: Sequence[MBConvStage]) -> MBConvArch:
+        """The architecture made of one candidate per block."""
+        return self.validate(MBConvArch(tuple(candidates)))
 
     def units(self, arch: MBConvArch) -> list[LatencyUnit]:
         return [unit for _, _, unit in self._layers(self.validate(arch))]

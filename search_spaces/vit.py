@@ -234,6 +234,35 @@ class ViTSpace(SearchSpace):
     def _head_unit(self) -> LatencyUnit:
         return LatencyUnit.of("vit_head", (self.tokens, self.embed_dim), classes=self.num_classes)
 
+    # -- block interface (what the combiner needs) ---------------------------------------------------------------
+    def initial_state(self) -> int:
+        """What the first block receives: the embedding width (fixed)."""
+        return self.embed_dim
+
+    def block_output_state(self, block: int, candidate: ViTBlock) -> int:
+        """What the next block receives: the embedding width (fixed)."""
+        return self.embed_dim
+
+    def block_units(self, block: int, candidate: ViTBlock, state: int) -> list[LatencyUnit]:
+        """The units of ``candidate`` in block ``block``."""
+        return [self._layer_unit(layer) for layer in candidate.layers]
+
+    def stem_units(self) -> list[LatencyUnit]:
+        """Units before the first block."""
+        return [self._embed_unit()]
+
+    def head_units(self, state: int) -> list[LatencyUnit]:
+        """Units after the last block."""
+        return [self._head_unit()]
+
+    def blocks_of(self, arch: ViTArch) -> tuple[ViTBlock, ...]:
+        """The candidate chosen in each block."""
+        return arch.blocks
+
+    def assemble(self, candidates: Sequence[ViTBlock]) -> ViTArch:
+        """The architecture made of one candidate per block."""
+        return self.validate(ViTArch(tuple(candidates)))
+
     def all_units(self) -> list[LatencyUnit]:
         units = {self._embed_unit(), self._head_unit(), *(self._layer_unit(c) for c in self.layer_choices)}
         return sorted(units, key=lambda u: u.key)

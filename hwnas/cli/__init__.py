@@ -7,9 +7,9 @@ import sys
 from collections.abc import Sequence
 
 from hwnas import __version__
-from hwnas.cli import agent, profile, space
+from hwnas.cli import agent, demo, profile, search, ship, space, supernet
 
-_COMMAND_MODULES = (space, profile, agent)
+_COMMAND_MODULES = (space, profile, supernet, search, ship, agent, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

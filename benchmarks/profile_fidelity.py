@@ -1,0 +1,90 @@
+"""Benchmark: whole-space profiling time and latency-prediction fidelity on >= 50 held-out networks.
+
+For each runtime: profile every unit of the space (wall time), fit the calibration on N networks measured end to
+end, then predict and measure M held-out networks twice (independent measurements) and report the predictor's error
+next to the re-measure spread. Writes the table to latency_tables/ and the numbers to benchmarks/results/.
+
+    python benchmarks/profile_fidelity.py --space mbconv --runtime onnxruntime --calibrate 20 --validate 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from profilers import Protocol, get_runtime
+from profilers.predictor import plot_validation
+from profilers.profile import LocalTarget, calibrate_table, profile_space
+from profilers.table import LatencyTable
+from search_spaces import get_space
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--space", default="mbconv")
+    parser.add_argument("--runtime", default="onnxruntime")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--calibrate", type=int, default=20)
+    parser.add_argument("--validate", type=int, default=50)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--table", type=Path, default=None, help="reuse this table's units (skip profiling)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="with --table: report the table's stored calibration and validation, measure nothing")
+    args = parser.parse_args()
+
+    space = get_space(args.space)
+    runtime = get_runtime(args.runtime, args.threads)
+    name = f"{space.name}-{space.resolution}_{runtime.name}-cpu_{runtime.threads}t"
+    out = ROOT / "latency_tables" / f"{name}.json"
+    protocol = Protocol()
+    if args.table is None:
+        start = time.perf_counter()
+        profile_space(space, runtime, out, protocol, jobs=args.jobs)
+        profile_s = time.perf_counter() - start
+    else:
+        out, profile_s = args.table.resolve(), None
+    table = LatencyTable.load(out, space)
+    fidelity_s = None
+    if not args.report_only:
+        start = time.perf_counter()
+        work = out.parent / f"{out.name}.bench"
+        calibrate_table(table, space, LocalTarget(runtime), protocol, work, None, args.calibrate, args.validate)
+        fidelity_s = time.perf_counter() - start
+        table.save(out)
+        plot_validation(table.validation, f"{space.name} on {runtime.name}, {runtime.threads} thread",
+                        out.with_suffix(".validation.png"))
+    report = {k: v for k, v in table.validation.items() if not isinstance(v, list)}
+    result = {
+        "benchmark": "profile_fidelity", "table": str(out.relative_to(ROOT)) if out.is_relative_to(ROOT) else str(out), "space": space.name,
+        "runtime": runtime.metadata(), "device": {k: table.metadata[k] for k in ("device_name", "cpu_model", "os")},
+        "units": len(table.units), "profile_wall_s": profile_s, "calibrate_and_validate_wall_s": fidelity_s,
+        "calibration": {k: table.calibration[k] for k in ("intercept", "slope", "n")}, "validation": report,
+        "targets": {"within_10pct>=0.95": report["within_10pct"] >= 0.95, "kendall_tau>=0.9": report["kendall_tau"] >= 0.9,
+                    "error<=remeasure_spread": report["mean_abs_pct_error"] <= report["remeasure_mean_abs_pct"],
+                    "profile<=300s": profile_s is None or profile_s <= 300},
+    }
+    rows = [
+        ("units profiled", len(table.units)),
+        ("profile wall time (s)", "reused" if profile_s is None else f"{profile_s:.0f}"),
+        ("held-out networks", report["n"]),
+        ("mean abs % error", f"{report['mean_abs_pct_error']:.2f}"),
+        ("within +-5%", f"{100 * report['within_5pct']:.0f}%"),
+        ("within +-10%", f"{100 * report['within_10pct']:.0f}%"),
+        ("Kendall tau", f"{report['kendall_tau']:.3f}"),
+        ("re-measure mean abs %", f"{report['remeasure_mean_abs_pct']:.2f}"),
+    ]
+    print(f"\n{space.name} @ {space.resolution}px, {runtime.name} {runtime.version()}, {runtime.threads} thread, "
+          f"{table.metadata['cpu_model']}")
+    for label, value in rows:
+        print(f"  {label:<24} {value}")
+    path = ROOT / "benchmarks" / "results" / f"profile_fidelity_{name}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""Searched children: stand-alone training (optionally distilled from the run's teacher and initialised from the
+supernet), and export with parity and latency checks. Everything lives in ``runs/NAME/children/ARCH_ID/``."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from collections.abc import Hashable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from hwnas.data import load_data
+from hwnas.distill import checkpoint_path
+from hwnas.run import RunDir
+from hwnas.supernet import layer_key
+from hwnas.training import TrainConfig, train_classifier
+from profilers._files import atomic_write_json
+
+
+def child_dir(run: RunDir, arch: Hashable) -> Path:
+    """The folder of one child of the run."""
+    folder = run.path / "children" / hashlib.sha1(str(arch).encode()).hexdigest()[:12]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "arch.txt").write_text(str(arch) + "\n")
+    return folder
+
+
+def _child_layers(model: nn.Module) -> list[nn.Module]:
+    """The child's searchable layers in order (timm EfficientNet: blocks[1:]; ViT: blocks)."""
+    from timm.models.efficientnet import EfficientNet
+
+    if isinstance(model, EfficientNet):
+        return [layer for stage in list(model.blocks)[1:] for layer in stage]
+    return list(model.blocks)
+
+
+@torch.no_grad()
+def init_from_supernet(run: RunDir, model: nn.Module, arch: Hashable) -> int:
+    """Copy each layer's weights from its block supernet (same module, same key); returns layers copied."""
+    space = run.space
+    layers = iter(_child_layers(model))
+    copied, state = 0, space.initial_state()
+    for block, candidate in enumerate(space.blocks_of(arch)):
+        path = checkpoint_path(run, block)
+        saved = torch.load(path, weights_only=False)["model"] if path.exists() else None
+        for position, unit in enumerate(space.block_units(block, candidate, state)):
+            layer = next(layers)
+            if saved is None:
+                continue
+            prefix = f"layers.{layer_key(position, unit)}."
+            weights = {k[len(prefix):]: v for k, v in saved.items() if k.startswith(prefix)}
+            if weights:
+                layer.load_state_dict(weights)
+                copied += 1
+        state = space.block_output_state(block, candidate)
+    return copied
+
+
+def train_child(run: RunDir, arch_text: str, config: TrainConfig, distill: bool = False, init_supernet: bool = False,
+                show_progress: bool = True) -> dict[str, Any]:
+    """Train a child stand-alone on the run's data (resumable); returns history, test accuracy and the weights."""
+    space = run.space
+    arch = space.parse(arch_text)
+    model = space.build(arch).train()
+    folder = child_dir(run, arch)
+    copied = init_from_supernet(run, model, arch) if init_supernet else 0
+    teacher = None
+    if distill:
+        from hwnas.stages import open_teacher
+
+        teacher = open_teacher(run)
+    bundle = load_data(run.config["data"], space.resolution)
+    result = train_classifier(model, bundle, config, folder / "train.pt", teacher=teacher,
+                              show_progress=show_progress, label="child")
+    weights = folder / "weights.pt"
+    tmp = weights.with_name(".weights.pt.tmp")
+    torch.save({"arch": str(arch), "space": space.name, "state_dict": model.state_dict()}, tmp)
+    tmp.replace(weights)
+    report = {"arch": str(arch), "weights": str(weights), "layers_from_supernet": copied, "distilled": distill,
+              "config": vars(config), **result}
+    atomic_write_json(folder / "train_result.json", report)
+    plot_training(result["history"], folder / "training.png", str(arch))
+    if show_progress:
+        print(f"child test accuracy {result['test_accuracy']:.4f}", file=sys.stderr)
+    return report
+
+
+def load_child(run: RunDir, arch: Hashable, weights: Path | None) -> tuple[nn.Module, str]:
+    """The child with trained weights, or with BatchNorm re-estimated on data when no weights are given."""
+    space = run.space
+    model = space.build(arch)
+    if weights is not None:
+        weights = Path(weights)
+        if not weights.exists():
+            raise FileNotFoundError(f"no weights at {weights}; train the child with 'hwnas train --run {run.path} "
+                                    f"--arch ...' or leave --weights out")
+        saved = torch.load(weights, weights_only=False)
+        if saved.get("arch") != str(arch):
+            raise ValueError(f"{weights} holds weights of {saved.get('arch')}, not {arch}")
+        model.load_state_dict(saved["state_dict"])
+        return model.eval(), str(weights)
+    from hwnas.export import calibrate_batchnorm
+
+    bundle = load_data(run.config["data"], space.resolution)
+    return calibrate_batchnorm(model, bundle), "random initialisation, BatchNorm re-estimated on training images"
+
+
+def plot_training(history: list[dict[str, Any]], path: Path, title: str) -> None:
+    """Loss and validation accuracy per epoch, as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3))
+    left.plot(epochs, [h["loss"] for h in history], marker="o", markersize=3)
+    left.set_xlabel("epoch")
+    left.set_ylabel("training loss")
+    right.plot(epochs, [h["val_accuracy"] for h in history], marker="o", markersize=3, color="tab:green")
+    right.set_xlabel("epoch")
+    right.set_ylabel("validation accuracy")
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def export_child(run: RunDir, arch_text: str, formats: list[tuple[str, str]], out_dir: Path,
+                 weights: Path | None = None, table: Path | None = None, budget_ms: float | None = None,
+                 target_url: str | None = None, token: str | None = None, protocol: Any = None,
+                 measure: bool = True, parity_limit: int | None = None) -> dict[str, Any]:
+    """Export to each (format, precision), check parity on the test split, measure, write the report."""
+    from hwnas.export import export_file, measure_file, parity, predicted_latency, write_report
+    from profilers import Protocol
+
+    space = run.space
+    arch = space.parse(arch_text)
+    model, weights_note = load_child(run, arch, weights)
+    bundle = load_data(run.config["data"], space.resolution)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = hashlib.sha1(str(arch).encode()).hexdigest()[:12]
+    protocol = protocol or Protocol()
+    exports = []
+    for fmt, precision in formats:
+        exported = export_file(model, space, fmt, precision, out_dir, stem, bundle)
+        item: dict[str, Any] = {"format": fmt, "precision": precision, "file": str(exported.path),
+                                "size_bytes": exported.path.stat().st_size,
+                                "parity": parity(model, exported, bundle, limit=parity_limit)}
+        item["accuracy_change"] = item["parity"]["accuracy_exported"] - item["parity"]["accuracy_torch"]
+        if measure:
+            item["latency"] = measure_file(exported.path, fmt, precision, target_url, token, protocol)
+            table_runtime = None
+            if table is not None:
+                from profilers.table import LatencyTable
+
+                table_runtime = LatencyTable.load(table).metadata.get("runtime")
+            if table_runtime == item["latency"]["runtime"]["runtime"] and precision == "fp32":
+                item["predicted_ms"] = predicted_latency(table, space, arch)
+                item["prediction_error_pct"] = 100 * (item["predicted_ms"] / item["latency"]["measured_ms"] - 1)
+            if budget_ms is not None:
+                item["within_budget"] = item["latency"]["measured_ms"] <= budget_ms
+        exports.append(item)
+    report = {"arch": str(arch), "space": space.name, "weights": weights_note, "budget_ms": budget_ms,
+              "exports": exports}
+    json_path, md_path = write_report(report, out_dir, stem)
+    report["report_files"] = [str(json_path), str(md_path)]
+    return report

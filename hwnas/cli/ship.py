@@ -1,0 +1,75 @@
+"""``hwnas train`` and ``hwnas export``: train the searched child, then ship it with parity and latency checked."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from hwnas.cli._output import emit, table
+from hwnas.run import open_run
+from hwnas.training import TrainConfig
+from profilers import Protocol
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add ``train`` and ``export`` to the CLI."""
+    train = commands.add_parser("train", help="train a searched child stand-alone on the run's data")
+    train.add_argument("--run", required=True, help="run name or path")
+    train.add_argument("--arch", required=True, help="architecture string")
+    train.add_argument("--epochs", type=int, default=30)
+    train.add_argument("--lr", type=float, default=3e-3)
+    train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--distill", action="store_true", help="knowledge distillation from the run's teacher")
+    train.add_argument("--init-supernet", action="store_true", help="start from the supernet's layer weights")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--json", action="store_true", help="machine-readable output")
+    train.set_defaults(handler=run_train)
+
+    export = commands.add_parser("export", help="export to ONNX / TFLite / TensorRT, check parity, measure")
+    export.add_argument("--run", required=True, help="run name or path")
+    export.add_argument("--arch", required=True, help="architecture string")
+    export.add_argument("--weights", type=Path, default=None,
+                        help="weights from 'hwnas train' (default: random init with BatchNorm re-estimated on data)")
+    export.add_argument("--format", action="append", required=True, choices=("onnx", "tflite", "tensorrt"),
+                        help="repeat for several formats")
+    export.add_argument("--precision", default="fp32", help="fp32 (default), fp16 (tensorrt) or int8 (tflite, tensorrt)")
+    export.add_argument("--out", type=Path, required=True, help="output folder")
+    export.add_argument("--table", type=Path, default=None, help="latency table of the same runtime (prediction)")
+    export.add_argument("--budget-ms", type=float, default=None, help="report whether the budget holds")
+    export.add_argument("--target", default=None, help="URL of an 'hwnas agent serve' to measure on")
+    export.add_argument("--token", default=os.environ.get("HWNAS_AGENT_TOKEN"), help="agent token")
+    export.add_argument("--no-measure", action="store_true", help="skip the latency measurement")
+    export.add_argument("--quick", action="store_true", help="short, noisier measurement protocol")
+    export.add_argument("--json", action="store_true", help="machine-readable output")
+    export.set_defaults(handler=run_export)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Train one child."""
+    from hwnas.child import train_child
+
+    run = open_run(args.run)
+    config = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                         distill_weight=0.5 if args.distill else 0.0, seed=args.seed)
+    result = train_child(run, args.arch, config, distill=args.distill, init_supernet=args.init_supernet)
+    emit(result, args.json, f"test accuracy {result['test_accuracy']:.4f}; weights {result['weights']}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """Export, check and measure."""
+    from hwnas.child import export_child
+
+    run = open_run(args.run)
+    report = export_child(run, args.arch, [(f, args.precision) for f in args.format], args.out, args.weights,
+                          args.table, args.budget_ms, args.target, args.token,
+                          Protocol.quick() if args.quick else Protocol(), measure=not args.no_measure)
+    rows = [[e["format"], e["precision"], f"{e['parity']['max_abs_diff']:.2e}",
+             f"{100 * e['parity']['top1_agreement']:.1f}%", f"{e['accuracy_change']:+.4f}",
+             f"{e['latency']['measured_ms']:.3f}" if e.get("latency") else "-",
+             f"{e['predicted_ms']:.3f}" if e.get("predicted_ms") is not None else "-"] for e in report["exports"]]
+    text = table(rows, ["format", "precision", "max abs diff", "top-1 agree", "acc change", "measured ms",
+                        "predicted ms"])
+    emit(report, args.json, f"{text}\nreport: {report['report_files'][1]}")
+    return 0

@@ -1,0 +1,100 @@
+"""``hwnas teacher train``, ``hwnas distill``, ``hwnas rate``: the accuracy half (DNA's block-wise supernets)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from hwnas.cli._output import emit, table
+from hwnas.distill import DistillConfig
+from hwnas.rating import DEFAULT_MAX_CANDIDATES
+from hwnas.run import create_or_open_run, open_run
+from hwnas.training import TrainConfig
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add ``teacher train``, ``distill`` and ``rate`` to the CLI."""
+    teacher = commands.add_parser("teacher", help="the run's teacher")
+    sub = teacher.add_subparsers(dest="teacher_command", metavar="SUBCOMMAND", required=True)
+    train = sub.add_parser("train", help="train (or register) the teacher and report its test accuracy")
+    train.add_argument("--run", required=True, help="run name (runs/NAME) or path; created if new")
+    train.add_argument("--space", default=None, help="search space (required when the run is new)")
+    train.add_argument("--data", default=None, help="'digits' (default) or an ImageNet-layout image folder")
+    train.add_argument("--arch", default=None, help="teacher = this member of the space (default: the largest)")
+    train.add_argument("--teacher", default=None, help="teacher = this timm model name instead")
+    train.add_argument("--pretrained", action="store_true", help="load the timm teacher's pretrained weights")
+    train.add_argument("--epochs", type=int, default=30, help="training epochs (0: register without training)")
+    train.add_argument("--lr", type=float, default=3e-3, help="AdamW learning rate")
+    train.add_argument("--json", action="store_true", help="machine-readable output")
+    train.set_defaults(handler=run_teacher_train)
+
+    distill = commands.add_parser("distill", help="train block supernets to mimic the teacher's stages")
+    distill.add_argument("--run", required=True, help="run name or path")
+    distill.add_argument("--block", type=int, default=None, help="train only this block (default: all, in turn)")
+    distill.add_argument("--epochs", type=int, default=20, help="epochs per block (default 20, DNA's)")
+    distill.add_argument("--lr", type=float, default=0.002, help="Adam learning rate (x0.9 per epoch)")
+    distill.add_argument("--batch-size", type=int, default=64)
+    distill.add_argument("--no-cache", action="store_true", help="run the teacher every step (no feature cache)")
+    distill.add_argument("--json", action="store_true", help="machine-readable output")
+    distill.set_defaults(handler=run_distill)
+
+    rate = commands.add_parser("rate", help="rate every candidate of every block")
+    rate.add_argument("--run", required=True, help="run name or path")
+    rate.add_argument("--block", type=int, default=None, help="rate only this block")
+    rate.add_argument("--max-candidates", type=int, default=DEFAULT_MAX_CANDIDATES,
+                      help="refuse blocks with more candidate evaluations than this")
+    rate.add_argument("--calibration-samples", type=int, default=256, help="training samples for BN re-estimation")
+    rate.add_argument("--json", action="store_true", help="machine-readable output")
+    rate.set_defaults(handler=run_rate)
+
+
+def run_teacher_train(args: argparse.Namespace) -> int:
+    """Train the teacher of a run."""
+    from hwnas.stages import train_teacher
+
+    run = create_or_open_run(args.run, args.space, args.data)
+    config = TrainConfig(epochs=max(args.epochs, 1), lr=args.lr)
+    if args.epochs == 0:
+        config = None
+    result = train_teacher(run, arch=args.arch, timm_name=args.teacher, pretrained=args.pretrained or args.epochs == 0,
+                           config=config)
+    accuracy = result.get("test_accuracy")
+    emit(result, args.json, f"teacher {result['teacher']['name']} for {run.path}: test accuracy "
+                            f"{'n/a (not trained here)' if accuracy is None else f'{accuracy:.4f}'}")
+    return 0
+
+
+def run_distill(args: argparse.Namespace) -> int:
+    """Distill the run's supernets (under torchrun: data parallel inside each block)."""
+    from hwnas.stages import distill
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.init_process_group("gloo")
+    try:
+        run = open_run(args.run)
+        config = DistillConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size)
+        results = distill(run, args.block, config, cache=not args.no_cache)
+    finally:
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+    rows = [[r["block"], len(r["history"]), f"{r['history'][-1]['loss']:.5f}"] for r in results]
+    emit(results, args.json, table(rows, ["block", "epochs", "final mse"]))
+    return 0
+
+
+def run_rate(args: argparse.Namespace) -> int:
+    """Rate every candidate."""
+    from hwnas.stages import rate
+
+    run = open_run(args.run)
+    summary = rate(run, args.block, args.max_candidates, args.calibration_samples)
+    missing = summary["missing_blocks"]
+    text = (f"ratings for {run.path}: every block rated -> {run.path / 'ratings.json'}" if not missing
+            else f"ratings for {run.path}: blocks {missing} still to rate")
+    emit(summary, args.json, text)
+    return 0

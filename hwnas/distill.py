@@ -1,0 +1,136 @@
+"""Block-wise distillation (DNA): each block's supernet learns to mimic the teacher's matching stage.
+
+The input of block ``i`` is the teacher's output of the previous stage, so blocks are independent: ``--block i``
+trains one alone (blocks run in parallel processes or on separate GPUs), and ``torchrun`` adds data parallelism
+inside a block (DDP; gloo on CPU). One uniformly sampled path per step (input width, depth, width and every op),
+MSE against the teacher's stage output, Adam with a x0.9 per-epoch decay. A checkpoint per epoch; a killed run
+resumes from the last one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from hwnas.features import TeacherFeatures
+from hwnas.run import RunDir
+from hwnas.supernet import BlockSupernet
+from hwnas.teacher import TeacherStages, check_teacher
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """The supernet recipe (DNA's published one by default, fewer epochs)."""
+
+    epochs: int = 20
+    lr: float = 0.002
+    lr_decay: float = 0.9
+    batch_size: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.lr <= 0 or not 0 < self.lr_decay <= 1 or self.batch_size < 1:
+            raise ValueError(f"bad distillation settings: epochs >= 1, lr > 0, 0 < lr_decay <= 1, batch >= 1; got {self}")
+
+
+def _rank_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def checkpoint_path(run: RunDir, block: int) -> Path:
+    """Where block ``block``'s supernet checkpoint lives."""
+    return run.file("supernet", f"block{block}.pt")
+
+
+def file_digest(path: Path) -> str:
+    """Short sha256 of a file (ratings record the checkpoints they were made from)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def build_supernet(run: RunDir, teacher: TeacherStages, block: int) -> BlockSupernet:
+    """Block ``block``'s supernet, shaped by the teacher's boundaries at the space's resolution."""
+    shapes = check_teacher(teacher, run.space)
+    return BlockSupernet(run.space, block, shapes[block], shapes[block + 1])
+
+
+def distill_block(
+    run: RunDir, block: int, teacher: TeacherStages, features: TeacherFeatures, config: DistillConfig,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Train (or resume) one block's supernet; returns its loss history and the time per epoch."""
+    rank, world = _rank_world()
+    torch.manual_seed(config.seed + block)
+    supernet = build_supernet(run, teacher, block).train()
+    optimizer = torch.optim.Adam(supernet.parameters(), lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
+    path = checkpoint_path(run, block)
+    state: dict[str, Any] = {"epoch": 0, "history": []}
+    if path.exists():
+        saved = torch.load(path, weights_only=False)
+        if saved["config"] != asdict(config):
+            raise ValueError(f"{path} was trained with other settings ({saved['config']}); use the same settings to "
+                             "resume, or delete it to start over")
+        supernet.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        state = {"epoch": saved["epoch"], "history": saved["history"]}
+    model = supernet
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(supernet, find_unused_parameters=True)
+    total = features.size("train")
+    for epoch in range(state["epoch"], config.epochs):
+        order = torch.randperm(total, generator=torch.Generator().manual_seed(config.seed * 1000 + epoch))
+        mine = order[rank::world]
+        steps = range(0, len(mine), config.batch_size)
+        bar = tqdm(steps, desc=f"block {block} epoch {epoch + 1}/{config.epochs}", leave=False,
+                   disable=not show_progress or rank != 0, file=sys.stderr)
+        losses, started = [], time.perf_counter()
+        for step, start in enumerate(bar):
+            inputs, targets = features.pair("train", block, mine[start:start + config.batch_size])
+            # the same path on every rank: the generator depends only on (seed, block, epoch, step)
+            state_choice, candidate = supernet.sample_path(random.Random(f"{config.seed}/{block}/{epoch}/{step}"))
+            loss = F.mse_loss(model(inputs, state_choice, candidate), targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        scheduler.step()
+        seconds = time.perf_counter() - started
+        state["history"].append({"epoch": epoch + 1, "loss": sum(losses) / max(len(losses), 1), "seconds": seconds})
+        state["epoch"] = epoch + 1
+        if rank == 0:
+            tmp = path.with_name(f".{path.name}.tmp")
+            torch.save({"config": asdict(config), "model": supernet.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), **state}, tmp)
+            tmp.replace(path)
+            if show_progress:
+                print(f"block {block} epoch {epoch + 1}/{config.epochs}: mse {state['history'][-1]['loss']:.5f} "
+                      f"({seconds:.1f} s)", file=sys.stderr)
+        if world > 1:
+            dist.barrier()
+    return {"block": block, "history": state["history"]}
+
+
+def load_supernet(run: RunDir, teacher: TeacherStages, block: int) -> tuple[BlockSupernet, dict[str, Any]]:
+    """A trained block supernet and its checkpoint record; FileNotFoundError says how to make it."""
+    path = checkpoint_path(run, block)
+    if not path.exists():
+        raise FileNotFoundError(f"block {block} has no supernet checkpoint ({path}); run 'hwnas distill --run "
+                                f"{run.path} --block {block}' first")
+    saved = torch.load(path, weights_only=False)
+    supernet = build_supernet(run, teacher, block)
+    supernet.load_state_dict(saved["model"])
+    return supernet.eval(), {"epochs": saved["epoch"], "config": saved["config"], "sha256": file_digest(path)}

@@ -1,0 +1,233 @@
+"""Ship to the edge: export a child to ONNX, TFLite (fp32 or int8) or a TensorRT engine, check parity, measure.
+
+ONNX: torch's exporter, ``onnx.checker`` (full check), outputs compared with PyTorch in ONNX Runtime on real test
+images. TFLite: litert-torch, run in the LiteRT interpreter and compared the same way; int8 by post-training static
+quantization (ai-edge-quantizer) calibrated on training images, with the accuracy change reported. TensorRT: an
+engine from the ONNX model (lazily imported; a clear error where it is missing). Then the exported file is measured
+on its runtime under the profilers' protocol and a deployment report is written (JSON and Markdown).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hwnas.data import DataBundle
+from profilers import MissingRuntimeError, Protocol, get_runtime
+from profilers._base import ModelRef
+from profilers._files import atomic_write_bytes, atomic_write_json
+from profilers.onnx_export import export_onnx
+from search_spaces import SearchSpace
+
+FORMATS = {"onnx": ("onnxruntime", ".onnx"), "tflite": ("litert", ".tflite"), "tensorrt": ("tensorrt", ".engine")}
+PRECISIONS = {"onnx": ("fp32",), "tflite": ("fp32", "int8"), "tensorrt": ("fp32", "fp16", "int8")}
+
+
+@dataclass
+class Exported:
+    """An exported file and a function running it on a batch-1 input (numpy in, logits out)."""
+
+    path: Path
+    run: Callable[[np.ndarray], np.ndarray]
+
+
+@torch.no_grad()
+def calibrate_batchnorm(model: nn.Module, bundle: DataBundle, batches: int = 8, batch_size: int = 64) -> nn.Module:
+    """Re-estimate BatchNorm statistics on training images (for exports without trained weights)."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None
+    model.train()
+    for index, (images, _) in enumerate(bundle.loader("train", batch_size, shuffle=True)):
+        if index >= batches:
+            break
+        model(images)
+    for norm in norms:
+        norm.momentum = 0.1
+    return model.eval()
+
+
+def _onnx(model: nn.Module, example: torch.Tensor, path: Path) -> Exported:
+    import onnx
+
+    atomic_write_bytes(path, export_onnx(model, example))
+    onnx.checker.check_model(str(path), full_check=True)
+    session = get_runtime("onnxruntime").session(path)
+    name = session.get_inputs()[0].name
+    return Exported(path, lambda x: session.run(None, {name: x})[0])
+
+
+def _tflite_interpreter_runner(data: bytes) -> Callable[[np.ndarray], np.ndarray]:
+    """Run a TFLite model on float inputs; int8 input/output tensors are (de)quantized with their own parameters."""
+    interpreter = get_runtime("litert").interpreter(data)
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    in_scale, in_zero = inp["quantization"]
+    out_scale, out_zero = out["quantization"]
+
+    def run(x: np.ndarray) -> np.ndarray:
+        if np.issubdtype(inp["dtype"], np.integer) and in_scale:
+            info = np.iinfo(inp["dtype"])
+            x = np.clip(np.round(x / in_scale + in_zero), info.min, info.max)
+        interpreter.set_tensor(inp["index"], x.astype(inp["dtype"]))
+        interpreter.invoke()
+        y = np.array(interpreter.get_tensor(out["index"]))
+        if np.issubdtype(out["dtype"], np.integer) and out_scale:
+            y = (y.astype(np.float32) - out_zero) * out_scale
+        return y
+
+    return run
+
+
+def _running_min_max(qsv: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """Calibration statistics as the running min/max over every sample (not a moving average of per-sample ranges,
+    which shrinks ranges when the model's batch is 1 and clips the logits)."""
+    if not qsv:
+        return new
+    return {"min": np.minimum(qsv["min"], new["min"]), "max": np.maximum(qsv["max"], new["max"])}
+
+
+def _int8_tflite(float_model: bytes, bundle: DataBundle, samples: int) -> bytes:
+    """Post-training static int8 (weights and activations) with ai-edge-quantizer, calibrated on training images."""
+    try:
+        from ai_edge_quantizer import calibrator, quantizer, recipe
+    except ImportError as error:
+        raise MissingRuntimeError("int8 TFLite needs ai-edge-quantizer (installed with litert-torch)") from error
+    interpreter = get_runtime("litert").interpreter(float_model)
+    signatures = interpreter.get_signature_list()
+    if len(signatures) != 1:
+        raise ValueError(f"expected one signature in the converted model, found {list(signatures)}")
+    (key, signature), = signatures.items()
+    (input_name,) = signature["inputs"]
+    images, _ = bundle.tensors("train")
+    if len(images) == 0:
+        raise ValueError("int8 quantization needs calibration images; the data set's train split is empty")
+    calibration = [{input_name: images[i:i + 1].numpy()} for i in range(min(samples, len(images)))]
+    engine = quantizer.Quantizer(float_model, recipe.static_wi8_ai8())
+    statistics = calibrator.Calibrator(float_model, num_threads=1, qsv_update_func=_running_min_max)
+    statistics.calibrate({key: calibration}, engine._recipe_manager)
+    result = engine.quantize(statistics.get_model_qsvs(), enable_progress_report=False)
+    return bytes(result.quantized_model)
+
+
+def _tflite(model: nn.Module, example: torch.Tensor, path: Path, precision: str, bundle: DataBundle | None,
+            calibration_samples: int) -> Exported:
+    from profilers.litert_runtime import convert_tflite
+
+    data = convert_tflite(model, example)
+    if precision == "int8":
+        if bundle is None:
+            raise ValueError("int8 export needs calibration data: give the run's data (post-training quantization "
+                             "calibrates on training images)")
+        data = _int8_tflite(data, bundle, calibration_samples)
+    atomic_write_bytes(path, data)
+    return Exported(path, _tflite_interpreter_runner(data))
+
+
+def _tensorrt(model: nn.Module, example: torch.Tensor, path: Path, precision: str, bundle: DataBundle | None,
+              calibration_samples: int) -> Exported:
+    from profilers.tensorrt_runtime import build_engine, engine_runner, import_tensorrt, int8_calibrator
+
+    import_tensorrt()
+    calibrator = None
+    if precision == "int8":
+        if bundle is None:
+            raise ValueError("an int8 TensorRT engine needs calibration data")
+        images, _ = bundle.tensors("train")
+        calibrator = int8_calibrator(images[:calibration_samples].numpy(), path.with_suffix(".calib"))
+    atomic_write_bytes(path, build_engine(export_onnx(model, example), precision, calibrator))
+    return Exported(path, engine_runner(path))
+
+
+def export_file(model: nn.Module, space: SearchSpace, fmt: str, precision: str, out_dir: Path, stem: str,
+                bundle: DataBundle | None, calibration_samples: int = 128) -> Exported:
+    """Write the model in ``fmt``/``precision`` and return a runner for parity checks."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    if precision not in PRECISIONS[fmt]:
+        raise ValueError(f"{fmt} export supports precision {', '.join(PRECISIONS[fmt])}, not {precision!r}")
+    path = Path(out_dir) / f"{stem}_{precision}{FORMATS[fmt][1]}"
+    example = space.example_input()
+    model = model.eval()
+    if fmt == "onnx":
+        return _onnx(model, example, path)
+    if fmt == "tflite":
+        return _tflite(model, example, path, precision, bundle, calibration_samples)
+    return _tensorrt(model, example, path, precision, bundle, calibration_samples)
+
+
+@torch.no_grad()
+def parity(model: nn.Module, exported: Exported, bundle: DataBundle, split: str = "test",
+           limit: int | None = None) -> dict[str, Any]:
+    """Max abs logit difference, top-1 agreement and both accuracies on real images of ``split``."""
+    images, labels = bundle.tensors(split)
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
+    reference = model.eval()(images).numpy()
+    exported_logits = np.concatenate([exported.run(images[i:i + 1].numpy()) for i in range(len(images))])
+    ours, theirs = reference.argmax(1), exported_logits.argmax(1)
+    return {
+        "samples": int(len(images)), "split": split,
+        "max_abs_diff": float(np.abs(reference - exported_logits).max()),
+        "top1_agreement": float((ours == theirs).mean()),
+        "accuracy_torch": float((ours == labels.numpy()).mean()),
+        "accuracy_exported": float((theirs == labels.numpy()).mean()),
+    }
+
+
+def measure_file(path: Path, fmt: str, precision: str, target_url: str | None, token: str | None,
+                 protocol: Protocol) -> dict[str, Any]:
+    """Latency of the exported file on its runtime (locally or through the device agent)."""
+    from profilers.profile import make_target
+
+    runtime_precision = "fp32" if fmt == "tflite" else precision
+    runtime = get_runtime(FORMATS[fmt][0], 1, runtime_precision)
+    target = make_target(runtime, target_url, token)
+    if target_url is None:
+        stats = target.measure_files({"model": ModelRef(Path(path), "main")}, protocol, None, "")["model"]
+    else:
+        stats = target.measure_bytes({"model": Path(path).read_bytes()}, protocol)["model"]
+    return {"runtime": runtime.metadata(), "device": target.device(), "statistic": protocol.statistic,
+            "latency_ms": stats.to_dict(), "measured_ms": stats.get(protocol.statistic)}
+
+
+def write_report(report: dict[str, Any], out_dir: Path, stem: str) -> tuple[Path, Path]:
+    """The deployment report as JSON and Markdown."""
+    json_path, md_path = Path(out_dir) / f"{stem}_report.json", Path(out_dir) / f"{stem}_report.md"
+    atomic_write_json(json_path, report)
+    lines = [f"# Deployment report: {report['arch']}", "",
+             "| format | precision | file | size (KiB) | max abs diff | top-1 agreement | accuracy (torch -> exported) "
+             "| predicted ms | measured ms | budget |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for item in report["exports"]:
+        p, m = item["parity"], item.get("latency") or {}
+        budget = "" if item.get("within_budget") is None else ("met" if item["within_budget"] else "NOT met")
+        predicted = "" if item.get("predicted_ms") is None else f"{item['predicted_ms']:.3f}"
+        measured = "" if not m else f"{m['measured_ms']:.3f}"
+        size = f"{item['size_bytes'] / 1024:.0f}"
+        lines.append(f"| {item['format']} | {item['precision']} | {Path(item['file']).name} | {size} "
+                     f"| {p['max_abs_diff']:.2e} | {100 * p['top1_agreement']:.1f}% | {p['accuracy_torch']:.4f} -> "
+                     f"{p['accuracy_exported']:.4f} | {predicted} | {measured} | {budget} |")
+    if report["exports"] and report["exports"][0].get("latency"):
+        meta = report["exports"][0]["latency"]
+        lines += ["", f"Measured on {meta['device'].get('device_name')} ({meta['device'].get('cpu_model')}), "
+                      f"1 thread, batch 1, statistic {meta['statistic']}."]
+    lines += ["", f"Weights: {report['weights']}.", ""]
+    atomic_write_bytes(md_path, "\n".join(lines).encode())
+    return json_path, md_path
+
+
+def predicted_latency(table_path: Path | None, space: SearchSpace, arch: Hashable) -> float | None:
+    """Prediction from a table of the same runtime, when one is given."""
+    if table_path is None:
+        return None
+    from profilers.predictor import LatencyPredictor
+    from profilers.table import LatencyTable
+
+    return LatencyPredictor(LatencyTable.load(table_path, space), space).predict(arch)
+

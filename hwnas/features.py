@@ -1,0 +1,99 @@
+"""Teacher features at every block boundary, computed on the fly or read from a memory-mapped disk cache.
+
+The cache holds, per split, one ``.npy`` file per boundary (stem output, then each stage's output) in the split's
+fixed order, written once (atomically, marked complete by ``done.json``); later epochs index into it and never run
+the teacher. It is exact when the training data are not augmented (the embedded default).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from hwnas.data import DataBundle
+from hwnas.teacher import TeacherStages
+
+
+class TeacherFeatures:
+    """Boundary ``k`` features (k = 0 stem output, k = i + 1 output of stage i) for sample indices of a split."""
+
+    def __init__(self, teacher: TeacherStages, bundle: DataBundle, cache_dir: Path | None = None,
+                 batch_size: int = 128, show_progress: bool = True) -> None:
+        self.teacher = teacher.eval()
+        self.bundle = bundle
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.batch_size = batch_size
+        self.show_progress = show_progress
+        self._maps: dict[str, list[np.ndarray]] = {}
+
+    def size(self, split: str) -> int:
+        """Number of samples in a split."""
+        return len(self.bundle.datasets[split])
+
+    def labels(self, split: str, indices: torch.Tensor) -> torch.Tensor:
+        """Class labels of the given samples."""
+        dataset = self.bundle.datasets[split]
+        return torch.as_tensor([int(dataset[int(i)][1]) for i in indices])
+
+    def images(self, split: str, indices: torch.Tensor) -> torch.Tensor:
+        """The input images of the given samples."""
+        dataset = self.bundle.datasets[split]
+        return torch.stack([dataset[int(i)][0] for i in indices])
+
+    @torch.no_grad()
+    def get(self, split: str, boundary: int, indices: torch.Tensor) -> torch.Tensor:
+        """Features at ``boundary`` for ``indices`` of ``split``."""
+        if self.cache_dir is not None:
+            maps = self._cached(split)
+            order = np.asarray(indices)
+            return torch.from_numpy(np.ascontiguousarray(maps[boundary][order]))
+        h = self.teacher.stem(self.images(split, indices))
+        for stage in list(self.teacher.stages)[:boundary]:
+            h = stage(h)
+        return h
+
+    def pair(self, split: str, block: int, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input, target) of block ``block``: the teacher's features before and after its stage."""
+        if self.cache_dir is not None:
+            return self.get(split, block, indices), self.get(split, block + 1, indices)
+        with torch.no_grad():
+            h = self.teacher.stem(self.images(split, indices))
+            for stage in list(self.teacher.stages)[:block]:
+                h = stage(h)
+            return h, self.teacher.stages[block](h)
+
+    def _cached(self, split: str) -> list[np.ndarray]:
+        if split not in self._maps:
+            folder = self.cache_dir / split
+            if not (folder / "done.json").exists():
+                self._build(split, folder)
+            count = json.loads((folder / "done.json").read_text())["boundaries"]
+            self._maps[split] = [np.load(folder / f"boundary_{k}.npy", mmap_mode="r") for k in range(count)]
+        return self._maps[split]
+
+    @torch.no_grad()
+    def _build(self, split: str, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        total = self.size(split)
+        maps: list[np.ndarray] = []
+        bar = tqdm(total=total, desc=f"teacher cache ({split})", unit="img", disable=not self.show_progress,
+                   file=sys.stderr)
+        for start in range(0, total, self.batch_size):
+            indices = torch.arange(start, min(start + self.batch_size, total))
+            features = self.teacher.features(self.images(split, indices))
+            if not maps:
+                maps = [np.lib.format.open_memmap(folder / f".boundary_{k}.npy.tmp", mode="w+", dtype=np.float32,
+                                                  shape=(total, *f.shape[1:])) for k, f in enumerate(features)]
+            for target, feature in zip(maps, features):
+                target[start:start + len(indices)] = feature.numpy()
+            bar.update(len(indices))
+        bar.close()
+        for k, target in enumerate(maps):
+            target.flush()
+            (folder / f".boundary_{k}.npy.tmp").replace(folder / f"boundary_{k}.npy")
+        (folder / "done.json").write_text(json.dumps({"boundaries": len(maps), "samples": total}))

@@ -1,0 +1,131 @@
+"""Rating every candidate of every block (DNA), along a prefix tree.
+
+For each candidate: re-estimate BatchNorm statistics on training batches, run held-out data, and score the block's
+output against the teacher's with DNA's scale-free ``mean|Y_hat - Y| / std(Y)`` (``l1_rel``, the search score) and
+``mean((Y_hat - Y)^2) / var(Y)`` (``mse_rel``). Candidates sharing their first layers share those layers' modules
+(see ``hwnas.supernet``), hence their outputs and BN statistics: a depth-first walk of the prefix tree evaluates each
+distinct prefix once. Each candidate's score is averaged over the widths the block can receive.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from hwnas.supernet import BlockSupernet, layer_key
+
+DEFAULT_MAX_CANDIDATES = 200_000
+
+
+@dataclass
+class _Node:
+    """A prefix: the layer modules so far; candidates ending here; children by next layer key."""
+
+    candidates: list[Any] = field(default_factory=list)
+    children: dict[str, _Node] = field(default_factory=dict)
+
+
+@dataclass
+class RatingStats:
+    """Work done: layer evaluations (one per prefix-tree node) and candidates scored."""
+
+    layer_evaluations: int = 0
+    candidates: int = 0
+
+
+def prefix_tree(supernet: BlockSupernet, state: Hashable) -> _Node:
+    """The candidates of the block as a tree keyed by layer modules."""
+    root = _Node()
+    for candidate in supernet.candidates:
+        node = root
+        for position, unit in enumerate(supernet.units(candidate, state)):
+            node = node.children.setdefault(layer_key(position, unit), _Node())
+        node.candidates.append(candidate)
+    return root
+
+
+@torch.no_grad()
+def _recalibrate_and_run(module: nn.Module, calibration: torch.Tensor, held_out: torch.Tensor,
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reset the module's BN statistics, re-estimate them on ``calibration`` (one pass, cumulative average, the
+    outputs of that pass feed the next layer's re-estimation), then run ``held_out`` in eval mode."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None
+    module.train()
+    calibrated = module(calibration)
+    module.eval()
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+    return calibrated, module(held_out)
+
+
+def _scores(prediction: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    error = prediction - target
+    return {"l1_rel": float(error.abs().mean() / target.std()), "mse_rel": float(error.pow(2).mean() / target.var())}
+
+
+@torch.no_grad()
+def rate_block(
+    supernet: BlockSupernet, calibration_input: torch.Tensor, held_out_input: torch.Tensor, held_out_target: torch.Tensor,
+    max_candidates: int = DEFAULT_MAX_CANDIDATES, show_progress: bool = True, share_prefixes: bool = True,
+) -> tuple[dict[str, dict[str, float]], RatingStats]:
+    """Scores of every candidate (averaged over input states) and the work it took.
+
+    ``share_prefixes=False`` evaluates each candidate from scratch (the baseline the benchmark compares with).
+    """
+    total = len(supernet.candidates) * len(supernet.states)
+    if total > max_candidates:
+        raise ValueError(f"block {supernet.block} has {total} candidate evaluations (candidates x input widths), more "
+                         f"than --max-candidates {max_candidates}; raise it, or restrict the space (fewer depths or "
+                         "ops per stage)")
+    supernet.eval()
+    stats = RatingStats()
+    per_state: dict[str, list[dict[str, float]]] = {}
+    bar = tqdm(total=total, desc=f"rate block {supernet.block}", unit="cand", disable=not show_progress,
+               file=sys.stderr)
+    for state in supernet.states:
+        adapter = supernet.adapters_in[supernet._state_key(state)]
+        calibration, held_out = adapter(calibration_input), adapter(held_out_input)
+        if share_prefixes:
+            _walk(supernet, prefix_tree(supernet, state), calibration, held_out, held_out_target, per_state, stats, bar)
+        else:
+            for candidate in supernet.candidates:
+                tree = _Node()
+                node = tree
+                for position, unit in enumerate(supernet.units(candidate, state)):
+                    node = node.children.setdefault(layer_key(position, unit), _Node())
+                node.candidates.append(candidate)
+                _walk(supernet, tree, calibration, held_out, held_out_target, per_state, stats, bar)
+    bar.close()
+    ratings = {name: {metric: sum(s[metric] for s in scores) / len(scores) for metric in scores[0]}
+               for name, scores in per_state.items()}
+    return ratings, stats
+
+
+def _walk(supernet: BlockSupernet, node: _Node, calibration: torch.Tensor, held_out: torch.Tensor,
+          target: torch.Tensor, per_state: dict[str, list[dict[str, float]]], stats: RatingStats, bar: tqdm) -> None:
+    for candidate in node.candidates:
+        output_state = supernet.space.block_output_state(supernet.block, candidate)
+        adapter = supernet.adapters_out[supernet._state_key(output_state)]
+        per_state.setdefault(str(candidate), []).append(_scores(adapter(held_out), target))
+        stats.candidates += 1
+        bar.update()
+    for key, child in node.children.items():
+        child_calibration, child_held_out = _recalibrate_and_run(supernet.layers[key], calibration, held_out)
+        stats.layer_evaluations += 1
+        _walk(supernet, child, child_calibration, child_held_out, target, per_state, stats, bar)
+
+
+def rating_summary(ratings: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """Best, worst and spread of a block's l1_rel scores."""
+    values = sorted(v["l1_rel"] for v in ratings.values())
+    return {"candidates": len(values), "best": values[0], "median": values[len(values) // 2], "worst": values[-1]}

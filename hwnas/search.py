@@ -1,0 +1,193 @@
+"""Search under a budget: the exact combiner over the latency table, then Optuna with real measurements.
+
+1. The combiner gives the exact optimum of the summed block ratings under the predicted budget, and the whole front.
+2. Optuna refines near the budget: the study is seeded with the combiner's best points under the budget (enqueued),
+   each block's choice is a categorical over a neighbourhood (the candidates on that block's Pareto fronts plus the
+   seeds'), the objective is the rating and the constraint is the latency *measured* on the target. The study lives
+   in SQLite in the run directory (resumable) or any RDB URL (``--storage``) that several workers share. A trial
+   whose measurement fails is recorded as failed with its error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import tempfile
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hwnas.combiner import Combiner, FrontPoint
+from profilers import Protocol, Runtime
+from profilers.predictor import LatencyPredictor
+from search_spaces import LatencyUnit, SearchSpace, count_macs
+
+OBJECTIVES = ("latency", "macs", "params")
+
+
+@dataclass
+class CostModel:
+    """An additive cost over latency units and how a budget in user units maps to it."""
+
+    name: str
+    unit: str
+    unit_cost: Callable[[LatencyUnit], float]
+    base: float
+    to_cost: Callable[[float], float]
+    to_user: Callable[[float], float]
+
+
+def latency_cost(predictor: LatencyPredictor) -> CostModel:
+    """Raw predicted latency; budgets go through the inverse of the (increasing, linear) calibration."""
+    calibration = predictor.table.calibration or {"intercept": 0.0, "slope": 1.0}
+    a, b = float(calibration["intercept"]), float(calibration["slope"])
+    return CostModel("latency", "ms", lambda u: predictor.unit_cost(u.key), predictor.overhead,
+                     lambda budget: (budget - a) / b, predictor.calibrate_value)
+
+
+def counted_cost(space: SearchSpace, what: str) -> CostModel:
+    """MACs or parameters (in millions), counted on each unit's module, as DNA searched by FLOPs/params."""
+    if what not in ("macs", "params"):
+        raise ValueError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {what!r}")
+
+    def cost(unit: LatencyUnit) -> float:
+        module = space.build_unit(unit)
+        if what == "params":
+            return sum(p.numel() for p in module.parameters()) / 1e6
+        return count_macs(module, space.unit_input(unit)) / 1e6
+
+    return CostModel(what, f"M{what}", cost, 0.0, lambda budget: budget, lambda value: value)
+
+
+def neighbourhood(combiner: Combiner, seeds: Sequence[FrontPoint]) -> list[list[str]]:
+    """Per block: candidates on any of the block's per-state Pareto fronts, plus the seeds' choices."""
+    space = combiner.space
+    choices: list[dict[str, None]] = [dict() for _ in range(space.num_blocks)]
+    for seed in seeds:
+        for block, candidate in enumerate(space.blocks_of(seed.arch)):
+            choices[block][str(candidate)] = None
+    for block, table in enumerate(combiner.blocks):
+        for per_output in table["per_state"].values():
+            for indices, _, _ in per_output.values():
+                for index in indices:
+                    choices[block][str(table["candidates"][int(index)])] = None
+    return [list(c) for c in choices]
+
+
+def study_name(space: SearchSpace, table_path: Path, budget_ms: float, multi_objective: bool) -> str:
+    """A study per (space, table, budget, mode), so reruns resume and workers meet."""
+    digest = hashlib.sha1(Path(table_path).read_bytes()).hexdigest()[:10]
+    return f"{space.name}-{digest}-{budget_ms:g}ms-{'nsga2' if multi_objective else 'tpe'}"
+
+
+def refine(
+    space: SearchSpace,
+    combiner: Combiner,
+    ratings: Sequence[dict[str, float]],
+    budget_ms: float,
+    raw_budget: float,
+    measure: Callable[[Hashable], float],
+    storage: str,
+    name: str,
+    trials: int,
+    seeds: int = 5,
+    multi_objective: bool = False,
+    seed: int = 0,
+    show_progress: bool = True,
+) -> Any:
+    """Run (or resume) the Optuna study up to ``trials`` finished trials; returns the study."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    starts = combiner.near(raw_budget, seeds)
+    choices = neighbourhood(combiner, starts)
+
+    def constraint(trial: optuna.trial.FrozenTrial) -> Sequence[float]:
+        return trial.user_attrs.get("constraint", (float("inf"),))
+
+    if multi_objective:
+        sampler: optuna.samplers.BaseSampler = optuna.samplers.NSGAIISampler(seed=seed, constraints_func=constraint)
+        directions = ["minimize", "minimize"]
+    else:
+        sampler = optuna.samplers.TPESampler(seed=seed, constraints_func=constraint)
+        directions = ["minimize"]
+    study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, directions=directions,
+                                load_if_exists=True)
+    if not study.trials:
+        for point in starts:
+            study.enqueue_trial({f"block{b}": str(c) for b, c in enumerate(space.blocks_of(point.arch))})
+
+    def objective(trial: optuna.trial.Trial) -> float | tuple[float, float]:
+        picked = [trial.suggest_categorical(f"block{b}", choices[b]) for b in range(space.num_blocks)]
+        arch = space.parse("|".join(picked))
+        rating = sum(ratings[b][p] for b, p in enumerate(picked))
+        trial.set_user_attr("arch", str(arch))
+        trial.set_user_attr("rating", rating)
+        try:
+            measured = measure(arch)
+        except Exception as error:
+            trial.set_user_attr("error", f"{type(error).__name__}: {error}")
+            raise
+        trial.set_user_attr("measured_ms", measured)
+        trial.set_user_attr("constraint", (measured - budget_ms,))
+        if show_progress:
+            print(f"trial {trial.number}: rating {rating:.4f}, measured {measured:.3f} ms "
+                  f"({'ok' if measured <= budget_ms else 'over budget'})", file=sys.stderr)
+        return (rating, measured) if multi_objective else rating
+
+    finished = [t for t in study.trials if t.state.is_finished()]
+    remaining = max(0, trials - len(finished))
+    if remaining:
+        study.optimize(objective, n_trials=remaining, catch=(Exception,))
+    return study
+
+
+def best_feasible(study: Any, budget_ms: float) -> dict[str, Any] | None:
+    """The best-rated completed trial whose measured latency is within budget."""
+    import optuna
+
+    feasible = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE
+                and t.user_attrs.get("measured_ms", float("inf")) <= budget_ms]
+    if not feasible:
+        return None
+    trial = min(feasible, key=lambda t: t.user_attrs["rating"])
+    return {"trial": trial.number, "arch": trial.user_attrs["arch"], "rating": trial.user_attrs["rating"],
+            "measured_ms": trial.user_attrs["measured_ms"]}
+
+
+def measurer(space: SearchSpace, runtime: Runtime, target: Any, protocol: Protocol) -> Callable[[Hashable], float]:
+    """Measure one architecture end to end (the protocol's statistic, ms)."""
+
+    def measure(arch: Hashable) -> float:
+        with tempfile.TemporaryDirectory() as tmp:
+            stats = target.measure_modules({str(arch): (space.build(arch), space.example_input())}, protocol, Path(tmp))
+        return stats[str(arch)].get(protocol.statistic)
+
+    return measure
+
+
+def plot_front(front: Sequence[dict[str, Any]], budget: float, chosen: dict[str, Any], unit: str, path: Path,
+               title: str) -> None:
+    """The Pareto front (cost vs rating) with the budget line and the chosen point, as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axis = plt.subplots(figsize=(6, 4))
+    axis.step([p["cost"] for p in front], [p["rating"] for p in front], where="post", color="tab:blue",
+              label="exact front (predicted)")
+    axis.axvline(budget, color="tab:red", linestyle="--", label=f"budget {budget:g} {unit}")
+    axis.scatter([chosen["cost"]], [chosen["rating"]], color="tab:red", zorder=3, label="chosen")
+    if chosen.get("measured_ms") is not None:
+        axis.scatter([chosen["measured_ms"]], [chosen["rating"]], marker="x", color="black", zorder=3,
+                     label="chosen, measured")
+    axis.set_xlabel(f"{unit}")
+    axis.set_ylabel("summed block rating (lower is better)")
+    axis.set_title(title, fontsize=9)
+    axis.legend(fontsize=8)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

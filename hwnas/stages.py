@@ -1,0 +1,239 @@
+"""The long stages of a run, each resumable from the run directory: teacher, distillation, rating."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hwnas.data import load_data
+from hwnas.distill import DistillConfig, distill_block, load_supernet
+from hwnas.features import TeacherFeatures
+from hwnas.rating import DEFAULT_MAX_CANDIDATES, rate_block, rating_summary
+from hwnas.run import RunDir
+from hwnas.teacher import (
+    TeacherStages,
+    check_teacher,
+    largest_arch,
+    load_teacher,
+    save_teacher,
+    space_teacher,
+    timm_teacher,
+)
+from hwnas.training import TrainConfig, train_classifier
+from profilers._files import atomic_write_json, read_json
+
+
+def teacher_path(run: RunDir) -> Path:
+    """The run's teacher checkpoint."""
+    return run.file("teacher.pt")
+
+
+def train_teacher(
+    run: RunDir, arch: str | None = None, timm_name: str | None = None, pretrained: bool = False,
+    config: TrainConfig | None = None, show_progress: bool = True,
+) -> dict[str, Any]:
+    """Train (or resume, or register) the run's teacher and report its test accuracy."""
+    space = run.space
+    if timm_name is not None:
+        teacher = timm_teacher(timm_name, space, pretrained=pretrained)
+    else:
+        teacher = space_teacher(space, space.parse(arch) if arch else largest_arch(space))
+    check_teacher(teacher, space)
+    bundle = load_data(run.config["data"], space.resolution)
+    config = config or TrainConfig()
+    result: dict[str, Any] = {"teacher": teacher.description, "data": bundle.name}
+    if config.epochs > 0 and not pretrained:
+        trained = train_classifier(teacher, bundle, config, run.file("teacher_training.pt"),
+                                   show_progress=show_progress, label="teacher")
+        result.update(trained)
+    save_teacher(teacher, teacher_path(run), {"result": result})
+    run.update(teacher=teacher.description)
+    return result
+
+
+def open_teacher(run: RunDir) -> TeacherStages:
+    """The run's teacher (FileNotFoundError says how to make one)."""
+    return load_teacher(teacher_path(run), run.space)
+
+
+def _features(run: RunDir, teacher: TeacherStages, cache: bool, show_progress: bool) -> TeacherFeatures:
+    bundle = load_data(run.config["data"], run.space.resolution)
+    return TeacherFeatures(teacher, bundle, run.path / "cache" if cache else None, show_progress=show_progress)
+
+
+def _blocks(run: RunDir, block: int | None) -> list[int]:
+    count = run.space.num_blocks
+    if block is None:
+        return list(range(count))
+    if not 0 <= block < count:
+        raise ValueError(f"--block must be in 0..{count - 1} for {run.space.name}, got {block}")
+    return [block]
+
+
+def distill(run: RunDir, block: int | None = None, config: DistillConfig | None = None, cache: bool = True,
+            show_progress: bool = True) -> list[dict[str, Any]]:
+    """Train every block's supernet (or one), resuming from checkpoints."""
+    teacher = open_teacher(run)
+    features = _features(run, teacher, cache, show_progress)
+    config = config or DistillConfig()
+    run.update(distill=dict(vars(config)) | {"cache": cache})
+    return [distill_block(run, b, teacher, features, config, show_progress) for b in _blocks(run, block)]
+
+
+def ratings_path(run: RunDir) -> Path:
+    """The run's assembled ratings file."""
+    return run.file("ratings.json")
+
+
+def rate(run: RunDir, block: int | None = None, max_candidates: int = DEFAULT_MAX_CANDIDATES,
+         calibration_samples: int = 256, show_progress: bool = True) -> dict[str, Any]:
+    """Rate every candidate of every block (or one); assemble ratings.json once every block is rated."""
+    teacher = open_teacher(run)
+    features = _features(run, teacher, run.config.get("distill", {}).get("cache", True), show_progress)
+    held_out = torch.arange(features.size("val"))
+    calibration = torch.arange(min(calibration_samples, features.size("train")))
+    for b in _blocks(run, block):
+        path = run.file("ratings", f"block{b}.json")
+        if path.exists():
+            continue
+        supernet, record = load_supernet(run, teacher, b)
+        inputs, targets = features.pair("val", b, held_out)
+        calibration_inputs = features.get("train", b, calibration)
+        ratings, stats = rate_block(supernet, calibration_inputs, inputs, targets, max_candidates, show_progress)
+        atomic_write_json(path, {"block": b, "supernet": record, "layer_evaluations": stats.layer_evaluations,
+                                 "candidates_scored": stats.candidates, "ratings": ratings})
+        if show_progress:
+            summary = rating_summary(ratings)
+            print(f"block {b}: rated {summary['candidates']} candidates (l1_rel best {summary['best']:.3f}, median "
+                  f"{summary['median']:.3f}, worst {summary['worst']:.3f}) with {stats.layer_evaluations} layer "
+                  "evaluations", file=sys.stderr)
+    return assemble_ratings(run)
+
+
+def assemble_ratings(run: RunDir) -> dict[str, Any]:
+    """ratings.json from the per-block files, with what produced them; incomplete runs say which blocks are missing."""
+    space = run.space
+    blocks, missing = [], []
+    for b in range(space.num_blocks):
+        path = run.path / "ratings" / f"block{b}.json"
+        if path.exists():
+            blocks.append(read_json(path, "block ratings"))
+        else:
+            missing.append(b)
+    summary = {"space": space.name, "space_hash": space.definition_hash(), "teacher": run.config.get("teacher"),
+               "data": run.config.get("data"), "distill": run.config.get("distill"), "missing_blocks": missing}
+    if not missing:
+        atomic_write_json(ratings_path(run), {
+            **summary, "score": "l1_rel",
+            "blocks": [{"supernet": b["supernet"], "layer_evaluations": b["layer_evaluations"],
+                        "ratings": b["ratings"]} for b in blocks],
+        })
+    return summary
+
+
+def load_ratings(run: RunDir, score: str = "l1_rel") -> list[dict[str, float]]:
+    """Per block: candidate string -> score; FileNotFoundError says how to make them."""
+    path = ratings_path(run)
+    if not path.exists():
+        raise FileNotFoundError(f"run {run.path} has no ratings.json; run 'hwnas rate --run {run.path}'")
+    data = read_json(path, "ratings file")
+    if data.get("space_hash") != run.space.definition_hash():
+        raise ValueError(f"{path} rates another definition of {run.space.name}; re-run 'hwnas rate'")
+    return [{name: float(s[score]) for name, s in block["ratings"].items()} for block in data["blocks"]]
+
+
+def search(
+    run: RunDir,
+    table_path: Path | None,
+    budget: float,
+    refine_trials: int = 20,
+    target_url: str | None = None,
+    token: str | None = None,
+    objective: str = "latency",
+    storage: str | None = None,
+    multi_objective: bool = False,
+    protocol: Any = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Exact combiner under the budget, then (latency objective) Optuna refinement with real measurements."""
+    from hwnas.combiner import Combiner
+    from hwnas.search import best_feasible, counted_cost, latency_cost, measurer, plot_front, refine, study_name
+    from profilers import Protocol, get_runtime
+    from profilers.predictor import LatencyPredictor
+    from profilers.profile import make_target
+    from profilers.table import LatencyTable
+
+    space = run.space
+    ratings = load_ratings(run)
+    predictor = runtime = target = None
+    if objective == "latency":
+        if table_path is None:
+            raise ValueError("a latency search needs --table (made by 'hwnas profile')")
+        latency_table = LatencyTable.load(table_path, space)
+        predictor = LatencyPredictor(latency_table, space)
+        cost = latency_cost(predictor)
+        meta = latency_table.metadata
+        runtime = get_runtime(str(meta["runtime"]), int(meta["threads"]), str(meta["precision"]))
+        target = make_target(runtime, target_url, token)
+    else:
+        cost = counted_cost(space, objective)
+    combiner = Combiner(space, ratings, cost.unit_cost, cost.base)
+    raw_budget = cost.to_cost(budget)
+    try:
+        best = combiner.best_under(raw_budget)
+    except ValueError:
+        raise ValueError(f"budget {budget:g} {cost.unit} is below the cheapest architecture of {space.name}: "
+                         f"{cost.to_user(combiner.min_cost):.4g} {cost.unit} predicted; raise --budget") from None
+    front = [{"arch": str(p.arch), "cost": cost.to_user(p.cost), "raw_cost": p.cost, "rating": p.rating}
+             for p in combiner.front]
+    chosen: dict[str, Any] = {"arch": str(best.arch), "rating": best.rating, "cost": cost.to_user(best.cost),
+                              "source": "combiner"}
+    refinement = None
+    if objective == "latency":
+        protocol = protocol or Protocol()
+        measure = measurer(space, runtime, target, protocol)
+        if refine_trials > 0:
+            storage = storage or f"sqlite:///{run.file('search.db').resolve()}"
+            name = study_name(space, Path(table_path), budget, multi_objective)
+            study = refine(space, combiner, ratings, budget, raw_budget, measure, storage, name, refine_trials,
+                           multi_objective=multi_objective, show_progress=show_progress)
+            refined = best_feasible(study, budget)
+            states = [t.state.name for t in study.trials]
+            refinement = {"study": name, "storage": storage, "trials": len(states),
+                          "complete": states.count("COMPLETE"), "failed": states.count("FAIL"), "best": refined,
+                          "errors": [t.user_attrs["error"] for t in study.trials if "error" in t.user_attrs]}
+            if refined is not None and refined["rating"] <= chosen["rating"] + 1e-12:
+                chosen = {"arch": refined["arch"], "rating": refined["rating"], "source": f"optuna trial {refined['trial']}"}
+                chosen["cost"] = predictor.predict(space.parse(chosen["arch"]))
+        arch = space.parse(chosen["arch"])
+        stats = target.measure_modules({str(arch): (space.build(arch), space.example_input())}, protocol,
+                                       Path(tempfile_dir(run)))[str(arch)]
+        chosen.update(measured_ms=stats.get(protocol.statistic), measured=stats.to_dict(),
+                      predicted_ms=predictor.predict(arch), within_budget=stats.get(protocol.statistic) <= budget)
+    arch = space.parse(chosen["arch"])
+    info = space.info(arch)
+    result = {
+        "space": space.name, "objective": objective, "budget": budget, "unit": cost.unit, "chosen": chosen,
+        "timm_arch_def": space.to_timm_arch_def(arch) if hasattr(space, "to_timm_arch_def") else None,
+        "params": info["params"], "macs": info["macs"], "table": str(table_path) if table_path else None,
+        "table_metadata": predictor.table.metadata if predictor else None,
+        "ratings": str(ratings_path(run)), "refinement": refinement, "front_size": len(front),
+    }
+    folder = run.path / "search" / f"{objective}-{budget:g}"
+    atomic_write_json(folder / "result.json", result)
+    atomic_write_json(folder / "front.json", front)
+    plot_front(front, budget, chosen, cost.unit, folder / "front.png",
+               f"{space.name}: exact front under the {objective} table, budget {budget:g} {cost.unit}")
+    result["files"] = {"result": str(folder / "result.json"), "front": str(folder / "front.json"),
+                       "plot": str(folder / "front.png")}
+    return result
+
+
+def tempfile_dir(run: RunDir) -> Path:
+    """A scratch folder inside the run (for exported models being measured)."""
+    folder = run.path / "tmp"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -1,0 +1,108 @@
+"""Block supernets: every candidate of one block, weights shared along prefixes.
+
+Layer ``j`` of a candidate is the module keyed by ``(j, latency unit of that layer)``, built by the space's own
+``build_unit`` (so it is the very timm module the child network uses). Two candidates that agree on their first
+``j`` layers therefore share those layers' weights, their outputs and their BatchNorm statistics: a depth choice is
+a prefix, and rating can walk a prefix tree. Adapters map the teacher's features to the student's input width and
+the student's output back to the teacher's width (1x1 convolutions for feature maps, linear maps for tokens).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Hashable
+from functools import cache
+from typing import Any
+
+import torch
+from torch import nn
+
+from search_spaces import LatencyUnit, SearchSpace
+
+
+def make_adapter(source: tuple[int, ...], target: tuple[int, ...]) -> nn.Module:
+    """Identity when shapes agree, else a 1x1 convolution (C, H, W) or a linear map (tokens, dim)."""
+    if tuple(source) == tuple(target):
+        return nn.Identity()
+    if len(source) == 3 and source[1:] == target[1:]:
+        return nn.Conv2d(source[0], target[0], kernel_size=1)
+    if len(source) == 2 and source[0] == target[0]:
+        return nn.Linear(source[1], target[1])
+    raise ValueError(f"cannot adapt features of shape {tuple(source)} to {tuple(target)}: spatial sizes (or token "
+                     "counts) differ; the teacher's stages do not line up with the space's blocks")
+
+
+def layer_key(position: int, unit: LatencyUnit) -> str:
+    """ModuleDict key of layer ``position`` built as ``unit``."""
+    return f"l{position}_{hashlib.sha1(unit.key.encode()).hexdigest()[:16]}"
+
+
+class BlockSupernet(nn.Module):
+    """All candidates of block ``block`` of ``space``, trained to mimic the teacher's matching stage."""
+
+    def __init__(self, space: SearchSpace, block: int, teacher_in: tuple[int, ...], teacher_out: tuple[int, ...]):
+        super().__init__()
+        self.space, self.block = space, block
+        self.candidates = space.block_candidates(block)
+        self.states = space.block_input_states(block)
+        self.teacher_in, self.teacher_out = tuple(teacher_in), tuple(teacher_out)
+        self.layers = nn.ModuleDict()
+        self.unit_keys: dict[str, str] = {}
+        for state in self.states:
+            for candidate in self.candidates:
+                for position, unit in enumerate(self.units(candidate, state)):
+                    key = layer_key(position, unit)
+                    if key not in self.layers:
+                        self.layers[key] = space.build_unit(unit).train()
+                        self.unit_keys[key] = unit.key
+        self.adapters_in = nn.ModuleDict({
+            self._state_key(s): make_adapter(self.teacher_in, self.units(self.candidates[0], s)[0].input_shape)
+            for s in self.states
+        })
+        self.adapters_out = nn.ModuleDict()
+        for candidate in self.candidates:
+            output = self._state_key(space.block_output_state(block, candidate))
+            if output not in self.adapters_out:
+                shape = self._student_output_shape(candidate)
+                self.adapters_out[output] = make_adapter(shape, self.teacher_out)
+
+    @staticmethod
+    def _state_key(state: Hashable) -> str:
+        return f"s{state}"
+
+    def units(self, candidate: Any, state: Hashable) -> list[LatencyUnit]:
+        """The candidate's layers as latency units (cached)."""
+        return _units(self.space, self.block, candidate, state)
+
+    @torch.no_grad()
+    def _student_output_shape(self, candidate: Any) -> tuple[int, ...]:
+        state = self.states[0]
+        probe = torch.zeros((1, *self.teacher_in))
+        was_training = self.training
+        self.eval()
+        out = self.path_forward(probe, state, candidate, adapt_out=False)
+        self.train(was_training)
+        return tuple(out.shape[1:])
+
+    def path_forward(self, x: torch.Tensor, state: Hashable, candidate: Any, adapt_out: bool = True) -> torch.Tensor:
+        """The candidate's output (adapted to the teacher's width) for teacher features ``x``."""
+        h = self.adapters_in[self._state_key(state)](x)
+        for position, unit in enumerate(self.units(candidate, state)):
+            h = self.layers[layer_key(position, unit)](h)
+        if adapt_out:
+            h = self.adapters_out[self._state_key(self.space.block_output_state(self.block, candidate))](h)
+        return h
+
+    def forward(self, x: torch.Tensor, state: Hashable, candidate: Any) -> torch.Tensor:
+        return self.path_forward(x, state, candidate)
+
+    def sample_path(self, rng: random.Random) -> tuple[Hashable, Any]:
+        """A uniformly random input state and candidate (depth, width and every op uniform)."""
+        state = rng.choice(self.states)
+        return state, self.space.blocks_of(self.space.sample(rng))[self.block]
+
+
+@cache
+def _units(space: SearchSpace, block: int, candidate: Any, state: Hashable) -> list[LatencyUnit]:
+    return space.block_units(block, candidate, state)

@@ -1,0 +1,115 @@
+"""Classifier training with per-epoch checkpoints: resumes where a killed run stopped.
+
+Used for the local teacher (labels only) and for searched children (labels, optionally distilled from a teacher).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from hwnas.data import DataBundle
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training recipe (AdamW, cosine schedule, label smoothing, optional distillation)."""
+
+    epochs: int = 30
+    lr: float = 3e-3
+    weight_decay: float = 0.05
+    batch_size: int = 64
+    label_smoothing: float = 0.1
+    distill_weight: float = 0.0
+    temperature: float = 4.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.lr <= 0 or self.batch_size < 1 or not 0 <= self.distill_weight <= 1:
+            raise ValueError(f"bad training settings: epochs >= 1, lr > 0, batch >= 1, 0 <= distill <= 1; got {self}")
+
+
+def _save_atomic(payload: dict[str, Any], path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, bundle: DataBundle, split: str = "test", batch_size: int = 256) -> float:
+    """Top-1 accuracy on a split."""
+    model.eval()
+    correct = total = 0
+    for images, labels in bundle.loader(split, batch_size):
+        correct += int((model(images).argmax(dim=1) == labels).sum())
+        total += len(labels)
+    return correct / max(total, 1)
+
+
+def train_classifier(
+    model: nn.Module,
+    bundle: DataBundle,
+    config: TrainConfig,
+    checkpoint: Path,
+    teacher: nn.Module | None = None,
+    show_progress: bool = True,
+    label: str = "train",
+) -> dict[str, Any]:
+    """Train ``model`` on the train split, checkpointing every epoch to ``checkpoint``; resumes from it.
+
+    Returns the history (per-epoch loss and val accuracy) and the final test accuracy.
+    """
+    if config.distill_weight > 0 and teacher is None:
+        raise ValueError("distillation asked for (distill_weight > 0) but no teacher given")
+    torch.manual_seed(config.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    state: dict[str, Any] = {"epoch": 0, "history": []}
+    checkpoint = Path(checkpoint)
+    if checkpoint.exists():
+        saved = torch.load(checkpoint, weights_only=False)
+        if saved.get("config") != asdict(config):
+            raise ValueError(f"{checkpoint} was trained with other settings ({saved.get('config')}); delete it or "
+                             "train with the same settings")
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        state = {"epoch": saved["epoch"], "history": saved["history"]}
+    if teacher is not None:
+        teacher.eval()
+    for epoch in range(state["epoch"], config.epochs):
+        model.train()
+        losses = []
+        loader = bundle.loader("train", config.batch_size, shuffle=True, seed=config.seed + epoch)
+        bar = tqdm(loader, desc=f"{label} epoch {epoch + 1}/{config.epochs}", leave=False, disable=not show_progress,
+                   file=sys.stderr)
+        for images, labels in bar:
+            logits = model(images)
+            loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
+            if teacher is not None and config.distill_weight > 0:
+                with torch.no_grad():
+                    target = F.softmax(teacher(images) / config.temperature, dim=1)
+                kd = F.kl_div(F.log_softmax(logits / config.temperature, dim=1), target, reduction="batchmean")
+                loss = (1 - config.distill_weight) * loss + config.distill_weight * kd * config.temperature**2
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        scheduler.step()
+        val_accuracy = evaluate(model, bundle, "val")
+        state["history"].append({"epoch": epoch + 1, "loss": sum(losses) / len(losses), "val_accuracy": val_accuracy})
+        state["epoch"] = epoch + 1
+        _save_atomic({"config": asdict(config), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                      "scheduler": scheduler.state_dict(), **state}, checkpoint)
+        if show_progress:
+            print(f"{label} epoch {epoch + 1}/{config.epochs}: loss {state['history'][-1]['loss']:.4f}, "
+                  f"val accuracy {val_accuracy:.4f}", file=sys.stderr)
+    return {"history": state["history"], "test_accuracy": evaluate(model, bundle, "test")}

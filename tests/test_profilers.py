@@ -1,0 +1,235 @@
+"""Profilers: protocol, runtimes, table format, resume, predictor monotonicity."""
+
+import json
+import random
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from profilers import LatencyStats, MissingRuntimeError, Protocol, get_runtime, measure
+from profilers.predictor import LatencyPredictor, fit_calibration
+from profilers.profile import LocalTarget, profile_space
+from profilers.table import LatencyTable
+from search_spaces import MBConvSpace, StageSpec, get_space
+from search_spaces.mbconv import DNA_OPS
+
+QUICK = Protocol.quick()
+
+
+def micro_space() -> MBConvSpace:
+    """A space small enough to profile in seconds (registered name so conversions can run in workers)."""
+    return MBConvSpace("micro", stages=(StageSpec((16,), 2, (1, 2)), StageSpec((24, 32), 2, (1,))),
+                       ops=DNA_OPS[:2], resolution=16, num_classes=4)
+
+
+def test_stats_of_samples():
+    stats = LatencyStats.of([float(v) for v in range(1, 101)])
+    assert stats.min == 1 and stats.n == 100
+    assert stats.p10 == pytest.approx(10.9) and stats.median == pytest.approx(50.5)
+    assert LatencyStats.from_dict(stats.to_dict()) == stats
+
+
+def test_stats_errors_are_clear():
+    with pytest.raises(ValueError, match="no timed runs"):
+        LatencyStats.of([])
+    with pytest.raises(ValueError, match="need min, p10, median, p90, mean and n"):
+        LatencyStats.from_dict({"min": 1})
+    with pytest.raises(ValueError, match="unknown statistic 'p50'"):
+        Protocol(statistic="p50")
+
+
+def test_measure_interleaves_and_resumes_from_stored_batches():
+    calls = {"a": 0, "b": 0}
+
+    def runner(name):
+        def run():
+            calls[name] += 1
+            time.sleep(0.0002 if name == "a" else 0.0004)
+        return run
+
+    protocol = Protocol(warmup_runs=2, runs_per_round=5, round_budget_s=1.0, min_runs_per_round=5, min_rounds=3,
+                        max_rounds=3, rel_tol=0.5)
+    stored = []
+    stats = measure({"a": runner("a"), "b": runner("b")}, protocol, on_batch=lambda k, r, t: stored.append((k, r, t)))
+    assert stats["a"].n == 15 and stats["b"].n == 15
+    assert stats["a"].median < stats["b"].median
+    assert sorted((k, r) for k, r, _ in stored) == [(k, r) for k in "ab" for r in range(3)]
+    # resume: two rounds of 'a' already stored -> only one new batch of 'a' is run (plus warm-up)
+    done = {"a": [t for k, r, t in stored if k == "a" and r < 2]}
+    calls.update(a=0, b=0)
+    again = measure({"a": runner("a"), "b": runner("b")}, protocol, done=done)
+    assert calls["a"] == 2 + 5 and calls["b"] == 2 + 15
+    assert again["a"].n == 15
+
+
+@pytest.mark.parametrize("name", ["onnxruntime", "torch", "litert"])
+def test_local_runtimes_measure_a_unit(name, tmp_path):
+    space = get_space("mbconv-tiny")
+    unit = space.all_units()[5]
+    runtime = get_runtime(name)
+    stats = LocalTarget(runtime).measure_modules({unit.key: (space.build_unit(unit), space.unit_input(unit))},
+                                                 QUICK, tmp_path)
+    assert 0 < stats[unit.key].min <= stats[unit.key].median <= stats[unit.key].p90
+    meta = runtime.metadata()
+    assert meta["threads"] == 1 and meta["precision"] == "fp32" and meta["runtime_version"]
+
+
+def test_tensorrt_missing_says_how_to_install():
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        with pytest.raises(MissingRuntimeError, match="pip install 'hwnas\\[tensorrt\\]'"):
+            get_runtime("tensorrt").version()
+    else:
+        pytest.skip("TensorRT is installed here; the GPU tests cover it")
+
+
+def test_cuda_runtimes_refuse_clearly_without_a_gpu(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(MissingRuntimeError, match="NVIDIA GPU"):
+        get_runtime("torch-cuda").compile({"x": (torch.nn.Identity(), torch.zeros(1))}, tmp_path)
+    with pytest.raises(MissingRuntimeError, match="CUDAExecutionProvider"):
+        get_runtime("onnxruntime-cuda").session(b"")
+
+
+def test_runtime_argument_errors():
+    with pytest.raises(ValueError, match="unknown runtime 'tvm'"):
+        get_runtime("tvm")
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        get_runtime("onnxruntime", threads=0)
+    with pytest.raises(ValueError, match="measures precisions fp32, not 'int8'"):
+        get_runtime("onnxruntime", precision="int8")
+
+
+@pytest.fixture(scope="module")
+def tiny_table(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("table") / "tiny.json"
+    profile_space(get_space("mbconv-tiny"), get_runtime("onnxruntime"), out, QUICK, calibrate=4, validate=4,
+                  show_progress=False)
+    return out
+
+
+def test_profile_writes_a_complete_table_with_metadata(tiny_table):
+    space = get_space("mbconv-tiny")
+    table = LatencyTable.load(tiny_table, space)
+    assert set(table.units) == {u.key for u in space.all_units()}
+    meta = table.metadata
+    for field in ("device_name", "cpu_model", "os", "runtime", "runtime_version", "accelerator", "threads",
+                  "precision", "batch", "input_resolution", "space", "space_hash", "date", "hwnas_version",
+                  "protocol", "statistic"):
+        assert field in meta, field
+    assert meta["threads"] == 1 and meta["batch"] == 1 and meta["input_resolution"] == 32
+    assert table.overhead is not None and table.overhead.p10 > 0
+    assert table.calibration["slope"] > 0
+    report = table.validation
+    assert report["n"] == 4 and 0 <= report["within_10pct"] <= 1 and report["remeasure_mean_abs_pct"] >= 0
+    assert tiny_table.with_suffix(".validation.png").stat().st_size > 1000
+    assert not (tiny_table.parent / f"{tiny_table.name}.work").exists()
+
+
+def test_table_for_another_space_or_precision_fails_clearly(tiny_table):
+    with pytest.raises(ValueError, match="measured for space='mbconv-tiny'.*hwnas profile --space mbconv "):
+        LatencyTable.load(tiny_table, get_space("mbconv"))
+    with pytest.raises(ValueError, match="precision='fp32'"):
+        LatencyTable.load(tiny_table, get_space("mbconv-tiny"), precision="int8")
+
+
+def test_table_file_errors_are_clear(tmp_path, tiny_table):
+    corrupt = tmp_path / "corrupt.json"
+    corrupt.write_text('{"format": "hwnas-latency-table", "units": {')
+    with pytest.raises(ValueError, match="corrupt JSON"):
+        LatencyTable.load(corrupt)
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"hello": 1}))
+    with pytest.raises(ValueError, match="not an hwnas latency table"):
+        LatencyTable.load(other)
+    newer = tmp_path / "newer.json"
+    data = json.loads(tiny_table.read_text())
+    newer.write_text(json.dumps({**data, "format_version": 99}))
+    with pytest.raises(ValueError, match="format version 99"):
+        LatencyTable.load(newer)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        LatencyTable.load(tmp_path / "missing.json")
+
+
+def test_predictor_is_monotone_in_the_raw_sum(tiny_table):
+    space = get_space("mbconv-tiny")
+    predictor = LatencyPredictor(LatencyTable.load(tiny_table, space), space)
+    rng = random.Random(0)
+    pairs = sorted((predictor.raw(a), predictor.predict(a)) for a in (space.sample(rng) for _ in range(200)))
+    predictions = [p for _, p in pairs]
+    assert predictions == sorted(predictions)
+    assert all(p > 0 for p in predictions)
+
+
+def test_calibration_stays_increasing_even_on_anti_correlated_data():
+    calibration = fit_calibration([1.0, 2.0, 3.0, 4.0], [4.0, 3.0, 2.0, 1.0], ["a", "b", "c", "d"])
+    assert calibration["slope"] > 0
+    with pytest.raises(ValueError, match="at least 3"):
+        fit_calibration([1.0], [1.0], ["a"])
+
+
+def test_predict_for_a_unit_missing_from_the_table_says_so(tiny_table):
+    space = get_space("mbconv-tiny")
+    table = LatencyTable.load(tiny_table, space)
+    arch = space.sample(random.Random(1))
+    missing = space.units(arch)[1].key
+    del table.units[missing]
+    with pytest.raises(KeyError, match="not in this table"):
+        LatencyPredictor(table, space).raw(arch)
+
+
+PROFILE_SCRIPT = """
+import sys
+from profilers import Protocol, get_runtime
+from profilers.profile import profile_space
+from search_spaces import get_space
+protocol = Protocol(warmup_runs=2, runs_per_round=20, round_budget_s=0.05, min_runs_per_round=5, min_rounds=4,
+                    max_rounds=4, rel_tol=0.01)
+profile_space(get_space("mbconv-tiny"), get_runtime("onnxruntime"), sys.argv[1], protocol, show_progress=False)
+"""
+
+
+def test_killed_profile_resumes_and_finishes(tmp_path):
+    out = tmp_path / "table.json"
+    database = tmp_path / "table.json.work" / "samples.sqlite"
+    process = subprocess.Popen([sys.executable, "-c", PROFILE_SCRIPT, str(out)])
+    stored = 0
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and stored < 150 and process.poll() is None:
+        time.sleep(0.2)
+        if database.exists():
+            try:
+                stored = sqlite3.connect(database).execute("SELECT count(*) FROM batches").fetchone()[0]
+            except sqlite3.OperationalError:
+                stored = 0
+    process.kill()
+    process.wait()
+    assert not out.exists(), "the profile finished before it could be killed; make it longer"
+    assert stored >= 150
+    before = sqlite3.connect(database).execute("SELECT key, round, times FROM batches").fetchall()
+    result = subprocess.run([sys.executable, "-c", PROFILE_SCRIPT, str(out)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    table = LatencyTable.load(out, get_space("mbconv-tiny"))
+    assert len(table.units) == len(get_space("mbconv-tiny").all_units())
+    # every unit has 4 rounds of runs: the batches stored before the kill were kept, not measured again
+    kept = {(k.removeprefix("unit:"), r) for k, r, _ in before}
+    assert len(kept) == len(before)
+    assert all(stats.n >= 4 * 5 for stats in table.units.values())
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path):
+    out = tmp_path / "t.json"
+    space = micro_space()
+    work = tmp_path / "t.json.work"
+    from profilers.profile import SampleStore
+
+    SampleStore(work / "samples.sqlite", {"settings": 1}).close()
+    with pytest.raises(ValueError, match="other settings"):
+        profile_space(space, get_runtime("onnxruntime"), out, QUICK, show_progress=False)

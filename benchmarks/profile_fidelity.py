@@ -59,7 +59,8 @@ def main() -> None:
                         out.with_suffix(".validation.png"))
     report = {k: v for k, v in table.validation.items() if not isinstance(v, list)}
     result = {
-        "benchmark": "profile_fidelity", "table": str(out.relative_to(ROOT)) if out.is_relative_to(ROOT) else str(out), "space": space.name,
+        "benchmark": "profile_fidelity", "space": space.name,
+        "table": str(out.relative_to(ROOT)) if out.is_relative_to(ROOT) else str(out),
         "runtime": runtime.metadata(), "device": {k: table.metadata[k] for k in ("device_name", "cpu_model", "os")},
         "units": len(table.units), "profile_wall_s": profile_s, "calibrate_and_validate_wall_s": fidelity_s,
         "calibration": {k: table.calibration[k] for k in ("intercept", "slope", "n")}, "validation": report,

@@ -153,7 +153,8 @@ def export_child(run: RunDir, arch_text: str, formats: list[tuple[str, str]], ou
                                 "parity": parity(model, exported, bundle, limit=parity_limit)}
         item["accuracy_change"] = item["parity"]["accuracy_exported"] - item["parity"]["accuracy_torch"]
         if measure:
-            item["latency"] = measure_file(exported.path, fmt, precision, target_url, token, protocol)
+            reference = (space, Path(table)) if table is not None else None
+            item["latency"] = measure_file(exported.path, fmt, precision, target_url, token, protocol, reference)
             table_runtime = None
             if table is not None:
                 from profilers.table import LatencyTable

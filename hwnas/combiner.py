@@ -12,6 +12,7 @@ Cost is additive over latency units (the predictor's raw sum: overhead + unit co
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -62,8 +63,14 @@ class Combiner:
         self.space = space
         self._unit_cost: dict[str, float] = {}
         self._cost_fn = unit_cost
+        started = time.perf_counter()
         self.blocks = [self._block_table(i, ratings[i]) for i in range(space.num_blocks)]
+        for block in range(space.num_blocks):
+            for state in space.block_input_states(block):
+                self._block_front(block, state)
+        merging = time.perf_counter()
         self.front = self._combine(base_cost)
+        self.timings = {"cost_tables_s": merging - started, "merge_s": time.perf_counter() - merging}
 
     def _cost(self, units: Sequence[LatencyUnit]) -> float:
         total = 0.0

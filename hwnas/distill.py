@@ -49,6 +49,11 @@ def _rank_world() -> tuple[int, int]:
     return 0, 1
 
 
+def _without_epochs(config: dict[str, Any]) -> dict[str, Any]:
+    """A recipe without its length: a run may be extended (the learning rate decays per epoch, not to a horizon)."""
+    return {k: v for k, v in config.items() if k != "epochs"}
+
+
 def checkpoint_path(run: RunDir, block: int) -> Path:
     """Where block ``block``'s supernet checkpoint lives."""
     return run.file("supernet", f"block{block}.pt")
@@ -79,9 +84,9 @@ def distill_block(
     state: dict[str, Any] = {"epoch": 0, "history": []}
     if path.exists():
         saved = torch.load(path, weights_only=False)
-        if saved["config"] != asdict(config):
+        if _without_epochs(saved["config"]) != _without_epochs(asdict(config)):
             raise ValueError(f"{path} was trained with other settings ({saved['config']}); use the same settings to "
-                             "resume, or delete it to start over")
+                             "resume (only --epochs may change), or delete it to start over")
         supernet.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])

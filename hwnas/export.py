@@ -182,19 +182,53 @@ def parity(model: nn.Module, exported: Exported, bundle: DataBundle, split: str 
 
 
 def measure_file(path: Path, fmt: str, precision: str, target_url: str | None, token: str | None,
-                 protocol: Protocol) -> dict[str, Any]:
-    """Latency of the exported file on its runtime (locally or through the device agent)."""
+                 protocol: Protocol, reference: tuple[SearchSpace, Path] | None = None) -> dict[str, Any]:
+    """Latency of the exported file on its runtime (locally or through the device agent).
+
+    With ``reference`` (the space and a latency table of the same runtime), three of the table's units are measured
+    in the same interleaved pass: their ratio to the table tells how fast the machine runs right now. A pass more
+    than 10% off is repeated after a pause (three passes at most; the least perturbed is kept) and the ratio is
+    reported as ``machine_drift``.
+    """
+    import statistics
+    import tempfile
+    import time
+
     from profilers.profile import make_target
+    from profilers.table import LatencyTable
 
     runtime_precision = "fp32" if fmt == "tflite" else precision
     runtime = get_runtime(FORMATS[fmt][0], 1, runtime_precision)
     target = make_target(runtime, target_url, token)
-    if target_url is None:
-        stats = target.measure_files({"model": ModelRef(Path(path), "main")}, protocol, None, "")["model"]
-    else:
-        stats = target.measure_bytes({"model": Path(path).read_bytes()}, protocol)["model"]
+    files = {"model": Path(path)}
+    table = None
+    with tempfile.TemporaryDirectory() as tmp:
+        if reference is not None:
+            space, table_path = reference
+            table = LatencyTable.load(table_path, space)
+            if table.metadata.get("runtime") != runtime.name:
+                table = None
+        if table is not None:
+            units = sorted(space.all_units(), key=lambda u: -table.entry(u.key))[:3]
+            refs = runtime.export({u.key: (space.build_unit(u), space.unit_input(u)) for u in units}, Path(tmp))
+            files.update({key: ref.path for key, ref in refs.items()})
+        passes, attempts = [], 3 if table is not None else 1
+        for attempt in range(attempts):
+            if target_url is None:
+                stats = target.measure_files({k: ModelRef(p, "main") for k, p in files.items()}, protocol, None, "")
+            else:
+                stats = target.measure_bytes({k: p.read_bytes() for k, p in files.items()}, protocol)
+            drift = statistics.median(stats[k].get(protocol.statistic) / table.entry(k) for k in files
+                                      if k != "model") if table is not None else None
+            passes.append((abs(drift - 1) if drift is not None else 0.0, drift, stats["model"]))
+            if drift is None or abs(drift - 1) <= 0.10:
+                break
+            if attempt + 1 < attempts:
+                time.sleep(5.0)
+    _, drift, stats = min(passes, key=lambda p: p[0])
     return {"runtime": runtime.metadata(), "device": target.device(), "statistic": protocol.statistic,
-            "latency_ms": stats.to_dict(), "measured_ms": stats.get(protocol.statistic)}
+            "latency_ms": stats.to_dict(), "measured_ms": stats.get(protocol.statistic),
+            "machine_drift": drift, "passes": len(passes)}
 
 
 def write_report(report: dict[str, Any], out_dir: Path, stem: str) -> tuple[Path, Path]:

@@ -160,7 +160,17 @@ def search(
 ) -> dict[str, Any]:
     """Exact combiner under the budget, then (latency objective) Optuna refinement with real measurements."""
     from hwnas.combiner import Combiner
-    from hwnas.search import best_feasible, counted_cost, latency_cost, measurer, plot_front, refine, study_name
+    from hwnas.search import (
+        best_feasible,
+        counted_cost,
+        finalists,
+        latency_cost,
+        measurer,
+        plot_front,
+        refine,
+        remeasure_together,
+        study_name,
+    )
     from profilers import Protocol, get_runtime
     from profilers.predictor import LatencyPredictor
     from profilers.profile import make_target
@@ -194,25 +204,33 @@ def search(
     refinement = None
     if objective == "latency":
         protocol = protocol or Protocol()
-        measure = measurer(space, runtime, target, protocol)
+        candidates = [chosen["arch"]]
         if refine_trials > 0:
             storage = storage or f"sqlite:///{run.file('search.db').resolve()}"
             name = study_name(space, Path(table_path), budget, multi_objective)
+            measure = measurer(space, runtime, target, protocol)
             study = refine(space, combiner, ratings, budget, raw_budget, measure, storage, name, refine_trials,
                            multi_objective=multi_objective, show_progress=show_progress)
-            refined = best_feasible(study, budget)
             states = [t.state.name for t in study.trials]
-            refinement = {"study": name, "storage": storage, "trials": len(states),
-                          "complete": states.count("COMPLETE"), "failed": states.count("FAIL"), "best": refined,
+            refinement = {"study": name, "storage": storage, "trials": states.count("COMPLETE") + states.count("FAIL"),
+                          "complete": states.count("COMPLETE"), "failed": states.count("FAIL"),
+                          "best_trial": best_feasible(study, budget),
                           "errors": [t.user_attrs["error"] for t in study.trials if "error" in t.user_attrs]}
-            if refined is not None and refined["rating"] <= chosen["rating"] + 1e-12:
-                chosen = {"arch": refined["arch"], "rating": refined["rating"], "source": f"optuna trial {refined['trial']}"}
-                chosen["cost"] = predictor.predict(space.parse(chosen["arch"]))
-        arch = space.parse(chosen["arch"])
-        stats = target.measure_modules({str(arch): (space.build(arch), space.example_input())}, protocol,
-                                       Path(tempfile_dir(run)))[str(arch)]
-        chosen.update(measured_ms=stats.get(protocol.statistic), measured=stats.to_dict(),
-                      predicted_ms=predictor.predict(arch), within_budget=stats.get(protocol.statistic) <= budget)
+            candidates = list(dict.fromkeys(candidates + finalists(study, budget)))
+        if show_progress:
+            print(f"re-measuring {len(candidates)} finalists together", file=sys.stderr)
+        measured, ratios = remeasure_together(space, candidates, target, protocol, predictor.predict,
+                                              tempfile_dir(run))
+        rating_of = {a: sum(ratings[b][str(c)] for b, c in enumerate(space.blocks_of(space.parse(a))))
+                     for a in candidates}
+        feasible = [a for a in candidates if measured[a] <= budget]
+        pick = min(feasible, key=rating_of.get) if feasible else min(candidates, key=measured.get)
+        chosen = {"arch": pick, "rating": rating_of[pick], "cost": predictor.predict(space.parse(pick)),
+                  "source": "combiner" if pick == str(best.arch) else "optuna refinement",
+                  "predicted_ms": predictor.predict(space.parse(pick)), "measured_ms": measured[pick],
+                  "within_budget": measured[pick] <= budget,
+                  "finalists": {a: {"rating": rating_of[a], "measured_ms": measured[a]} for a in candidates},
+                  "finalist_passes_measured_over_predicted": ratios}
     arch = space.parse(chosen["arch"])
     info = space.info(arch)
     result = {

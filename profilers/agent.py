@@ -141,6 +141,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise RequestError(HTTPStatus.LENGTH_REQUIRED, "send a Content-Length header")
         length = int(length_text)
         if length > self.server.max_bytes:
+            self._drain(length)
             raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                                f"request of {length} bytes exceeds the agent's limit of {self.server.max_bytes}")
         try:
@@ -150,6 +151,15 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(payload, dict):
             raise RequestError(HTTPStatus.BAD_REQUEST, "body must be a JSON object")
         return payload
+
+    def _drain(self, length: int, limit: int = 16 * 1024 * 1024) -> None:
+        """Read and drop a refused body (up to ``limit`` bytes) so the client can read the refusal."""
+        remaining = min(length, limit)
+        while remaining > 0:
+            chunk = self.rfile.read(min(remaining, 1 << 16))
+            if not chunk:
+                break
+            remaining -= len(chunk)
 
     def _measure(self) -> dict[str, Any]:
         payload = self._read_json()

@@ -1,24 +1,35 @@
-"""``hwnas demo``: the main job on the embedded default, stage by stage, resumable from its run directory.
+"""``hwnas demo``: the main job end to end on the embedded default, resumable from its run directory.
 
-Stages so far: profile this machine (ONNX Runtime, 1 thread, the tiny MBConv space) with calibration and a
-held-out validation, then write a report (Markdown with the predicted-vs-measured plot, and report.json).
-Supernet distillation, search and export join as they land (issues 4-7).
+On this machine, with scikit-learn's digits and the tiny MBConv space: profile the CPU (ONNX Runtime, 1 thread) into
+a calibrated latency table, train the teacher, distill and rate the block supernets, pick a budget inside the
+table's range, search (exact combiner + a short Optuna refinement with real measurements), train the winner with
+distillation, export it to ONNX and TFLite (fp32 and int8), measure the files, and write report.md (with the plots)
+and report.json. Each stage keeps its state in the run directory: a rerun after a kill resumes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
+from hwnas.distill import DistillConfig
+from hwnas.run import create_or_open_run
+from hwnas.training import TrainConfig
 from profilers import Protocol, get_runtime
-from profilers._files import atomic_write_bytes, atomic_write_json
-from profilers.profile import profile_space
-from profilers.table import LatencyTable
-from search_spaces import get_space
+from profilers._files import atomic_write_bytes, atomic_write_json, read_json
 
 DEMO_SPACE = "mbconv-tiny"
+PROFILE_PROTOCOL = Protocol(min_rounds=3, max_rounds=6, round_budget_s=0.1)
+SEARCH_PROTOCOL = Protocol(min_rounds=3, max_rounds=5, round_budget_s=0.05)
+TEACHER = TrainConfig(epochs=15)
+DISTILL = DistillConfig(epochs=6)
+CHILD = TrainConfig(epochs=15, distill_weight=0.5)
+REFINE_TRIALS = 10
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -26,80 +37,179 @@ def register(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser("demo", help="run the end-to-end demo on the embedded default", description=__doc__,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="run directory (default runs/demo)")
-    demo.add_argument("--json", action="store_true", help="print report.json instead of the summary")
+    demo.add_argument("--json", action="store_true", help="print report.json at the end")
     demo.set_defaults(handler=run_demo)
+
+
+def _stage(number: int, title: str) -> float:
+    print(f"\n[{number}/8] {title}", file=sys.stderr, flush=True)
+    return time.perf_counter()
 
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run (or resume) every stage, then write the report."""
-    run = Path(args.out)
-    run.mkdir(parents=True, exist_ok=True)
-    space = get_space(DEMO_SPACE)
+    from hwnas.child import export_child, train_child
+    from hwnas.stages import distill, rate, search, teacher_path, train_teacher
+    from profilers.profile import profile_space
+    from profilers.table import LatencyTable
+
+    run = create_or_open_run(args.out, DEMO_SPACE, "digits")
+    space = run.space
     runtime = get_runtime("onnxruntime", threads=1)
-    table_path = run / "latency_table.json"
+    timings: dict[str, float] = {}
     started = time.perf_counter()
-    if table_path.exists():
-        print(f"[1/2] latency table already in {table_path}; reusing it")
-    else:
-        print(f"[1/2] profiling {space.name} on this machine: {runtime.name} {runtime.version()}, 1 thread")
-        protocol = Protocol(min_rounds=3, max_rounds=6, round_budget_s=0.1)
-        profile_space(space, runtime, table_path, protocol, calibrate=10, validate=20, jobs=1)
+
+    t = _stage(1, f"profile this machine: {space.name} on {runtime.name} {runtime.version()}, 1 thread")
+    table_path = run.path / "latency_table.json"
+    if not table_path.exists():
+        profile_space(space, runtime, table_path, PROFILE_PROTOCOL, calibrate=10, validate=20, jobs=1)
     table = LatencyTable.load(table_path, space)
-    print("[2/2] writing the report")
-    report = _report(table, table_path, time.perf_counter() - started)
-    atomic_write_json(run / "report.json", report)
-    atomic_write_bytes(run / "report.md", _markdown(report).encode())
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        v = report["latency_predictor"]
-        print(f"report: {run / 'report.md'}\n  predictor on {v['n']} held-out networks: mean abs error "
-              f"{v['mean_abs_pct_error']:.1f}% (re-measure spread {v['remeasure_mean_abs_pct']:.1f}%), within 10%: "
-              f"{100 * v['within_10pct']:.0f}%, Kendall tau {v['kendall_tau']:.2f}")
+    timings["profile"] = time.perf_counter() - t
+
+    t = _stage(2, "train the teacher on digits (the largest member of the space)")
+    teacher = read_json(run.path / "teacher_result.json", "teacher result") if (run.path / "teacher_result.json"
+                                                                                  ).exists() else None
+    if teacher is None or not teacher_path(run).exists():
+        teacher = train_teacher(run, config=TEACHER)
+        atomic_write_json(run.path / "teacher_result.json", teacher)
+    timings["teacher"] = time.perf_counter() - t
+
+    t = _stage(3, f"distill the {space.num_blocks} block supernets ({DISTILL.epochs} epochs each, teacher cache)")
+    distill(run, config=DISTILL, cache=True)
+    timings["distill"] = time.perf_counter() - t
+
+    t = _stage(4, "rate every candidate of every block")
+    rate(run)
+    timings["rate"] = time.perf_counter() - t
+
+    t = _stage(5, "search: exact combiner, then Optuna with real measurements")
+    budget = _pick_budget(run, table_path)
+    result = search(run, table_path, budget, REFINE_TRIALS, protocol=SEARCH_PROTOCOL)
+    arch = result["chosen"]["arch"]
+    timings["search"] = time.perf_counter() - t
+
+    t = _stage(6, f"train the winner with distillation ({CHILD.epochs} epochs): {arch}")
+    child = train_child(run, arch, CHILD, distill=True, init_supernet=True)
+    timings["train"] = time.perf_counter() - t
+
+    t = _stage(7, "export to ONNX and TFLite (fp32, int8), check parity, measure")
+    shipped = export_child(run, arch, [("onnx", "fp32"), ("tflite", "fp32"), ("tflite", "int8")], run.path / "export",
+                           Path(child["weights"]), table_path, budget, protocol=PROFILE_PROTOCOL)
+    timings["export"] = time.perf_counter() - t
+
+    _stage(8, "write the report")
+    timings["total"] = time.perf_counter() - started
+    report = _report(run.path, table, teacher, result, child, shipped, timings)
+    _copy_plots(run.path, result, child)
+    atomic_write_json(run.path / "report.json", report)
+    atomic_write_bytes(run.path / "report.md", _markdown(report).encode())
+    print(f"\nreport: {run.path / 'report.md'}", file=sys.stderr)
+    print(json.dumps(report, indent=2) if args.json else _summary(report))
     return 0
 
 
-def _report(table: LatencyTable, table_path: Path, wall_s: float) -> dict[str, object]:
+def _pick_budget(run: Any, table_path: Path) -> float:
+    """A budget inside the table's range: 40% of the way from the fastest to the slowest front point."""
+    from hwnas.combiner import Combiner
+    from hwnas.search import latency_cost
+    from hwnas.stages import load_ratings
+    from profilers.predictor import LatencyPredictor
+    from profilers.table import LatencyTable
+
+    space = run.space
+    predictor = LatencyPredictor(LatencyTable.load(table_path, space), space)
+    cost = latency_cost(predictor)
+    front = Combiner(space, load_ratings(run), cost.unit_cost, cost.base).front
+    low, high = cost.to_user(front[0].cost), cost.to_user(front[-1].cost)
+    return round(low + 0.4 * (high - low), 4)
+
+
+def _copy_plots(folder: Path, result: dict[str, Any], child: dict[str, Any]) -> None:
+    shutil.copyfile(result["files"]["plot"], folder / "pareto_front.png")
+    shutil.copyfile(Path(child["weights"]).parent / "training.png", folder / "training_curves.png")
+
+
+def _report(folder: Path, table: Any, teacher: dict[str, Any], result: dict[str, Any], child: dict[str, Any],
+            shipped: dict[str, Any], timings: dict[str, float]) -> dict[str, Any]:
     meta = table.metadata
+    validation = {k: v for k, v in (table.validation or {}).items() if not isinstance(v, list)}
     return {
         "space": meta["space"],
         "device": {k: meta[k] for k in ("device_name", "cpu_model", "os", "logical_cores")},
         "runtime": {k: meta[k] for k in ("runtime", "runtime_version", "accelerator", "threads", "precision", "batch",
                                          "input_shape", "statistic")},
-        "latency_table": str(table_path),
-        "units": len(table.units),
-        "calibration": {k: table.calibration[k] for k in ("intercept", "slope", "n")} if table.calibration else None,
-        "latency_predictor": {k: v for k, v in (table.validation or {}).items() if not isinstance(v, list)},
-        "validation_plot": str(table_path.with_suffix(".validation.png").name),
-        "stages_not_yet_built": ["teacher training", "supernet distillation and rating", "search", "export"],
-        "wall_s": round(wall_s, 1),
+        "latency_table": {"file": str(folder / "latency_table.json"), "units": len(table.units),
+                          "validation": validation},
+        "teacher": {"arch": teacher["teacher"]["name"], "test_accuracy": teacher.get("test_accuracy")},
+        "search": {"budget_ms": result["budget"], "chosen": result["chosen"], "refinement": result["refinement"],
+                   "front_size": result["front_size"], "params": result["params"], "macs": result["macs"]},
+        "child": {"arch": child["arch"], "test_accuracy": child["test_accuracy"], "epochs": len(child["history"]),
+                  "layers_from_supernet": child["layers_from_supernet"]},
+        "exports": [{k: e.get(k) for k in ("format", "precision", "file", "size_bytes", "parity", "accuracy_change",
+                                           "predicted_ms", "prediction_error_pct", "within_budget")}
+                    | {"measured_ms": (e.get("latency") or {}).get("measured_ms")} for e in shipped["exports"]],
+        "plots": {"predicted_vs_measured": "latency_table.validation.png", "pareto_front": "pareto_front.png",
+                  "training_curves": "training_curves.png"},
+        "wall_s": {k: round(v, 1) for k, v in timings.items()},
     }
 
 
-def _markdown(report: dict[str, object]) -> str:
-    v = report["latency_predictor"]
-    runtime = report["runtime"]
-    device = report["device"]
-    return "\n".join([
-        f"# hwnas demo report: {report['space']}",
+def _markdown(report: dict[str, Any]) -> str:
+    v = report["latency_table"]["validation"]
+    runtime, device, search = report["runtime"], report["device"], report["search"]
+    chosen = search["chosen"]
+    lines = [
+        f"# hwnas demo report: {report['space']} on digits",
         "",
         f"Device: {device['device_name']} ({device['cpu_model']}, {device['logical_cores']} logical cores), "
-        f"{device['os']}.",
-        f"Runtime: {runtime['runtime']} {runtime['runtime_version']} ({runtime['accelerator']}), "
-        f"{runtime['threads']} thread, {runtime['precision']}, batch {runtime['batch']}, input {runtime['input_shape']};"
-        f" statistic {runtime['statistic']}.",
+        f"{device['os']}. Runtime: {runtime['runtime']} {runtime['runtime_version']} ({runtime['accelerator']}), "
+        f"{runtime['threads']} thread, {runtime['precision']}, batch {runtime['batch']}, input {runtime['input_shape']}, "
+        f"statistic {runtime['statistic']}.",
         "",
-        "## Latency table and predictor",
-        f"{report['units']} latency units measured into `{report['latency_table']}`.",
+        "## 1. Latency table and predictor",
+        f"{report['latency_table']['units']} latency units. On {v['n']} held-out networks: mean abs error "
+        f"{v['mean_abs_pct_error']:.2f}% (re-measuring the same networks: {v['remeasure_mean_abs_pct']:.2f}%), "
+        f"{100 * v['within_5pct']:.0f}% within 5%, {100 * v['within_10pct']:.0f}% within 10%, Kendall tau "
+        f"{v['kendall_tau']:.3f}.",
         "",
-        "| held-out networks | mean abs error | within 5% | within 10% | Kendall tau | re-measure spread |",
-        "|---|---|---|---|---|---|",
-        f"| {v['n']} | {v['mean_abs_pct_error']:.2f}% | {100 * v['within_5pct']:.0f}% | {100 * v['within_10pct']:.0f}% "
-        f"| {v['kendall_tau']:.3f} | {v['remeasure_mean_abs_pct']:.2f}% |",
+        f"![predicted vs measured]({report['plots']['predicted_vs_measured']})",
         "",
-        f"![predicted vs measured]({report['validation_plot']})",
+        "## 2. Teacher, supernets, ratings",
+        f"Teacher `{report['teacher']['arch']}`: test accuracy {report['teacher']['test_accuracy']:.4f}. Every "
+        "candidate of every block was rated (DNA's l1 score relative to the teacher's spread).",
         "",
-        f"Stages not built yet: {', '.join(report['stages_not_yet_built'])}.",
-        f"Wall time: {report['wall_s']} s.",
+        "## 3. Search",
+        f"Budget {search['budget_ms']:g} ms (inside the table's range). Exact front: {search['front_size']} "
+        f"architectures. Chosen ({chosen['source']}): `{chosen['arch']}`; rating {chosen['rating']:.4f}; "
+        f"predicted {chosen['predicted_ms']:.4f} ms, measured {chosen['measured_ms']:.4f} ms "
+        f"({'within' if chosen['within_budget'] else 'OVER'} budget); {search['params']:,} params, "
+        f"{search['macs']:,} MACs.",
         "",
-    ])
+        f"![Pareto front]({report['plots']['pareto_front']})",
+        "",
+        "## 4. Training the winner",
+        f"{report['child']['epochs']} epochs with distillation from the teacher, "
+        f"{report['child']['layers_from_supernet']} layers initialised from the supernet: test accuracy "
+        f"{report['child']['test_accuracy']:.4f}.",
+        "",
+        f"![training curves]({report['plots']['training_curves']})",
+        "",
+        "## 5. Export",
+        "| format | precision | size (KiB) | max abs diff | top-1 agreement | accuracy change | predicted ms "
+        "| measured ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for e in report["exports"]:
+        predicted = "" if e["predicted_ms"] is None else f"{e['predicted_ms']:.4f}"
+        lines.append(f"| {e['format']} | {e['precision']} | {e['size_bytes'] / 1024:.0f} | "
+                     f"{e['parity']['max_abs_diff']:.2e} | {100 * e['parity']['top1_agreement']:.1f}% | "
+                     f"{e['accuracy_change']:+.4f} | {predicted} | {e['measured_ms']:.4f} |")
+    lines += ["", "Wall time (s): " + ", ".join(f"{k} {v}" for k, v in report["wall_s"].items()), ""]
+    return "\n".join(lines)
+
+
+def _summary(report: dict[str, Any]) -> str:
+    chosen = report["search"]["chosen"]
+    return (f"chosen {chosen['arch']}: measured {chosen['measured_ms']:.4f} ms for a {report['search']['budget_ms']:g} "
+            f"ms budget; trained test accuracy {report['child']['test_accuracy']:.4f}; total "
+            f"{report['wall_s']['total']:.0f} s")

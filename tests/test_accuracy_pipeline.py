@@ -1,0 +1,168 @@
+"""Teacher, block-wise distillation and rating on digits: files, contents, resume, errors."""
+
+import json
+import math
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from hwnas.data import load_data
+from hwnas.distill import DistillConfig, checkpoint_path
+from hwnas.rating import rate_block
+from hwnas.run import create_or_open_run, open_run
+from hwnas.stages import distill, load_ratings, open_teacher
+from hwnas.supernet import BlockSupernet
+from hwnas.teacher import check_teacher, space_teacher, split_model
+from search_spaces import get_space
+
+
+def test_digits_split_is_fixed_stratified_and_sized():
+    bundle = load_data("digits", 32)
+    sizes = {split: len(bundle.datasets[split]) for split in ("train", "val", "test")}
+    assert sum(sizes.values()) == 1797 and sizes["train"] == 1078
+    images, labels = bundle.tensors("test")
+    assert images.shape[1:] == (3, 32, 32) and set(labels.tolist()) == set(range(10))
+    assert torch.equal(load_data("digits", 32).tensors("test")[1], labels)
+
+
+def test_missing_data_path_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="neither 'digits' nor an existing image folder"):
+        load_data(str(tmp_path / "nope"), 32)
+    (tmp_path / "train").mkdir()
+    with pytest.raises(FileNotFoundError, match="val is missing"):
+        load_data(str(tmp_path), 32)
+
+
+def test_ratings_cover_every_candidate_with_finite_scores(tiny_run):
+    run = open_run(tiny_run)
+    space = run.space
+    data = json.loads((tiny_run / "ratings.json").read_text())
+    assert data["space_hash"] == space.definition_hash() and data["teacher"]["kind"] == "space"
+    assert len(data["blocks"]) == space.num_blocks
+    for block, entry in enumerate(data["blocks"]):
+        assert set(entry["ratings"]) == {str(c) for c in space.block_candidates(block)}
+        for scores in entry["ratings"].values():
+            assert math.isfinite(scores["l1_rel"]) and math.isfinite(scores["mse_rel"]) and scores["l1_rel"] > 0
+        assert len(entry["supernet"]["sha256"]) == 16 and entry["supernet"]["epochs"] == 1
+    ratings = load_ratings(run)
+    assert len(ratings) == space.num_blocks
+
+
+def test_prefix_sharing_gives_the_same_scores_with_fewer_layer_evaluations(tiny_run):
+    run = open_run(tiny_run)
+    from hwnas.distill import load_supernet
+    from hwnas.features import TeacherFeatures
+
+    teacher = open_teacher(run)
+    supernet, _ = load_supernet(run, teacher, 1)
+    features = TeacherFeatures(teacher, load_data("digits", 32), tiny_run / "cache", show_progress=False)
+    inputs, targets = features.pair("val", 1, torch.arange(64))
+    calibration = features.get("train", 1, torch.arange(64))
+    shared, shared_stats = rate_block(supernet, calibration, inputs, targets, show_progress=False)
+    alone, alone_stats = rate_block(supernet, calibration, inputs, targets, show_progress=False, share_prefixes=False)
+    assert shared.keys() == alone.keys()
+    for name in shared:
+        assert shared[name]["l1_rel"] == pytest.approx(alone[name]["l1_rel"], rel=1e-4)
+    assert shared_stats.layer_evaluations < alone_stats.layer_evaluations
+
+
+def test_block_candidate_limit_says_how_to_restrict(tiny_run):
+    run = open_run(tiny_run)
+    from hwnas.distill import load_supernet
+
+    supernet, _ = load_supernet(run, open_teacher(run), 0)
+    x = torch.zeros(2, *supernet.teacher_in)
+    with pytest.raises(ValueError, match="restrict the space"):
+        rate_block(supernet, x, x, torch.zeros(2, *supernet.teacher_out), max_candidates=10, show_progress=False)
+
+
+def test_supernet_shares_layers_along_prefixes():
+    space = get_space("mbconv-tiny")
+    teacher = space_teacher(space, space.assemble([space.block_candidates(b)[-1] for b in range(space.num_blocks)]))
+    shapes = check_teacher(teacher, space)
+    supernet = BlockSupernet(space, 4, shapes[4], shapes[5])
+    # per input width x output width x op for the first layer, per output width x op for the second
+    assert len(supernet.layers) == 2 * 2 * 6 + 2 * 6
+    state, candidate = supernet.sample_path(__import__("random").Random(0))
+    out = supernet(torch.randn(2, *shapes[4]), state, candidate)
+    assert out.shape == (2, *shapes[5])
+
+
+def test_teacher_whose_stages_do_not_match_is_refused():
+    import timm
+    from timm.models._efficientnet_builder import decode_arch_def
+    from timm.models.efficientnet import EfficientNet
+
+    space = get_space("mbconv-tiny")
+    short = EfficientNet(decode_arch_def([["ds_r1_k3_s1_e1_c16"], ["ir_r1_k3_s2_e6_c24"], ["ir_r1_k3_s2_e6_c40"]]))
+    with pytest.raises(ValueError, match="has 2 stages after its stem, the space has 6 blocks"):
+        split_model(short, space.num_blocks, {"name": "short"})
+    for name in ("resnet10t", "mobilenetv3_small_050"):
+        with pytest.raises(ValueError, match="neither a timm EfficientNet nor a VisionTransformer"):
+            split_model(timm.create_model(name), space.num_blocks, {"name": name})
+    vit_space = get_space("vit-tiny")
+    wrong = space_teacher(vit_space, vit_space.sample(__import__("random").Random(0)))
+    with pytest.raises(ValueError, match="spatial sizes"):
+        check_teacher(wrong, space)
+
+
+def test_vit_space_teacher_distill_and_rate(tmp_path):
+    from hwnas.stages import rate, train_teacher
+    from hwnas.training import TrainConfig
+
+    run = create_or_open_run(tmp_path / "vit", "vit-tiny", "digits")
+    result = train_teacher(run, config=TrainConfig(epochs=1), show_progress=False)
+    assert 0 <= result["test_accuracy"] <= 1
+    distill(run, config=DistillConfig(epochs=1), show_progress=False)
+    rate(run, show_progress=False)
+    ratings = load_ratings(run)
+    assert all(len(r) == len(run.space.block_candidates(b)) for b, r in enumerate(ratings))
+
+
+def test_run_settings_conflicts_and_missing_runs_are_clear(tmp_path, tiny_run):
+    with pytest.raises(ValueError, match="was made with --space mbconv-tiny"):
+        create_or_open_run(tiny_run, "vit-tiny", None)
+    with pytest.raises(FileNotFoundError, match="hwnas teacher train --run"):
+        open_run(tmp_path / "nothing")
+    run = open_run(tiny_run)
+    with pytest.raises(ValueError, match="other settings"):
+        distill(run, block=0, config=DistillConfig(epochs=1, lr=0.5), show_progress=False)
+
+
+DISTILL_SCRIPT = """
+import sys
+from hwnas.distill import DistillConfig
+from hwnas.run import open_run
+from hwnas.stages import distill
+distill(open_run(sys.argv[1]), block=0, config=DistillConfig(epochs=int(sys.argv[2]), batch_size=16), cache=False,
+        show_progress=False)
+"""
+
+
+def test_killed_distillation_resumes_from_its_last_epoch(tmp_path, tiny_run):
+    import shutil
+
+    run_path = tmp_path / "copy"
+    shutil.copytree(tiny_run, run_path, ignore=shutil.ignore_patterns("supernet", "ratings*"))
+    checkpoint = checkpoint_path(open_run(run_path), 0)
+    process = subprocess.Popen([sys.executable, "-c", DISTILL_SCRIPT, str(run_path), "40"])
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and process.poll() is None:
+        if checkpoint.exists() and torch.load(checkpoint, weights_only=False)["epoch"] >= 2:
+            break
+        time.sleep(0.3)
+    process.kill()
+    process.wait()
+    before = torch.load(checkpoint, weights_only=False)
+    done = before["epoch"]
+    assert 2 <= done < 40, "the distillation finished or never checkpointed"
+    # rerun (asking for one more epoch than was done, to keep the test short): it continues, it does not restart
+    resumed = subprocess.run([sys.executable, "-c", DISTILL_SCRIPT, str(run_path), str(done + 1)],
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    after = torch.load(checkpoint, weights_only=False)
+    assert after["epoch"] == done + 1
+    assert after["history"][:done] == before["history"]

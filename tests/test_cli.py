@@ -1,0 +1,68 @@
+"""The hwnas command line: help everywhere, JSON output, and bad input as a clear error with exit code 2."""
+
+import json
+
+import pytest
+
+from hwnas.cli import build_parser, main
+
+COMMANDS = [["space", "list"], ["space", "sample"], ["space", "info"], ["profile"], ["measure"], ["predict"],
+            ["teacher", "train"], ["distill"], ["rate"], ["search"], ["train"], ["export"], ["agent", "serve"], ["demo"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c))
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: hwnas" in capsys.readouterr().out
+
+
+def test_space_commands_json(capsys):
+    assert main(["space", "sample", "mbconv-tiny", "--n", "3", "--seed", "2", "--json"]) == 0
+    archs = json.loads(capsys.readouterr().out)
+    assert len(archs) == 3
+    assert main(["space", "info", "mbconv-tiny", "--arch", archs[0], "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["arch"] == archs[0] and info["params"] > 0 and info["timm_arch_def"]
+    assert main(["space", "list", "--json"]) == 0
+    assert {row["name"] for row in json.loads(capsys.readouterr().out)} >= {"mbconv", "vit", "mbconv-tiny", "vit-tiny"}
+
+
+def test_predict_json(tiny_table, capsys):
+    assert main(["space", "sample", "mbconv-tiny", "--json"]) == 0
+    (arch,) = json.loads(capsys.readouterr().out)
+    assert main(["predict", "--table", str(tiny_table), "--arch", arch, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["predicted_ms"] > 0 and result["calibrated"] is True
+
+
+BAD_INPUTS = [
+    (["space", "info", "mbconv", "--arch", "24:e6k3"], "6 searchable stages"),
+    (["space", "sample", "resnet"], "unknown search space 'resnet'"),
+    (["space", "sample", "mbconv", "--n", "0"], "--n must be >= 1"),
+    (["predict", "--table", "/nonexistent/table.json", "--arch", "x"], "does not exist"),
+    (["measure", "--space", "mbconv-tiny", "--arch", "1:e6k3"], "6 searchable stages"),
+    (["distill", "--run", "/nonexistent/run"], "hwnas teacher train --run"),
+    (["teacher", "train", "--run", "/tmp/hwnas-test-no-space"], "give --space"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), BAD_INPUTS, ids=lambda v: str(v)[:40])
+def test_bad_input_is_a_clear_error(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_corrupt_table_is_a_clear_error(tmp_path, capsys):
+    table = tmp_path / "t.json"
+    table.write_text("{ not json")
+    assert main(["predict", "--table", str(table), "--arch", "x"]) == 2
+    assert "corrupt JSON" in capsys.readouterr().err
+
+
+def test_parser_lists_all_commands():
+    text = build_parser().format_help()
+    for name in ("space", "profile", "measure", "predict", "teacher", "distill", "rate", "search", "train", "export",
+                 "agent", "demo"):
+        assert name in text

@@ -1,0 +1,89 @@
+"""hwnas train and export: parity with PyTorch, the report's contents, and clear errors."""
+
+import json
+
+import pytest
+import torch
+
+from hwnas.child import export_child, load_child, train_child
+from hwnas.data import load_data
+from hwnas.export import export_file
+from hwnas.run import open_run
+from hwnas.training import TrainConfig
+from profilers import MissingRuntimeError, Protocol
+
+ARCH = "24:e6k3|40:e3k5|80:e6k3|96:e3k3|160:e3k5|320:e6k3"
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_run):
+    run = open_run(tiny_run)
+    return train_child(run, ARCH, TrainConfig(epochs=2, distill_weight=0.5), distill=True, init_supernet=True,
+                       show_progress=False)
+
+
+def test_training_reports_accuracy_and_uses_the_supernet(trained, tiny_run):
+    assert 0 <= trained["test_accuracy"] <= 1 and len(trained["history"]) == 2
+    assert trained["layers_from_supernet"] == 6
+    saved = torch.load(trained["weights"], weights_only=False)
+    assert saved["arch"] == ARCH
+
+
+def test_onnx_and_tflite_fp32_match_pytorch_on_the_test_split(trained, tiny_run, tmp_path, tiny_table):
+    run = open_run(tiny_run)
+    report = export_child(run, ARCH, [("onnx", "fp32"), ("tflite", "fp32")], tmp_path, trained["weights"],
+                          tiny_table, budget_ms=10.0, protocol=Protocol.quick())
+    for item in report["exports"]:
+        parity = item["parity"]
+        assert parity["samples"] == 360 and parity["split"] == "test"
+        assert parity["max_abs_diff"] <= 1e-4 and parity["top1_agreement"] == 1.0
+        assert item["latency"]["measured_ms"] > 0 and item["within_budget"] is True
+        assert item["size_bytes"] > 10_000
+    onnx = report["exports"][0]
+    assert onnx["predicted_ms"] > 0 and "prediction_error_pct" in onnx
+    saved = json.loads(open(report["report_files"][0]).read())
+    assert saved["arch"] == ARCH and len(saved["exports"]) == 2
+    markdown = open(report["report_files"][1]).read()
+    assert "| onnx | fp32 |" in markdown and "| tflite | fp32 |" in markdown
+
+
+def test_int8_tflite_is_quantized_and_reports_the_accuracy_change(trained, tiny_run, tmp_path):
+    run = open_run(tiny_run)
+    report = export_child(run, ARCH, [("tflite", "int8")], tmp_path, trained["weights"], measure=False)
+    (item,) = report["exports"]
+    assert item["precision"] == "int8" and 0 <= item["parity"]["top1_agreement"] <= 1
+    assert "accuracy_change" in item
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=item["file"])
+    assert interpreter.get_input_details()[0]["dtype"].__name__ == "int8"
+
+
+def test_export_without_weights_recalibrates_batchnorm(tiny_run):
+    run = open_run(tiny_run)
+    model, note = load_child(run, run.space.parse(ARCH), None)
+    assert "BatchNorm re-estimated" in note
+    norm = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert not torch.allclose(norm.running_mean, torch.zeros_like(norm.running_mean))
+
+
+def test_broken_requests_are_clear_errors(tiny_run, tmp_path, trained):
+    run = open_run(tiny_run)
+    space = run.space
+    model = space.build(space.parse(ARCH))
+    with pytest.raises(ValueError, match="onnx export supports precision fp32, not 'int8'"):
+        export_file(model, space, "onnx", "int8", tmp_path, "x", None)
+    with pytest.raises(ValueError, match="int8 export needs calibration data"):
+        export_file(model, space, "tflite", "int8", tmp_path, "x", None)
+    with pytest.raises(ValueError, match="unknown format 'coreml'"):
+        export_file(model, space, "coreml", "fp32", tmp_path, "x", None)
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        with pytest.raises(MissingRuntimeError, match="TensorRT is not installed"):
+            export_file(model, space, "tensorrt", "fp16", tmp_path, "x", load_data("digits", 32))
+    other = "24:e3k3|40:e3k5|80:e6k3|96:e3k3|160:e3k5|320:e6k3"
+    with pytest.raises(ValueError, match="holds weights of"):
+        load_child(run, space.parse(other), trained["weights"])
+    with pytest.raises(FileNotFoundError, match="no weights at"):
+        load_child(run, space.parse(ARCH), tmp_path / "missing.pt")

@@ -1,0 +1,92 @@
+"""Reliability sweep: long stages killed at a random point resume to complete, valid files; bad inputs leave earlier
+results untouched. (Profile, distillation and refinement kills live beside their own tests.)"""
+
+import hashlib
+import json
+import random
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from hwnas.cli import main
+
+HWNAS = [sys.executable, "-m", "hwnas.cli"]
+
+
+def _kill_when(args: list[str], ready, timeout: float = 180) -> None:
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None and not ready():
+        time.sleep(0.1)
+    time.sleep(random.Random(0).uniform(0, 0.3))
+    process.kill()
+    process.wait()
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha1(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and "search" not in p.parts and p.suffix != ".db"}
+
+
+def test_killed_rating_resumes_to_a_complete_ratings_file(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("ratings*"))
+    _kill_when(HWNAS + ["rate", "--run", str(run)], lambda: (run / "ratings" / "block1.json").exists())
+    finished = sorted(p.name for p in (run / "ratings").glob("block*.json"))
+    assert finished and not (run / "ratings.json").exists()
+    kept = {name: (run / "ratings" / name).read_bytes() for name in finished}
+    result = subprocess.run(HWNAS + ["rate", "--run", str(run), "--json"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    data = json.loads((run / "ratings.json").read_text())
+    assert len(data["blocks"]) == 6 and all(block["ratings"] for block in data["blocks"])
+    assert all((run / "ratings" / name).read_bytes() == content for name, content in kept.items())
+
+
+def test_killed_child_training_resumes(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("children"))
+    arch = "24:e3k3|40:e3k3|80:e3k3|96:e3k3|160:e3k3|320:e3k3"
+    args = HWNAS + ["train", "--run", str(run), "--arch", arch, "--epochs", "5", "--json"]
+    checkpoint = run / "children" / hashlib.sha1(arch.encode()).hexdigest()[:12] / "train.pt"
+
+    def trained_two() -> bool:
+        return checkpoint.exists() and torch.load(checkpoint, weights_only=False)["epoch"] >= 2
+
+    _kill_when(args, trained_two)
+    before = torch.load(checkpoint, weights_only=False)
+    assert 2 <= before["epoch"] < 5
+    result = subprocess.run(args, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert [h["epoch"] for h in report["history"]] == [1, 2, 3, 4, 5]
+    assert report["history"][:before["epoch"]] == before["history"]
+    assert 0 <= report["test_accuracy"] <= 1
+
+
+def test_bad_inputs_leave_earlier_results_untouched(tiny_run, tiny_table, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    before = _digest(run)
+    table_before = tiny_table.read_bytes()
+    corrupt = tmp_path / "corrupt.json"
+    corrupt.write_text('{"format": "hwnas-latency-table"')
+    cases = [
+        (["search", "--run", str(run), "--table", str(tiny_table), "--budget-ms", "0.0001"], "below the cheapest"),
+        (["search", "--run", str(run), "--table", str(corrupt), "--budget-ms", "1"], "corrupt JSON"),
+        (["train", "--run", str(run), "--arch", "24:e9k3|40:e3k3|80:e3k3|96:e3k3|160:e3k3|320:e3k3"], "not allowed"),
+        (["export", "--run", str(run), "--arch", "24:e3k3|40:e3k3|80:e3k3|96:e3k3|160:e3k3|320:e3k3", "--format",
+          "onnx", "--precision", "int8", "--out", str(tmp_path / "out"), "--no-measure"], "supports precision fp32"),
+        (["measure", "--space", "mbconv-tiny", "--runtime", "tensorrt", "--arch",
+          "24:e3k3|40:e3k3|80:e3k3|96:e3k3|160:e3k3|320:e3k3"], "TensorRT"),
+        (["teacher", "train", "--run", str(run), "--space", "vit-tiny"], "was made with --space mbconv-tiny"),
+        (["rate", "--run", str(run), "--block", "9"], "--block must be in 0..5"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        assert message in capsys.readouterr().err, argv
+    assert _digest(run) == before
+    assert tiny_table.read_bytes() == table_before

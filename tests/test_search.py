@@ -1,0 +1,97 @@
+"""hwnas search: result files, infeasible budgets, resume of an interrupted refinement, workers sharing a study."""
+
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+
+from hwnas.run import open_run
+from hwnas.stages import search
+from profilers import Protocol
+
+QUICK = Protocol.quick()
+
+
+def test_search_writes_result_front_and_plot(tiny_run, tiny_table):
+    run = open_run(tiny_run)
+    result = search(run, tiny_table, budget=10.0, refine_trials=3, protocol=QUICK, show_progress=False)
+    chosen = result["chosen"]
+    assert run.space.parse(chosen["arch"])
+    assert chosen["measured_ms"] > 0 and chosen["predicted_ms"] > 0 and chosen["within_budget"]
+    assert result["timm_arch_def"][0] == ["ds_r1_k3_s1_e1_c16_se0.25"]
+    assert result["params"] > 0 and result["macs"] > 0 and result["table"] == str(tiny_table)
+    assert result["refinement"]["trials"] == 3 and result["refinement"]["failed"] == 0
+    front = json.loads(open(result["files"]["front"]).read())
+    assert len(front) == result["front_size"] >= 2
+    assert all(a["cost"] < b["cost"] and a["rating"] > b["rating"] for a, b in zip(front, front[1:]))
+    assert open(result["files"]["plot"], "rb").read(4) == b"\x89PNG"
+
+
+def test_macs_objective_needs_no_table(tiny_run):
+    run = open_run(tiny_run)
+    result = search(run, None, budget=2.0, objective="macs", show_progress=False)
+    assert result["macs"] / 1e6 <= 2.0 + 1e-9 and result["unit"] == "Mmacs"
+
+
+def test_infeasible_budget_gives_the_fastest_achievable(tiny_run, tiny_table):
+    with pytest.raises(ValueError, match="below the cheapest architecture of mbconv-tiny: .* ms predicted"):
+        search(open_run(tiny_run), tiny_table, budget=0.001, refine_trials=0, protocol=QUICK, show_progress=False)
+
+
+def test_table_of_another_space_is_refused(tiny_run, tmp_path, tiny_table):
+    data = json.loads(tiny_table.read_text())
+    data["metadata"]["space"] = "vit-tiny"
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="measured for space='vit-tiny'"):
+        search(open_run(tiny_run), other, budget=1.0, refine_trials=0, show_progress=False)
+
+
+SEARCH = [sys.executable, "-m", "hwnas.cli", "search", "--quick", "--json"]
+
+
+def _finished(database, name=None) -> int:
+    try:
+        connection = sqlite3.connect(database)
+        return connection.execute("SELECT count(*) FROM trials WHERE state IN ('COMPLETE', 'FAIL')").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def test_interrupted_refinement_resumes(tiny_run, tiny_table, tmp_path):
+    database = tmp_path / "study.db"
+    args = SEARCH + ["--run", str(tiny_run), "--table", str(tiny_table), "--budget-ms", "10",
+                     "--storage", f"sqlite:///{database}"]
+    process = subprocess.Popen(args + ["--refine-trials", "200"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and _finished(database) < 3 and process.poll() is None:
+        time.sleep(0.3)
+    process.kill()
+    process.wait()
+    before = _finished(database)
+    assert 3 <= before < 200
+    done = subprocess.run(args + ["--refine-trials", str(before + 2)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    (name,) = optuna.get_all_study_names(f"sqlite:///{database}")
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{database}")
+    finished = [t for t in study.trials if t.state.is_finished()]
+    assert len(finished) == before + 2
+    assert json.loads(done.stdout)["refinement"]["trials"] >= before + 2
+
+
+def test_two_workers_share_one_study(tiny_run, tiny_table, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    args = SEARCH + ["--run", str(tiny_run), "--table", str(tiny_table), "--budget-ms", "10", "--storage", storage,
+                     "--refine-trials", "6"]
+    workers = [subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for worker in workers:
+        assert worker.wait(timeout=300) == 0, worker.stderr.read()
+    (name,) = optuna.get_all_study_names(storage)
+    study = optuna.load_study(study_name=name, storage=storage)
+    finished = [t for t in study.trials if t.state.is_finished()]
+    assert 6 <= len(finished) <= 7
+    assert len({t.user_attrs["worker"] for t in finished}) == 2

@@ -130,11 +130,14 @@ def plot_training(history: list[dict[str, Any]], path: Path, title: str) -> None
 
 
 def export_child(run: RunDir, arch_text: str, formats: list[tuple[str, str]], out_dir: Path,
-                 weights: Path | None = None, table: Path | None = None, budget_ms: float | None = None,
+                 weights: Path | None = None, tables: list[Path] | None = None, budget_ms: float | None = None,
                  target_url: str | None = None, token: str | None = None, protocol: Any = None,
                  measure: bool = True, parity_limit: int | None = None) -> dict[str, Any]:
-    """Export to each (format, precision), check parity on the test split, measure, write the report."""
-    from hwnas.export import export_file, measure_file, parity, predicted_latency, write_report
+    """Export to each (format, precision), check parity on the test split, measure, write the report.
+
+    ``tables``: latency tables; each format is predicted from the one of its runtime (when given), and that
+    table's units are measured beside the file to check how fast the machine runs right now."""
+    from hwnas.export import FORMATS, export_file, measure_file, parity, predicted_latency, write_report
     from profilers import Protocol
 
     space = run.space
@@ -153,16 +156,17 @@ def export_child(run: RunDir, arch_text: str, formats: list[tuple[str, str]], ou
                                 "parity": parity(model, exported, bundle, limit=parity_limit)}
         item["accuracy_change"] = item["parity"]["accuracy_exported"] - item["parity"]["accuracy_torch"]
         if measure:
-            reference = (space, Path(table)) if table is not None else None
-            item["latency"] = measure_file(exported.path, fmt, precision, target_url, token, protocol, reference)
-            table_runtime = None
-            if table is not None:
-                from profilers.table import LatencyTable
+            from profilers.table import LatencyTable
 
-                table_runtime = LatencyTable.load(table).metadata.get("runtime")
-            if table_runtime == item["latency"]["runtime"]["runtime"] and precision == "fp32":
+            runtime_name = FORMATS[fmt][0]
+            table = next((Path(t) for t in tables or [] if LatencyTable.load(t).metadata.get("runtime") == runtime_name),
+                         None)
+            reference = (space, table) if table is not None else None
+            item["latency"] = measure_file(exported.path, fmt, precision, target_url, token, protocol, reference)
+            if table is not None and precision == "fp32":
                 item["predicted_ms"] = predicted_latency(table, space, arch)
-                item["prediction_error_pct"] = 100 * (item["predicted_ms"] / item["latency"]["measured_ms"] - 1)
+                item["prediction_error_pct"] = 100 * (item["latency"]["measured_ms"] / item["predicted_ms"] - 1)
+                item["table"] = str(table)
             if budget_ms is not None:
                 item["within_budget"] = item["latency"]["measured_ms"] <= budget_ms
         exports.append(item)

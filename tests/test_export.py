@@ -32,7 +32,7 @@ def test_training_reports_accuracy_and_uses_the_supernet(trained, tiny_run):
 def test_onnx_and_tflite_fp32_match_pytorch_on_the_test_split(trained, tiny_run, tmp_path, tiny_table):
     run = open_run(tiny_run)
     report = export_child(run, ARCH, [("onnx", "fp32"), ("tflite", "fp32")], tmp_path, trained["weights"],
-                          tiny_table, budget_ms=10.0, protocol=Protocol.quick())
+                          [tiny_table], budget_ms=10.0, protocol=Protocol.quick())
     for item in report["exports"]:
         parity = item["parity"]
         assert parity["samples"] == 360 and parity["split"] == "test"

@@ -35,7 +35,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help="repeat for several formats")
     export.add_argument("--precision", default="fp32", help="fp32 (default), fp16 (tensorrt) or int8 (tflite, tensorrt)")
     export.add_argument("--out", type=Path, required=True, help="output folder")
-    export.add_argument("--table", type=Path, default=None, help="latency table of the same runtime (prediction)")
+    export.add_argument("--table", type=Path, action="append", default=None,
+                        help="latency table(s); each format is predicted from its runtime's (repeatable)")
     export.add_argument("--budget-ms", type=float, default=None, help="report whether the budget holds")
     export.add_argument("--target", default=None, help="URL of an 'hwnas agent serve' to measure on")
     export.add_argument("--token", default=os.environ.get("HWNAS_AGENT_TOKEN"), help="agent token")

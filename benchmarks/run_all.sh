@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Every benchmark in turn (nothing else should run on the machine meanwhile: they measure latency).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1
+PY=.venv/bin/python
+$PY benchmarks/profile_fidelity.py --space mbconv --runtime onnxruntime --calibrate 20 --validate 50
+$PY benchmarks/profile_fidelity.py --space mbconv --runtime litert --calibrate 20 --validate 50
+$PY benchmarks/profile_fidelity.py --space mbconv-tiny --runtime onnxruntime --calibrate 10 --validate 30
+$PY benchmarks/profile_fidelity.py --space mbconv-tiny --runtime litert --calibrate 10 --validate 30
+$PY benchmarks/combiner.py
+$PY benchmarks/budget_sweep.py --budgets 12
+$PY benchmarks/supernet_costs.py
+.venv/bin/hwnas demo --out runs/demo
+$PY benchmarks/export.py --child-run runs/demo
+$PY benchmarks/ranking.py --archs 24

@@ -29,7 +29,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.set_defaults(handler=run_teacher_train)
 
     distill = commands.add_parser("distill", help="train block supernets to mimic the teacher's stages")
-    distill.add_argument("--run", required=True, help="run name or path")
+    distill.add_argument("--run", default=os.environ.get("HWNAS_RUN"), required="HWNAS_RUN" not in os.environ,
+                         help="run name or path (default: $HWNAS_RUN; under torchrun, whose parser claims --run, "
+                              "set HWNAS_RUN)")
     distill.add_argument("--block", type=int, default=None, help="train only this block (default: all, in turn)")
     distill.add_argument("--epochs", type=int, default=20, help="epochs per block (default 20, DNA's)")
     distill.add_argument("--lr", type=float, default=0.002, help="Adam learning rate (x0.9 per epoch)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -53,6 +54,7 @@ def main() -> None:
         start = time.perf_counter()
         work = out.parent / f"{out.name}.bench"
         calibrate_table(table, space, LocalTarget(runtime), protocol, work, None, args.calibrate, args.validate)
+        shutil.rmtree(work, ignore_errors=True)
         fidelity_s = time.perf_counter() - start
         table.save(out)
         plot_validation(table.validation, f"{space.name} on {runtime.name}, {runtime.threads} thread",

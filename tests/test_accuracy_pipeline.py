@@ -166,3 +166,30 @@ def test_killed_distillation_resumes_from_its_last_epoch(tmp_path, tiny_run):
     after = torch.load(checkpoint, weights_only=False)
     assert after["epoch"] == done + 1
     assert after["history"][:done] == before["history"]
+
+
+def test_timm_teachers_line_up_with_the_full_spaces():
+    from hwnas.teacher import timm_teacher
+
+    mbconv = get_space("mbconv")
+    shapes = check_teacher(timm_teacher("efficientnet_b0", mbconv), mbconv)
+    assert shapes[1:] == [(24, 56, 56), (40, 28, 28), (80, 14, 14), (112, 14, 14), (192, 7, 7), (320, 7, 7)]
+    vit = get_space("vit")
+    teacher = timm_teacher("vit_tiny_patch16_224", vit)
+    assert teacher.description["layer_bounds"] == [0, 4, 8, 12]
+    assert check_teacher(teacher, vit)[1] == (197, 192)
+
+
+def test_image_folder_data(tmp_path):
+    from PIL import Image
+
+    for split in ("train", "val"):
+        for label in ("cat", "dog"):
+            folder = tmp_path / split / label
+            folder.mkdir(parents=True)
+            for index in range(3):
+                Image.new("RGB", (40, 30), (index * 40, 100, 200 if label == "cat" else 20)).save(folder / f"{index}.png")
+    bundle = load_data(str(tmp_path), 32)
+    assert bundle.num_classes == 2 and len(bundle.datasets["train"]) == 6
+    images, labels = next(iter(bundle.loader("train", 4)))
+    assert images.shape == (4, 3, 32, 32) and set(labels.tolist()) <= {0, 1}

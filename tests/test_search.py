@@ -95,3 +95,34 @@ def test_two_workers_share_one_study(tiny_run, tiny_table, tmp_path):
     finished = [t for t in study.trials if t.state.is_finished()]
     assert 6 <= len(finished) <= 7
     assert len({t.user_attrs["worker"] for t in finished}) == 2
+
+
+def test_failed_measurements_are_recorded_with_their_error(tiny_run, tiny_table, tmp_path):
+    from hwnas.combiner import Combiner
+    from hwnas.search import latency_cost, refine
+    from hwnas.stages import load_ratings
+    from profilers.predictor import LatencyPredictor
+    from profilers.table import LatencyTable
+
+    run = open_run(tiny_run)
+    space = run.space
+    predictor = LatencyPredictor(LatencyTable.load(tiny_table, space), space)
+    cost = latency_cost(predictor)
+    ratings = load_ratings(run)
+    combiner = Combiner(space, ratings, cost.unit_cost, cost.base)
+    calls = []
+
+    def flaky(arch):
+        calls.append(arch)
+        if len(calls) % 2 == 0:
+            raise RuntimeError("device went away")
+        return 0.05
+
+    for multi in (False, True):
+        study = refine(space, combiner, ratings, 10.0, cost.to_cost(10.0), flaky, f"sqlite:///{tmp_path / 's.db'}",
+                       f"flaky-{multi}", trials=4, multi_objective=multi, show_progress=False)
+        states = [t.state for t in study.trials if t.state.is_finished()]
+        assert len(states) == 4
+        failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
+        assert failed and all(t.user_attrs["error"] == "RuntimeError: device went away" for t in failed)
+        assert len(study.directions) == (2 if multi else 1)

@@ -65,9 +65,20 @@ class Runtime(ABC):
         """Execution provider, delegate or device the runtime uses."""
         return "cpu"
 
-    def export(self, items: Mapping[str, tuple[nn.Module, torch.Tensor]], workdir: Path) -> dict[str, ModelRef]:
-        """Write each (module, example input) to a file; returns where each key went."""
+    def write_model(self, module: nn.Module, example: torch.Tensor, path: Path) -> None:
+        """Write one module (batch and shape fixed by ``example``) in the runtime's file format."""
         raise NotImplementedError(f"runtime {self.name} has no file format; use compile()")
+
+    def export(self, items: Mapping[str, tuple[nn.Module, torch.Tensor]], workdir: Path) -> dict[str, ModelRef]:
+        """Write each (module, example input) to its own file; returns where each key went."""
+        if self.file_suffix is None:
+            raise NotImplementedError(f"runtime {self.name} has no file format; use compile()")
+        refs = {}
+        for index, (key, (module, example)) in enumerate(items.items()):
+            path = Path(workdir) / f"model_{index:04d}{self.file_suffix}"
+            self.write_model(module, example, path)
+            refs[key] = ModelRef(path, "main")
+        return refs
 
     def load(self, path: Path) -> dict[str, Runner]:
         """One runner per entry of a model file."""

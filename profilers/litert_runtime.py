@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from profilers._base import MissingRuntimeError, ModelRef, Runtime, random_input
+from profilers._base import MissingRuntimeError, Runtime, random_input
 from profilers._protocol import Runner
 
 
@@ -68,13 +67,8 @@ class LiteRT(Runtime):
         interpreter.allocate_tensors()
         return interpreter
 
-    def export(self, items: Mapping[str, tuple[nn.Module, torch.Tensor]], workdir: Path) -> dict[str, ModelRef]:
-        refs = {}
-        for index, (key, (module, example)) in enumerate(items.items()):
-            path = Path(workdir) / f"model_{index:04d}.tflite"
-            convert_tflite(module, example, path)
-            refs[key] = ModelRef(path, "main")
-        return refs
+    def write_model(self, module: nn.Module, example: torch.Tensor, path: Path) -> None:
+        convert_tflite(module, example, path)
 
     def load(self, path: Path) -> dict[str, Runner]:
         interpreter = self.interpreter(Path(path))

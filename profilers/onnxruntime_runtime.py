@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from profilers._base import MissingRuntimeError, ModelRef, Runtime, random_input
+from profilers._base import MissingRuntimeError, Runtime, random_input
 from profilers._protocol import Runner
 from profilers.onnx_export import export_onnx
 
@@ -46,13 +45,8 @@ class OnnxRuntime(Runtime):
         source = str(model) if isinstance(model, Path) else model
         return ort.InferenceSession(source, options, providers=[self.provider])
 
-    def export(self, items: Mapping[str, tuple[nn.Module, torch.Tensor]], workdir: Path) -> dict[str, ModelRef]:
-        refs = {}
-        for index, (key, (module, example)) in enumerate(items.items()):
-            path = Path(workdir) / f"model_{index:04d}.onnx"
-            export_onnx(module, example, path)
-            refs[key] = ModelRef(path, "main")
-        return refs
+    def write_model(self, module: nn.Module, example: torch.Tensor, path: Path) -> None:
+        export_onnx(module, example, path)
 
     def load(self, path: Path) -> dict[str, Runner]:
         session = self.session(Path(path))

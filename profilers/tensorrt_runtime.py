@@ -6,14 +6,14 @@ its absence gives a clear MissingRuntimeError.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from profilers._base import MissingRuntimeError, ModelRef, Runtime
+from profilers._base import MissingRuntimeError, Runtime
 from profilers._protocol import Runner
 from profilers.onnx_export import export_onnx
 
@@ -121,15 +121,10 @@ class TensorRT(Runtime):
     def accelerator(self) -> str:
         return f"cuda:{torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "cuda (absent)"
 
-    def export(self, items: Mapping[str, tuple[nn.Module, torch.Tensor]], workdir: Path) -> dict[str, ModelRef]:
+    def write_model(self, module: nn.Module, example: torch.Tensor, path: Path) -> None:
         if self.precision == "int8":
             raise ValueError("int8 profiling needs calibration batches; profile fp16 or export with --precision int8")
-        refs = {}
-        for index, (key, (module, example)) in enumerate(items.items()):
-            path = Path(workdir) / f"model_{index:04d}.engine"
-            path.write_bytes(build_engine(export_onnx(module, example), self.precision))
-            refs[key] = ModelRef(path, "main")
-        return refs
+        Path(path).write_bytes(build_engine(export_onnx(module, example), self.precision))
 
     def load(self, path: Path) -> dict[str, Runner]:
         trt = import_tensorrt()

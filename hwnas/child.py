@@ -17,7 +17,7 @@ from hwnas.distill import checkpoint_path
 from hwnas.run import RunDir
 from hwnas.supernet import layer_key
 from hwnas.training import TrainConfig, train_classifier
-from profilers._files import atomic_write_json
+from profilers._files import atomic_torch_save, atomic_write_json
 
 
 def child_dir(run: RunDir, arch: Hashable) -> Path:
@@ -76,9 +76,7 @@ def train_child(run: RunDir, arch_text: str, config: TrainConfig, distill: bool 
     result = train_classifier(model, bundle, config, folder / "train.pt", teacher=teacher,
                               show_progress=show_progress, label="child")
     weights = folder / "weights.pt"
-    tmp = weights.with_name(".weights.pt.tmp")
-    torch.save({"arch": str(arch), "space": space.name, "state_dict": model.state_dict()}, tmp)
-    tmp.replace(weights)
+    atomic_torch_save({"arch": str(arch), "space": space.name, "state_dict": model.state_dict()}, weights)
     report = {"arch": str(arch), "weights": str(weights), "layers_from_supernet": copied, "distilled": distill,
               "config": vars(config), **result}
     atomic_write_json(folder / "train_result.json", report)

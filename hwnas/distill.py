@@ -26,6 +26,7 @@ from hwnas.features import TeacherFeatures
 from hwnas.run import RunDir
 from hwnas.supernet import BlockSupernet
 from hwnas.teacher import TeacherStages, check_teacher
+from profilers._files import atomic_torch_save
 
 
 @dataclass(frozen=True)
@@ -117,10 +118,8 @@ def distill_block(
         state["history"].append({"epoch": epoch + 1, "loss": sum(losses) / max(len(losses), 1), "seconds": seconds})
         state["epoch"] = epoch + 1
         if rank == 0:
-            tmp = path.with_name(f".{path.name}.tmp")
-            torch.save({"config": asdict(config), "model": supernet.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), **state}, tmp)
-            tmp.replace(path)
+            atomic_torch_save({"config": asdict(config), "model": supernet.state_dict(),
+                               "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), **state}, path)
             if show_progress:
                 print(f"block {block} epoch {epoch + 1}/{config.epochs}: mse {state['history'][-1]['loss']:.5f} "
                       f"({seconds:.1f} s)", file=sys.stderr)

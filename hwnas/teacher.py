@@ -18,6 +18,7 @@ from timm.models.efficientnet import EfficientNet
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
+from profilers._files import atomic_torch_save
 from search_spaces import SearchSpace
 
 
@@ -137,9 +138,7 @@ def _layout(shape: tuple[int, ...]) -> tuple[int, ...]:
 
 def save_teacher(teacher: TeacherStages, path: Path, extra: dict[str, Any]) -> None:
     """Checkpoint a teacher (its description, weights and results)."""
-    tmp = Path(path).with_name(f".{Path(path).name}.tmp")
-    torch.save({"description": teacher.description, "state_dict": teacher.model.state_dict(), **extra}, tmp)
-    tmp.replace(path)
+    atomic_torch_save({"description": teacher.description, "state_dict": teacher.model.state_dict(), **extra}, path)
 
 
 def load_teacher(path: Path, space: SearchSpace) -> TeacherStages:

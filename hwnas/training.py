@@ -16,6 +16,7 @@ from torch import nn
 from tqdm import tqdm
 
 from hwnas.data import DataBundle
+from profilers._files import atomic_torch_save
 
 
 @dataclass(frozen=True)
@@ -34,12 +35,6 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.lr <= 0 or self.batch_size < 1 or not 0 <= self.distill_weight <= 1:
             raise ValueError(f"bad training settings: epochs >= 1, lr > 0, batch >= 1, 0 <= distill <= 1; got {self}")
-
-
-def _save_atomic(payload: dict[str, Any], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
 
 
 @torch.no_grad()
@@ -107,7 +102,7 @@ def train_classifier(
         val_accuracy = evaluate(model, bundle, "val")
         state["history"].append({"epoch": epoch + 1, "loss": sum(losses) / len(losses), "val_accuracy": val_accuracy})
         state["epoch"] = epoch + 1
-        _save_atomic({"config": asdict(config), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        atomic_torch_save({"config": asdict(config), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                       "scheduler": scheduler.state_dict(), **state}, checkpoint)
         if show_progress:
             print(f"{label} epoch {epoch + 1}/{config.epochs}: loss {state['history'][-1]['loss']:.4f}, "

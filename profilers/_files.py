@@ -25,6 +25,17 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def atomic_torch_save(payload: Any, path: Path) -> None:
+    """``torch.save`` through a temporary file and an atomic rename (checkpoints survive a kill mid-write)."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write_bytes(Path(path), buffer.getvalue())
+
+
 def atomic_write_json(path: Path, payload: Any) -> None:
     """Write ``payload`` as indented JSON, atomically."""
     atomic_write_bytes(path, (json.dumps(payload, indent=2, default=str) + "\n").encode())

@@ -35,11 +35,6 @@ class TeacherFeatures:
         """Number of samples in a split."""
         return len(self.bundle.datasets[split])
 
-    def labels(self, split: str, indices: torch.Tensor) -> torch.Tensor:
-        """Class labels of the given samples."""
-        dataset = self.bundle.datasets[split]
-        return torch.as_tensor([int(dataset[int(i)][1]) for i in indices])
-
     def images(self, split: str, indices: torch.Tensor) -> torch.Tensor:
         """The input images of the given samples."""
         dataset = self.bundle.datasets[split]

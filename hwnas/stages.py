@@ -33,9 +33,10 @@ def teacher_path(run: RunDir) -> Path:
 
 def train_teacher(
     run: RunDir, arch: str | None = None, timm_name: str | None = None, pretrained: bool = False,
-    config: TrainConfig | None = None, show_progress: bool = True,
+    config: TrainConfig | None = None, show_progress: bool = True, train: bool = True,
 ) -> dict[str, Any]:
-    """Train (or resume, or register) the run's teacher and report its test accuracy."""
+    """Train (or resume) the run's teacher and report its test accuracy; ``train=False`` registers it as it is
+    (a pretrained timm model, or an untrained space member)."""
     space = run.space
     if timm_name is not None:
         teacher = timm_teacher(timm_name, space, pretrained=pretrained)
@@ -45,7 +46,7 @@ def train_teacher(
     bundle = load_data(run.config["data"], space.resolution)
     config = config or TrainConfig()
     result: dict[str, Any] = {"teacher": teacher.description, "data": bundle.name}
-    if config.epochs > 0 and not pretrained:
+    if train and not pretrained:
         trained = train_classifier(teacher, bundle, config, run.file("teacher_training.pt"),
                                    show_progress=show_progress, label="teacher")
         result.update(trained)

@@ -193,3 +193,13 @@ def test_image_folder_data(tmp_path):
     assert bundle.num_classes == 2 and len(bundle.datasets["train"]) == 6
     images, labels = next(iter(bundle.loader("train", 4)))
     assert images.shape == (4, 3, 32, 32) and set(labels.tolist()) <= {0, 1}
+
+
+def test_teacher_registered_without_training_is_not_trained(tmp_path, capsys):
+    from hwnas.cli import main
+
+    assert main(["teacher", "train", "--run", str(tmp_path / "r"), "--space", "vit-tiny", "--epochs", "0",
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert "test_accuracy" not in result and result["teacher"]["kind"] == "space"
+    assert (tmp_path / "r" / "teacher.pt").exists() and not (tmp_path / "r" / "teacher_training.pt").exists()

@@ -55,11 +55,10 @@ def run_teacher_train(args: argparse.Namespace) -> int:
     from hwnas.stages import train_teacher
 
     run = create_or_open_run(args.run, args.space, args.data)
-    config = TrainConfig(epochs=max(args.epochs, 1), lr=args.lr)
-    if args.epochs == 0:
-        config = None
-    result = train_teacher(run, arch=args.arch, timm_name=args.teacher, pretrained=args.pretrained or args.epochs == 0,
-                           config=config)
+    train = args.epochs > 0
+    config = TrainConfig(epochs=args.epochs, lr=args.lr) if train else None
+    result = train_teacher(run, arch=args.arch, timm_name=args.teacher, pretrained=args.pretrained, config=config,
+                           train=train)
     accuracy = result.get("test_accuracy")
     emit(result, args.json, f"teacher {result['teacher']['name']} for {run.path}: test accuracy "
                             f"{'n/a (not trained here)' if accuracy is None else f'{accuracy:.4f}'}")

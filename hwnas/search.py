@@ -114,8 +114,7 @@ def refine(
     else:
         sampler = optuna.samplers.TPESampler(seed=seed, constraints_func=constraint)
         directions = ["minimize"]
-    study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, directions=directions,
-                                load_if_exists=True)
+    study = _open_study(name, storage, sampler, directions)
     if not study.trials:
         for point in starts:
             study.enqueue_trial({f"block{b}": str(c) for b, c in enumerate(space.blocks_of(point.arch))})
@@ -147,6 +146,25 @@ def refine(
                                                              optuna.trial.TrialState.FAIL))
         study.optimize(objective, n_trials=remaining, catch=(Exception,), callbacks=[cap])
     return study
+
+
+def _open_study(name: str, storage: str, sampler: Any, directions: list[str], attempts: int = 5) -> Any:
+    """Create or load the study; workers starting together against a new database race to create its schema, and
+    the loser retries once the winner's schema is there."""
+    import time
+
+    import optuna
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    for attempt in range(attempts):
+        try:
+            return optuna.create_study(study_name=name, storage=storage, sampler=sampler, directions=directions,
+                                       load_if_exists=True)
+        except (IntegrityError, OperationalError):
+            if attempt + 1 == attempts:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def best_feasible(study: Any, budget_ms: float) -> dict[str, Any] | None:

@@ -1,123 +1,233 @@
 """Benchmark: do block-wise ratings rank architectures the way stand-alone training does? (DNA vs SPOS)
 
-On digits and the tiny MBConv space: teacher, block-wise distillation and rating of every candidate (hwnas), and side
-by side an SPOS supernet (one supernet trained end to end on labels with uniform path sampling, rated by accuracy
-after BN re-estimation). Then >= 20 architectures spread across hwnas's rating range are trained stand-alone with
-one fixed recipe, and Kendall tau / Spearman rho between each method's score and test accuracy are reported, with
-the spread of accuracies across architectures next to the seed-to-seed spread of one architecture.
+On the tiny MBConv space and an embedded data set (default ``digits-distorted-4``: digits drawn 4 times under fixed
+random distortions, harder than plain digits so that capacity shows and a test split of 1440 images): teacher,
+block-wise distillation and rating of every candidate (hwnas) and, side by side, an SPOS supernet (one supernet
+trained end to end on labels with uniform path sampling, rated by validation accuracy after BN re-estimation). Then
+``--archs`` architectures spread evenly across hwnas's rating range are each trained stand-alone ``--seeds`` times
+with one fixed recipe. Reported: Kendall tau and Spearman rho of each method's score against the seed-averaged test
+accuracy; the spread of accuracies across architectures next to the seed-to-seed spread (pooled over every
+architecture); the agreement of the stand-alone ranking with itself across seeds (the ceiling any score can reach
+against noisy accuracies); and two trivial proxies (parameters, MACs) so a rating is judged against doing nothing.
 
-    python benchmarks/ranking.py --archs 24
+Work lives in ``--work`` (default ``runs/bench-ranking``): every stage and every training is checkpointed, so a
+killed run resumes. Two worker processes (1 thread each) share the CPU.
+
+    python benchmarks/ranking.py --archs 20 --seeds 2
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import math
 import random
 import statistics
-import tempfile
+import sys
 import time
 from collections.abc import Hashable
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 import torch
-from _common import print_table, write_result
+from _common import RESULTS, ROOT, print_table, write_result
 from scipy.stats import kendalltau, spearmanr
 
-from hwnas.data import DataBundle, load_data
-from hwnas.distill import DistillConfig
-from hwnas.run import create_or_open_run
-from hwnas.spos import SPOSSupernet, spos_accuracy, train_spos
-from hwnas.stages import distill, load_ratings, rate, train_teacher
-from hwnas.training import TrainConfig, train_classifier
-from search_spaces import SearchSpace
-
 Ratings = list[dict[str, float]]
+SPACE = "mbconv-tiny"
 
-torch.set_num_threads(1)
+
+def _setup_worker() -> None:
+    torch.set_num_threads(1)
 
 
-def spread_archs(space: SearchSpace, ratings: Ratings, count: int, seed: int = 0) -> list[Hashable]:
+def hwnas_stage(work: str, data: str, teacher_epochs: int, distill_epochs: int) -> float:
+    """Teacher, block-wise distillation, rating (each resumable); returns the teacher's test accuracy."""
+    from hwnas.distill import DistillConfig
+    from hwnas.run import create_or_open_run
+    from hwnas.stages import distill, rate, train_teacher
+    from hwnas.training import TrainConfig
+
+    run = create_or_open_run(Path(work) / "run", SPACE, data)
+    teacher = train_teacher(run, config=TrainConfig(epochs=teacher_epochs), show_progress=False)
+    distill(run, config=DistillConfig(epochs=distill_epochs), show_progress=False)
+    rate(run, show_progress=False)
+    return float(teacher["test_accuracy"])
+
+
+def spos_stage(work: str, data: str, epochs: int) -> list[dict[str, float]]:
+    """The SPOS supernet, trained (or resumed) to ``epochs``; returns its history."""
+    from hwnas.data import load_data
+    from hwnas.spos import SPOSConfig, SPOSSupernet, train_spos
+    from search_spaces import get_space
+
+    torch.manual_seed(0)
+    supernet = SPOSSupernet(get_space(SPACE))
+    return train_spos(supernet, load_data(data, 32), SPOSConfig(epochs=epochs), Path(work) / "spos.pt",
+                      show_progress=False)
+
+
+def stand_alone(work: str, data: str, arch: str, seed: int, epochs: int) -> dict[str, Any]:
+    """Train one architecture from scratch with the fixed recipe (resumable); the result is kept as JSON."""
+    from hwnas.data import load_data
+    from hwnas.training import TrainConfig, train_classifier
+    from profilers._files import atomic_write_json, read_json
+    from search_spaces import get_space
+
+    folder = Path(work) / "children"
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"{hashlib.sha1(arch.encode()).hexdigest()[:12]}_s{seed}"
+    result_path = folder / f"{name}.json"
+    if result_path.exists():
+        return read_json(result_path, "stand-alone result")
+    space = get_space(SPACE)
+    torch.manual_seed(seed)
+    model = space.build(space.parse(arch)).train()
+    started = time.perf_counter()
+    trained = train_classifier(model, load_data(data, 32), TrainConfig(epochs=epochs, seed=seed), folder / f"{name}.pt",
+                               show_progress=False)
+    result = {"arch": arch, "seed": seed, "test_accuracy": trained["test_accuracy"],
+              "val_accuracy": trained["history"][-1]["val_accuracy"], "seconds": time.perf_counter() - started}
+    atomic_write_json(result_path, result)
+    (folder / f"{name}.pt").unlink(missing_ok=True)
+    return result
+
+
+def spread_archs(space: Any, ratings: Ratings, count: int, seed: int = 0) -> list[Hashable]:
+    """``count`` architectures at evenly spaced quantiles of hwnas's rating over 4000 random samples."""
     rng = random.Random(seed)
-    pool = {space.sample(rng) for _ in range(4000)}
-    scored = sorted(pool, key=lambda a: _rating(space, ratings, a))
+    pool = sorted({space.sample(rng) for _ in range(4000)}, key=str)
+    scored = sorted(pool, key=lambda a: rating_of(space, ratings, a))
     return [scored[round(i * (len(scored) - 1) / (count - 1))] for i in range(count)]
 
 
-def _rating(space: SearchSpace, ratings: Ratings, arch: Hashable) -> float:
+def rating_of(space: Any, ratings: Ratings, arch: Hashable) -> float:
+    """An architecture's hwnas score: the sum of its blocks' ratings (lower is better)."""
     return sum(ratings[b][str(c)] for b, c in enumerate(space.blocks_of(arch)))
 
 
-def stand_alone(space: SearchSpace, arch: Hashable, bundle: DataBundle, recipe: TrainConfig, folder: Path,
-                seed: int = 0) -> float:
-    torch.manual_seed(seed)
-    model = space.build(arch).train()
-    config = TrainConfig(**{**vars(recipe), "seed": seed})
-    return train_classifier(model, bundle, config, folder / f"{abs(hash((str(arch), seed)))}.pt",
-                            show_progress=False)["test_accuracy"]
+def correlation(scores: list[float], accuracies: list[float]) -> dict[str, float]:
+    """Kendall tau and Spearman rho (higher score should mean higher accuracy)."""
+    return {"kendall_tau": float(kendalltau(scores, accuracies).statistic),
+            "spearman_rho": float(spearmanr(scores, accuracies).statistic)}
+
+
+def plot(path: Path, ratings: list[float], spos: list[float], accuracies: list[float], taus: dict[str, float]) -> None:
+    """Scatter plots: each method's score against the stand-alone accuracy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for axis, scores, label, name in ((axes[0], ratings, "hwnas rating (sum of block l1_rel, lower is better)",
+                                       "hwnas (DNA block-wise)"),
+                                      (axes[1], spos, "SPOS supernet val accuracy", "SPOS baseline")):
+        axis.scatter(scores, [100 * a for a in accuracies])
+        axis.set_xlabel(label)
+        axis.set_ylabel("stand-alone test accuracy (%)")
+        axis.set_title(f"{name}: Kendall tau {taus[name]:.3f}")
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--archs", type=int, default=24)
-    parser.add_argument("--epochs", type=int, default=6, help="stand-alone training epochs (the fixed recipe)")
+    parser.add_argument("--archs", type=int, default=20)
+    parser.add_argument("--seeds", type=int, default=2, help="stand-alone trainings per architecture (>= 2)")
+    parser.add_argument("--data", default="digits-distorted-4")
+    parser.add_argument("--epochs", type=int, default=8, help="stand-alone training epochs (the fixed recipe)")
+    parser.add_argument("--teacher-epochs", type=int, default=12)
     parser.add_argument("--distill-epochs", type=int, default=10)
     parser.add_argument("--spos-epochs", type=int, default=30)
-    parser.add_argument("--seeds", type=int, default=3, help="seeds for the seed-to-seed spread")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--work", default=str(ROOT / "runs" / "bench-ranking"))
     args = parser.parse_args()
+    if args.seeds < 2 or args.archs < 3:
+        parser.error("the benchmark needs --seeds >= 2 (seed-to-seed spread) and --archs >= 3")
+    from hwnas.data import load_data
+    from hwnas.run import create_or_open_run
+    from hwnas.spos import SPOSSupernet, spos_accuracy
+    from hwnas.stages import load_ratings
+    from search_spaces import count_macs, get_space
+
+    torch.set_num_threads(1)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        run = create_or_open_run(Path(tmp) / "run", "mbconv-tiny", "digits")
-        space = run.space
-        bundle = load_data("digits", space.resolution)
-        teacher = train_teacher(run, config=TrainConfig(epochs=20), show_progress=False)
-        distill(run, config=DistillConfig(epochs=args.distill_epochs), show_progress=False)
-        rate(run, show_progress=False)
-        ratings = load_ratings(run)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"), initializer=_setup_worker) as pool:
+        hwnas_job = pool.submit(hwnas_stage, str(work), args.data, args.teacher_epochs, args.distill_epochs)
+        spos_job = pool.submit(spos_stage, str(work), args.data, args.spos_epochs)
+        teacher_accuracy = hwnas_job.result()
         hwnas_s = time.perf_counter() - started
-        archs = spread_archs(space, ratings, args.archs)
+        print(f"hwnas: teacher {teacher_accuracy:.4f}, distilled and rated ({hwnas_s:.0f} s)", flush=True)
+        space = get_space(SPACE)
+        ratings = load_ratings(create_or_open_run(work / "run", SPACE, args.data))
+        archs = [str(a) for a in spread_archs(space, ratings, args.archs)]
+        jobs = {(arch, seed): pool.submit(stand_alone, str(work), args.data, arch, seed, args.epochs)
+                for seed in range(args.seeds) for arch in archs}
+        spos_history = spos_job.result()
+        spos_s = time.perf_counter() - started
+        print(f"SPOS: trained {len(spos_history)} epochs, last loss {spos_history[-1]['loss']:.3f}, sampled-path "
+              f"train accuracy {spos_history[-1]['train_accuracy']:.3f} ({spos_s:.0f} s)", flush=True)
+        results: dict[tuple[str, int], dict[str, Any]] = {}
+        for index, (key, job) in enumerate(jobs.items()):
+            results[key] = job.result()
+            print(f"  {index + 1}/{len(jobs)} seed {key[1]} {key[0]}: test accuracy "
+                  f"{results[key]['test_accuracy']:.4f} ({results[key]['seconds']:.0f} s)", flush=True)
 
-        start = time.perf_counter()
-        spos = SPOSSupernet(space)
-        train_spos(spos, bundle, args.spos_epochs, show_progress=False)
-        spos_scores = [spos_accuracy(spos, arch, bundle) for arch in archs]
-        spos_s = time.perf_counter() - start
+    bundle = load_data(args.data, space.resolution)
+    supernet = SPOSSupernet(space)
+    supernet.load_state_dict(torch.load(work / "spos.pt", weights_only=False)["model"])
+    spos_scores = [spos_accuracy(supernet, space.parse(a), bundle) for a in archs]
 
-        recipe = TrainConfig(epochs=args.epochs)
-        folder = Path(tmp) / "children"
-        folder.mkdir()
-        accuracies = []
-        for index, arch in enumerate(archs):
-            accuracies.append(stand_alone(space, arch, bundle, recipe, folder))
-            print(f"  {index + 1}/{len(archs)} {arch}: rating {_rating(space, ratings, arch):.3f}, test accuracy "
-                  f"{accuracies[-1]:.4f}, SPOS {spos_scores[index]:.4f}", flush=True)
-        reference = archs[len(archs) // 2]
-        seeds = [stand_alone(space, reference, bundle, recipe, folder, seed) for seed in range(args.seeds)]
-    dna = [-_rating(space, ratings, a) for a in archs]
+    per_seed = [[results[(a, s)]["test_accuracy"] for a in archs] for s in range(args.seeds)]
+    accuracies = [statistics.fmean(values) for values in zip(*per_seed)]
+    rating = [rating_of(space, ratings, space.parse(a)) for a in archs]
+    params = [sum(p.numel() for p in space.build(space.parse(a)).parameters()) for a in archs]
+    macs = [count_macs(space.build(space.parse(a)), space.example_input()) for a in archs]
     table = {
-        "hwnas (DNA block-wise)": {"kendall_tau": kendalltau(dna, accuracies).statistic,
-                                   "spearman_rho": spearmanr(dna, accuracies).statistic},
-        "SPOS baseline": {"kendall_tau": kendalltau(spos_scores, accuracies).statistic,
-                          "spearman_rho": spearmanr(spos_scores, accuracies).statistic},
+        "hwnas (DNA block-wise)": correlation([-r for r in rating], accuracies),
+        "SPOS baseline": correlation(spos_scores, accuracies),
+        "parameters (proxy)": correlation(params, accuracies),
+        "MACs (proxy)": correlation(macs, accuracies),
     }
-    arch_spread, seed_spread = statistics.pstdev(accuracies), statistics.pstdev(seeds)
+    seed_vs_seed = [correlation(per_seed[i], per_seed[j])["kendall_tau"]
+                    for i in range(args.seeds) for j in range(i + 1, args.seeds)]
+    within = [statistics.pvariance(values) * args.seeds / (args.seeds - 1) for values in zip(*per_seed)]
+    seed_std = math.sqrt(statistics.fmean(within))
+    arch_std = statistics.pstdev(accuracies)
     print_table([[name, f"{v['kendall_tau']:.3f}", f"{v['spearman_rho']:.3f}"] for name, v in table.items()],
-                ["method", "Kendall tau", "Spearman rho"])
-    print(f"accuracy spread across {len(archs)} archs: std {100 * arch_spread:.2f} pts "
-          f"(range {100 * min(accuracies):.1f}-{100 * max(accuracies):.1f}%); seed-to-seed std of one arch: "
-          f"{100 * seed_spread:.2f} pts over {len(seeds)} seeds")
+                ["score", "Kendall tau", "Spearman rho"])
+    print(f"stand-alone accuracy across {len(archs)} archs (mean of {args.seeds} seeds): std {100 * arch_std:.2f} pts, "
+          f"range {100 * min(accuracies):.1f}-{100 * max(accuracies):.1f}%; seed-to-seed std of one training "
+          f"{100 * seed_std:.2f} pts (pooled over all archs), so the mean of {args.seeds} has "
+          f"{100 * seed_std / math.sqrt(args.seeds):.2f} pts; stand-alone ranking vs itself across seeds: Kendall tau "
+          f"{statistics.fmean(seed_vs_seed):.3f}")
+    taus = {name: v["kendall_tau"] for name, v in table.items()}
+    png = RESULTS / "ranking.png"
+    plot(png, rating, spos_scores, accuracies, taus)
+    hwnas_tau, spos_tau = taus["hwnas (DNA block-wise)"], taus["SPOS baseline"]
     write_result("ranking", {
-        "space": space.name, "data": "digits", "archs": [str(a) for a in archs], "ratings": [-d for d in dna],
-        "spos_val_accuracy": spos_scores, "test_accuracy": accuracies, "methods": table,
-        "recipe": vars(recipe), "distill_epochs": args.distill_epochs, "spos_epochs": args.spos_epochs,
-        "teacher_test_accuracy": teacher["test_accuracy"], "accuracy_std_across_archs": arch_spread,
-        "accuracy_std_across_seeds": seed_spread, "seed_accuracies": seeds, "reference_arch": str(reference),
-        "hwnas_teacher_distill_rate_s": hwnas_s, "spos_train_rate_s": spos_s,
-        "wall_s": time.perf_counter() - started,
-        "targets": {"tau>=0.65": table["hwnas (DNA block-wise)"]["kendall_tau"] >= 0.65,
-                    "tau>=spos+0.2": table["hwnas (DNA block-wise)"]["kendall_tau"]
-                    >= table["SPOS baseline"]["kendall_tau"] + 0.2,
-                    "arch_spread>seed_spread": arch_spread > seed_spread},
+        "space": SPACE, "data": args.data, "data_sizes": {k: len(v) for k, v in bundle.datasets.items()},
+        "archs": archs, "ratings": rating, "spos_val_accuracy": spos_scores, "test_accuracy": accuracies,
+        "test_accuracy_per_seed": per_seed, "params": params, "macs": macs, "methods": table,
+        "seed_vs_seed_kendall_tau": seed_vs_seed,
+        "recipe": {"epochs": args.epochs, "seeds": args.seeds, "train_config": "hwnas.training.TrainConfig defaults"},
+        "teacher_epochs": args.teacher_epochs, "distill_epochs": args.distill_epochs, "spos_epochs": args.spos_epochs,
+        "spos_history": spos_history, "teacher_test_accuracy": teacher_accuracy,
+        "accuracy_std_across_archs": arch_std, "accuracy_std_across_seeds": seed_std,
+        "hwnas_teacher_distill_rate_s": hwnas_s, "wall_s": time.perf_counter() - started,
+        "plot": str(png.relative_to(ROOT)),
+        "targets": {"tau>=0.65": bool(hwnas_tau >= 0.65), "tau>=spos+0.2": bool(hwnas_tau >= spos_tau + 0.2),
+                    "arch_spread>seed_spread": bool(arch_std > seed_std)},
     })
+    print(json.dumps({"hwnas_tau": hwnas_tau, "spos_tau": spos_tau}), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,11 @@
-"""Data: scikit-learn's digits (the embedded default, no download) or an ImageNet-layout image folder.
+"""Data: scikit-learn's digits (the embedded default, no download), a harder distorted variant, or an image folder.
 
 ``digits``: 1797 8x8 grey images of 10 classes, shipped inside scikit-learn, resized to the space's resolution,
 repeated to 3 channels and normalised; a fixed stratified split of 60% train, 20% val, 20% test.
+``digits-distorted[-K]``: the same split, each image drawn K times (default 8) under a fixed random affine
+distortion (rotation, scale, shear, shift) with pixel noise: K times more images, a harder task on which network
+capacity shows, and a test split large enough that its sampling noise stays small. Deterministic (seeded), so
+teacher features can be cached.
 An image folder ``ROOT`` holds ``ROOT/train/CLASS/*.jpg`` and ``ROOT/val/CLASS/*.jpg`` (val doubles as test), read
 with torchvision's ImageFolder and timm's transforms.
 """
@@ -60,6 +64,44 @@ def load_digits_bundle(resolution: int, seed: int = 0) -> DataBundle:
     return DataBundle("digits", 10, resolution, datasets)
 
 
+def distort(images: torch.Tensor, copies: int, seed: int = 0, max_degrees: float = 25.0, max_shift: float = 0.15,
+            scale: tuple[float, float] = (0.75, 1.1), max_shear: float = 0.3, noise: float = 0.35) -> torch.Tensor:
+    """``copies`` fixed random affine distortions of every image (N, C, H, W) plus Gaussian pixel noise, in
+    image-major order (all copies of image 0 first). Backgrounds are the images' minimum value."""
+    generator = torch.Generator().manual_seed(seed)
+    count = len(images) * copies
+    source = images.repeat_interleave(copies, dim=0)
+
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return low + (high - low) * torch.rand(count, generator=generator)
+
+    angle = torch.deg2rad(uniform(-max_degrees, max_degrees))
+    zoom = uniform(*scale)
+    shear = uniform(-max_shear, max_shear)
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack([
+        torch.stack([cos, -sin + shear * cos, uniform(-2 * max_shift, 2 * max_shift)], dim=1),
+        torch.stack([sin, cos + shear * sin, uniform(-2 * max_shift, 2 * max_shift)], dim=1),
+    ], dim=1)
+    floor = float(images.min())
+    grid = F.affine_grid(theta, list(source.shape), align_corners=False)
+    warped = F.grid_sample(source - floor, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + floor
+    return warped + noise * torch.randn(warped.shape, generator=generator)
+
+
+def load_distorted_digits_bundle(resolution: int, copies: int = 8, seed: int = 0) -> DataBundle:
+    """``digits`` with every image of every split drawn ``copies`` times under fixed random distortions."""
+    if copies < 1:
+        raise ValueError(f"digits-distorted needs at least 1 copy per image, got {copies}")
+    plain = load_digits_bundle(resolution, seed)
+    datasets = {}
+    for index, split in enumerate(SPLITS):
+        images, labels = plain.tensors(split)
+        grey = distort(images[:, :1], copies, seed=seed * 100 + index)
+        datasets[split] = TensorDataset(grey.expand(-1, 3, -1, -1).contiguous(), labels.repeat_interleave(copies))
+    return DataBundle(f"digits-distorted-{copies}", 10, resolution, datasets)
+
+
 def load_image_folder_bundle(root: Path, resolution: int) -> DataBundle:
     """An ImageNet-layout folder read with torchvision's ImageFolder and timm's train/eval transforms."""
     from timm.data import create_transform
@@ -77,11 +119,22 @@ def load_image_folder_bundle(root: Path, resolution: int) -> DataBundle:
     return DataBundle(str(root), len(train.classes), resolution, {"train": train, "val": val, "test": val})
 
 
+EMBEDDED = ("digits", "digits-distorted", "digits-distorted-K")
+
+
 def load_data(name: str, resolution: int) -> DataBundle:
-    """``digits`` or the path of an image folder."""
+    """``digits``, ``digits-distorted`` (8 distorted copies per image), ``digits-distorted-K`` or an image folder."""
     if name == "digits":
         return load_digits_bundle(resolution)
+    if name.startswith("digits-distorted"):
+        suffix = name.removeprefix("digits-distorted")
+        copies = suffix.removeprefix("-") if suffix.startswith("-") or not suffix else ""
+        copies = copies if suffix else "8"
+        if not copies.isdigit() or int(copies) < 1:
+            raise ValueError(f"--data {name!r}: write 'digits-distorted' or 'digits-distorted-K' with K >= 1 copies")
+        return load_distorted_digits_bundle(resolution, int(copies))
     path = Path(name)
     if not path.exists():
-        raise FileNotFoundError(f"--data {name!r} is neither 'digits' nor an existing image folder")
+        raise FileNotFoundError(f"--data {name!r} is neither one of the embedded data sets ({', '.join(EMBEDDED)}) "
+                                "nor an existing image folder")
     return load_image_folder_bundle(path, resolution)

@@ -105,14 +105,12 @@ def refine(
     starts = combiner.near(raw_budget, min(seeds, trials))
     choices = neighbourhood(combiner, starts)
 
-    def constraint(trial: optuna.trial.FrozenTrial) -> Sequence[float]:
-        return trial.user_attrs.get("constraint", (float("inf"),))
-
+    # the latency constraint is set on each trial (Trial.set_constraint); both samplers read it from the trials
     if multi_objective:
-        sampler: optuna.samplers.BaseSampler = optuna.samplers.NSGAIISampler(seed=seed, constraints_func=constraint)
+        sampler: optuna.samplers.BaseSampler = optuna.samplers.NSGAIISampler(seed=seed)
         directions = ["minimize", "minimize"]
     else:
-        sampler = optuna.samplers.TPESampler(seed=seed, constraints_func=constraint)
+        sampler = optuna.samplers.TPESampler(seed=seed)
         directions = ["minimize"]
     study = _open_study(name, storage, sampler, directions)
     if not study.trials:
@@ -132,7 +130,7 @@ def refine(
             trial.set_user_attr("error", f"{type(error).__name__}: {error}")
             raise
         trial.set_user_attr("measured_ms", measured)
-        trial.set_user_attr("constraint", (measured - budget_ms,))
+        trial.set_constraint("measured_ms_over_budget", measured - budget_ms)
         if show_progress:
             print(f"trial {trial.number}: rating {rating:.4f}, measured {measured:.3f} ms "
                   f"({'ok' if measured <= budget_ms else 'over budget'})", file=sys.stderr)

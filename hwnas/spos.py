@@ -9,6 +9,8 @@ from __future__ import annotations
 import random
 import sys
 from collections.abc import Hashable
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +19,7 @@ from tqdm import tqdm
 
 from hwnas.data import DataBundle
 from hwnas.supernet import layer_key
+from profilers._files import atomic_torch_save
 from search_spaces import SearchSpace
 
 
@@ -36,9 +39,9 @@ class SPOSSupernet(nn.Module):
                         key = f"b{block}_{layer_key(position, unit)}"
                         if key not in self.layers:
                             self.layers[key] = space.build_unit(unit)
-                    if block == space.num_blocks - 1:
-                        out = space.block_output_state(block, candidate)
-                        heads.setdefault(f"s{out}", space.build_unit(space.head_units(out)[0]))
+                    out = space.block_output_state(block, candidate)
+                    if block == space.num_blocks - 1 and f"s{out}" not in heads:
+                        heads[f"s{out}"] = space.build_unit(space.head_units(out)[0])
         self.heads = nn.ModuleDict(heads)
 
     def path(self, arch: Hashable) -> list[nn.Module]:
@@ -56,27 +59,66 @@ class SPOSSupernet(nn.Module):
         return x
 
 
-def train_spos(supernet: SPOSSupernet, bundle: DataBundle, epochs: int, lr: float = 3e-3, seed: int = 0,
-               show_progress: bool = True) -> list[float]:
-    """Uniform single-path training on labels; returns the mean loss per epoch."""
-    rng = random.Random(seed)
-    optimizer = torch.optim.AdamW(supernet.parameters(), lr=lr, weight_decay=0.05)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-    losses = []
-    for epoch in range(epochs):
+@dataclass(frozen=True)
+class SPOSConfig:
+    """The SPOS recipe: SGD with Nesterov momentum and a cosine schedule (as the SPOS paper), uniform paths."""
+
+    epochs: int = 40
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    batch_size: int = 64
+    label_smoothing: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.lr <= 0 or self.batch_size < 1 or not 0 <= self.momentum < 1:
+            raise ValueError(f"bad SPOS settings: epochs >= 1, lr > 0, batch >= 1, 0 <= momentum < 1; got {self}")
+
+
+def train_spos(supernet: SPOSSupernet, bundle: DataBundle, config: SPOSConfig, checkpoint: Path | None = None,
+               show_progress: bool = True) -> list[dict[str, float]]:
+    """Uniform single-path training on labels, a checkpoint per epoch (resumed from ``checkpoint``); returns the
+    per-epoch history (mean loss, and train accuracy of the sampled paths)."""
+    torch.manual_seed(config.seed)
+    optimizer = torch.optim.SGD(supernet.parameters(), lr=config.lr, momentum=config.momentum, nesterov=True,
+                                weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    history: list[dict[str, float]] = []
+    if checkpoint is not None and Path(checkpoint).exists():
+        saved = torch.load(checkpoint, weights_only=False)
+        if saved["config"] != asdict(config):
+            raise ValueError(f"{checkpoint} was trained with other settings ({saved['config']}); delete it or use "
+                             "the same settings")
+        supernet.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        history = saved["history"]
+    for epoch in range(len(history), config.epochs):
+        rng = random.Random(f"{config.seed}/{epoch}")
         supernet.train()
-        total, steps = 0.0, 0
-        bar = tqdm(bundle.loader("train", 64, shuffle=True, seed=seed + epoch), desc=f"SPOS epoch {epoch + 1}",
-                   leave=False, disable=not show_progress, file=sys.stderr)
+        total = correct = seen = steps = 0.0
+        bar = tqdm(bundle.loader("train", config.batch_size, shuffle=True, seed=config.seed + epoch),
+                   desc=f"SPOS epoch {epoch + 1}/{config.epochs}", leave=False, disable=not show_progress,
+                   file=sys.stderr)
         for images, labels in bar:
-            loss = F.cross_entropy(supernet(images, supernet.space.sample(rng)), labels)
+            logits = supernet(images, supernet.space.sample(rng))
+            loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total, steps = total + loss.item(), steps + 1
+            correct, seen = correct + int((logits.argmax(1) == labels).sum()), seen + len(labels)
         scheduler.step()
-        losses.append(total / steps)
-    return losses
+        history.append({"epoch": epoch + 1, "loss": total / steps, "train_accuracy": correct / seen})
+        if checkpoint is not None:
+            atomic_torch_save({"config": asdict(config), "model": supernet.state_dict(),
+                               "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                               "history": history}, Path(checkpoint))
+        if show_progress:
+            print(f"SPOS epoch {epoch + 1}/{config.epochs}: loss {history[-1]['loss']:.4f}, sampled-path train "
+                  f"accuracy {history[-1]['train_accuracy']:.4f}", file=sys.stderr)
+    return history
 
 
 @torch.no_grad()

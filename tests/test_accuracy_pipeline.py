@@ -29,7 +29,7 @@ def test_digits_split_is_fixed_stratified_and_sized():
 
 
 def test_missing_data_path_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="neither 'digits' nor an existing image folder"):
+    with pytest.raises(FileNotFoundError, match="neither one of the embedded data sets"):
         load_data(str(tmp_path / "nope"), 32)
     (tmp_path / "train").mkdir()
     with pytest.raises(FileNotFoundError, match="val is missing"):

@@ -95,6 +95,10 @@ def test_two_workers_share_one_study(tiny_run, tiny_table, tmp_path):
     finished = [t for t in study.trials if t.state.is_finished()]
     assert 6 <= len(finished) <= 7
     assert len({t.user_attrs["worker"] for t in finished}) == 2
+    complete = [t for t in finished if t.state == optuna.trial.TrialState.COMPLETE]
+    # each trial carries its latency constraint (measured - budget), which the sampler reads for feasibility
+    assert complete and all(
+        t.constraints == {"measured_ms_over_budget": pytest.approx(t.user_attrs["measured_ms"] - 10)} for t in complete)
 
 
 def test_failed_measurements_are_recorded_with_their_error(tiny_run, tiny_table, tmp_path):

@@ -19,7 +19,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     train = sub.add_parser("train", help="train (or register) the teacher and report its test accuracy")
     train.add_argument("--run", required=True, help="run name (runs/NAME) or path; created if new")
     train.add_argument("--space", default=None, help="search space (required when the run is new)")
-    train.add_argument("--data", default=None, help="'digits' (default) or an ImageNet-layout image folder")
+    train.add_argument("--data", default=None, help="'digits' (default), 'digits-distorted[-K]' (K distorted "
+                       "copies per image, default 8) or an ImageNet-layout image folder")
     train.add_argument("--arch", default=None, help="teacher = this member of the space (default: the largest)")
     train.add_argument("--teacher", default=None, help="teacher = this timm model name instead")
     train.add_argument("--pretrained", action="store_true", help="load the timm teacher's pretrained weights")

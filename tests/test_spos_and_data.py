@@ -1,0 +1,77 @@
+"""The distorted-digits data set and the SPOS baseline the ranking benchmark compares against."""
+
+import random
+
+import pytest
+import torch
+
+from hwnas.data import load_data
+from hwnas.spos import SPOSConfig, SPOSSupernet, spos_accuracy, train_spos
+from search_spaces import get_space
+
+
+def test_distorted_digits_are_deterministic_larger_and_keep_the_split():
+    plain = load_data("digits", 32)
+    bundle = load_data("digits-distorted-3", 32)
+    for split in ("train", "val", "test"):
+        images, labels = bundle.tensors(split)
+        plain_labels = plain.tensors(split)[1]
+        assert len(labels) == 3 * len(plain_labels) and images.shape[1:] == (3, 32, 32)
+        assert torch.equal(labels, plain_labels.repeat_interleave(3))
+    again = load_data("digits-distorted-3", 32).tensors("test")[0]
+    test_images = bundle.tensors("test")[0]
+    assert torch.equal(again, test_images)
+    # the copies of one image differ (distortion and noise), and differ from the plain image
+    assert not torch.allclose(test_images[0], test_images[1])
+    assert (test_images[0] - plain.tensors("test")[0][0]).abs().mean() > 0.1
+    assert bundle.name == "digits-distorted-3" and len(load_data("digits-distorted", 8).datasets["val"]) == 8 * 359
+
+
+@pytest.mark.parametrize("name", ["digits-distorted-0", "digits-distorted-x", "digits-distorted3"])
+def test_bad_distorted_names_say_how_to_write_them(name):
+    with pytest.raises(ValueError, match="digits-distorted-K"):
+        load_data(name, 32)
+
+
+def _two_arch_space_paths():
+    space = get_space("mbconv-tiny")
+    rng = random.Random(0)
+    return space, [space.sample(rng) for _ in range(2)]
+
+
+def test_spos_learns_resumes_and_refuses_other_settings(tmp_path):
+    space, archs = _two_arch_space_paths()
+    bundle = load_data("digits", 32)
+    torch.manual_seed(0)
+    supernet = SPOSSupernet(space)
+    assert {id(m) for m in supernet.path(archs[0])} & {id(m) for m in supernet.path(archs[1])}  # stem, head shared
+    checkpoint = tmp_path / "spos.pt"
+    config = SPOSConfig(epochs=2, lr=0.05)
+    first = train_spos(supernet, bundle, SPOSConfig(epochs=1, lr=0.05), checkpoint, show_progress=False)
+    assert len(first) == 1 and checkpoint.exists()
+    with pytest.raises(ValueError, match="other settings"):
+        train_spos(SPOSSupernet(space), bundle, SPOSConfig(epochs=1, lr=0.01), checkpoint, show_progress=False)
+    resumed = SPOSSupernet(space)
+    history = train_spos(resumed, bundle, SPOSConfig(epochs=1, lr=0.05), checkpoint, show_progress=False)
+    assert history == first  # nothing left to train: the saved history comes back, weights loaded
+    assert torch.equal(resumed.stem[0].weight, supernet.stem[0].weight)
+    with pytest.raises(ValueError, match="other settings"):
+        train_spos(resumed, bundle, config, checkpoint, show_progress=False)
+
+
+def test_spos_accuracy_is_a_validation_accuracy_after_bn_reestimation():
+    space, archs = _two_arch_space_paths()
+    bundle = load_data("digits", 32)
+    torch.manual_seed(0)
+    supernet = SPOSSupernet(space)
+    train_spos(supernet, bundle, SPOSConfig(epochs=2), show_progress=False)
+    accuracy = spos_accuracy(supernet, archs[0], bundle)
+    assert 0.0 <= accuracy <= 1.0
+    norms = [m for m in supernet.path(archs[0])[1].modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(n.momentum == 0.1 for n in norms)  # restored after re-estimation
+    assert int(norms[0].num_batches_tracked) == 4  # re-estimated on exactly the 4 calibration batches
+
+
+def test_bad_spos_settings_are_refused():
+    with pytest.raises(ValueError, match="bad SPOS settings"):
+        SPOSConfig(epochs=0)

@@ -43,14 +43,14 @@ def main() -> None:
     rng = random.Random(0)
     ratings = [{str(c): rng.random() for c in space.block_candidates(b)} for b in range(space.num_blocks)]
     combiner = Combiner(space, ratings, cost.unit_cost, cost.base)
-    low, high = cost.to_user(combiner.front[0].cost), cost.to_user(combiner.front[-1].cost)
+    low, high = combiner.front[0].cost, combiner.front[-1].cost
     budgets = [round(low + (high - low) * (i + 0.5) / args.budgets, 2) for i in range(args.budgets)]
     band = table.validation["remeasure_mean_abs_pct"] / 100 if table.validation else 0.02
     target = LocalTarget(get_runtime(table.metadata["runtime"], int(table.metadata["threads"])))
     protocol = Protocol()
     rows, results = [], []
     for budget in budgets:
-        near = [str(p.arch) for p in combiner.near(cost.to_cost(budget), args.finalists)]
+        near = [str(p.arch) for p in combiner.near(budget, args.finalists)]
         with tempfile.TemporaryDirectory() as tmp:
             measured, ratios = remeasure_together(space, near, target, protocol, predictor.predict, Path(tmp))
         feasible = [a for a in near if measured[a] <= budget]

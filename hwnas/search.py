@@ -36,16 +36,11 @@ class CostModel:
     unit: str
     unit_cost: Callable[[LatencyUnit], float]
     base: float
-    to_cost: Callable[[float], float]
-    to_user: Callable[[float], float]
 
 
 def latency_cost(predictor: LatencyPredictor) -> CostModel:
-    """Raw predicted latency; budgets go through the inverse of the (increasing, linear) calibration."""
-    calibration = predictor.table.calibration or {"intercept": 0.0, "slope": 1.0}
-    a, b = float(calibration["intercept"]), float(calibration["slope"])
-    return CostModel("latency", "ms", lambda u: predictor.unit_cost(u.key), predictor.overhead,
-                     lambda budget: (budget - a) / b, predictor.calibrate_value)
+    """Calibrated predicted latency, additive over units: the combiner's costs are predicted milliseconds."""
+    return CostModel("latency", "ms", lambda u: predictor.calibrated_unit_cost(u.key), predictor.calibrated_base)
 
 
 def counted_cost(space: SearchSpace, what: str) -> CostModel:
@@ -59,7 +54,7 @@ def counted_cost(space: SearchSpace, what: str) -> CostModel:
             return sum(p.numel() for p in module.parameters()) / 1e6
         return count_macs(module, space.unit_input(unit)) / 1e6
 
-    return CostModel(what, f"M{what}", cost, 0.0, lambda budget: budget, lambda value: value)
+    return CostModel(what, f"M{what}", cost, 0.0)
 
 
 def neighbourhood(combiner: Combiner, seeds: Sequence[FrontPoint]) -> list[list[str]]:
@@ -88,7 +83,6 @@ def refine(
     combiner: Combiner,
     ratings: Sequence[dict[str, float]],
     budget_ms: float,
-    raw_budget: float,
     measure: Callable[[Hashable], float],
     storage: str,
     name: str,
@@ -102,7 +96,7 @@ def refine(
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    starts = combiner.near(raw_budget, min(seeds, trials))
+    starts = combiner.near(budget_ms, min(seeds, trials))
     choices = neighbourhood(combiner, starts)
 
     # the latency constraint is set on each trial (Trial.set_constraint); both samplers read it from the trials

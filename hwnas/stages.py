@@ -192,15 +192,14 @@ def search(
     else:
         cost = counted_cost(space, objective)
     combiner = Combiner(space, ratings, cost.unit_cost, cost.base)
-    raw_budget = cost.to_cost(budget)
     try:
-        best = combiner.best_under(raw_budget)
+        best = combiner.best_under(budget)
     except ValueError:
         raise ValueError(f"budget {budget:g} {cost.unit} is below the cheapest architecture of {space.name}: "
-                         f"{cost.to_user(combiner.min_cost):.4g} {cost.unit} predicted; raise --budget") from None
-    front = [{"arch": str(p.arch), "cost": cost.to_user(p.cost), "raw_cost": p.cost, "rating": p.rating}
+                         f"{combiner.min_cost:.4g} {cost.unit} predicted; raise --budget") from None
+    front = [{"arch": str(p.arch), "cost": p.cost, "rating": p.rating}
              for p in combiner.front]
-    chosen: dict[str, Any] = {"arch": str(best.arch), "rating": best.rating, "cost": cost.to_user(best.cost),
+    chosen: dict[str, Any] = {"arch": str(best.arch), "rating": best.rating, "cost": best.cost,
                               "source": "combiner"}
     refinement = None
     if objective == "latency":
@@ -210,7 +209,7 @@ def search(
             storage = storage or f"sqlite:///{run.file('search.db').resolve()}"
             name = study_name(space, Path(table_path), budget, multi_objective)
             measure = measurer(space, runtime, target, protocol)
-            study = refine(space, combiner, ratings, budget, raw_budget, measure, storage, name, refine_trials,
+            study = refine(space, combiner, ratings, budget, measure, storage, name, refine_trials,
                            multi_objective=multi_objective, show_progress=show_progress)
             states = [t.state.name for t in study.trials]
             refinement = {"study": name, "storage": storage, "trials": states.count("COMPLETE") + states.count("FAIL"),

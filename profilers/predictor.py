@@ -1,8 +1,12 @@
 """Predicting a whole network's latency from a table, calibrated on networks measured end to end.
 
 raw(arch) = overhead + sum over units of (unit - overhead): each unit measurement holds one call's overhead and the
-network pays it once. The calibration is ``a + b * raw`` with ``b > 0`` (a positive least-squares fit), so the
-prediction is strictly increasing in the sum and a search may rank by the raw sum and apply the calibration after.
+network pays it once. The calibration is ``a + b * raw + c * layers`` with ``b > 0`` and ``c >= 0`` (a positive
+least-squares fit; ``layers`` is the number of units, stem and head included): ``c`` is what each layer costs inside
+a whole network beyond its isolated measurement (caches no longer warm, memory traffic between layers). The
+prediction therefore stays a sum over units, ``(a + b * overhead) + sum of (b * (unit - overhead) + c)``, strictly
+increasing in every unit's entry, so the combiner works on calibrated unit costs directly. Tables written before the
+per-layer term read as ``c = 0``.
 """
 
 from __future__ import annotations
@@ -37,32 +41,51 @@ class LatencyPredictor:
         """Overhead plus the sum of the architecture's unit costs, uncalibrated."""
         return self.overhead + sum(self.unit_cost(u.key) for u in self.space.units(arch))
 
-    def calibrate_value(self, raw_ms: float) -> float:
-        """Apply the table's monotone calibration to a raw sum (identity when uncalibrated)."""
-        calibration = self.table.calibration
-        if not calibration:
-            return raw_ms
-        return float(calibration["intercept"] + calibration["slope"] * raw_ms)
+    def _coefficients(self) -> tuple[float, float, float]:
+        calibration = self.table.calibration or {}
+        return (float(calibration.get("intercept", 0.0)), float(calibration.get("slope", 1.0)),
+                float(calibration.get("per_layer", 0.0)))
+
+    @property
+    def calibrated_base(self) -> float:
+        """The part of every prediction that no unit carries: ``a + b * overhead``."""
+        intercept, slope, _ = self._coefficients()
+        return intercept + slope * self.overhead
+
+    def calibrated_unit_cost(self, key: str) -> float:
+        """A unit's share of a calibrated prediction: ``b * (unit - overhead) + c`` (> 0 when the entry is)."""
+        _, slope, per_layer = self._coefficients()
+        return slope * self.unit_cost(key) + per_layer
 
     def predict(self, arch: Hashable) -> float:
-        """Calibrated prediction in ms."""
-        return self.calibrate_value(self.raw(arch))
+        """Calibrated prediction in ms: the base plus every unit's calibrated cost."""
+        return self.calibrated_base + sum(self.calibrated_unit_cost(u.key) for u in self.space.units(arch))
 
 
-def fit_calibration(raw_ms: Sequence[float], measured_ms: Sequence[float], archs: Sequence[str]) -> dict[str, Any]:
-    """Fit measured = a + b * raw with b > 0 (scikit-learn, positive coefficients); needs >= 3 networks."""
+def fit_calibration(raw_ms: Sequence[float], measured_ms: Sequence[float], archs: Sequence[str],
+                    layers: Sequence[int] | None = None) -> dict[str, Any]:
+    """Fit measured = a + b * raw (+ c * layers when the layer counts are given) with b > 0 and c >= 0 (scikit-learn,
+    positive coefficients); needs >= 3 networks (>= 4 with layers)."""
     from sklearn.linear_model import LinearRegression
 
-    if len(raw_ms) < 3:
-        raise ValueError(f"calibration needs at least 3 measured networks, got {len(raw_ms)}; use --calibrate 3 or more")
-    x = np.asarray(raw_ms, dtype=float).reshape(-1, 1)
+    needed = 3 if layers is None else 4
+    if len(raw_ms) < needed:
+        raise ValueError(f"calibration needs at least {needed} measured networks, got {len(raw_ms)}; use --calibrate "
+                         f"{needed} or more")
+    columns = [raw_ms] if layers is None else [raw_ms, layers]
+    x = np.asarray(columns, dtype=float).T
     y = np.asarray(measured_ms, dtype=float)
     model = LinearRegression(positive=True).fit(x, y)
     slope, intercept = float(model.coef_[0]), float(model.intercept_)
-    if slope <= 1e-6:
-        slope, intercept = 1.0, float(np.mean(y - x[:, 0]))  # keep it strictly increasing: offset only
-    return {"kind": "linear", "intercept": intercept, "slope": slope, "n": len(raw_ms),
-            "archs": list(archs), "raw_ms": [float(v) for v in raw_ms], "measured_ms": [float(v) for v in y]}
+    per_layer = float(model.coef_[1]) if layers is not None else 0.0
+    if slope <= 1e-6:  # keep it strictly increasing: offset only
+        slope, per_layer, intercept = 1.0, 0.0, float(np.mean(y - x[:, 0]))
+    calibration = {"kind": "linear" if layers is None else "linear+layers", "intercept": intercept, "slope": slope,
+                   "per_layer": per_layer, "n": len(raw_ms), "archs": list(archs),
+                   "raw_ms": [float(v) for v in raw_ms], "measured_ms": [float(v) for v in y]}
+    if layers is not None:
+        calibration["layers"] = [int(v) for v in layers]
+    return calibration
 
 
 def validation_report(

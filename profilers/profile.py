@@ -300,10 +300,28 @@ def calibrate_table(
     first = measure_archs(space, calibration_archs + held_out, target, protocol, work, store, "networks-1")
     if calibrate:
         raw = [predictor.raw(a) for a in calibration_archs]
-        table.calibration = fit_calibration(raw, first[:calibrate], [str(a) for a in calibration_archs])
+        layers = [len(space.units(a)) for a in calibration_archs]
+        table.calibration = fit_calibration(raw, first[:calibrate], [str(a) for a in calibration_archs], layers)
     if validate:
         if show_progress:
             print(f"re-measuring the {len(held_out)} held-out networks", file=sys.stderr)
         second = measure_archs(space, held_out, target, protocol, work, store, "networks-2")
         predicted = [predictor.predict(a) for a in held_out]
         table.validation = validation_report(predicted, first[calibrate:], second, [str(a) for a in held_out])
+
+
+def refit_calibration(table: LatencyTable, space: SearchSpace) -> None:
+    """Refit the table's calibration (with the per-layer term) from the networks it already measured, and redo the
+    validation report's predictions against its stored held-out measurements; nothing is measured again."""
+    calibration, validation = table.calibration, table.validation
+    if not calibration or "measured_ms" not in calibration:
+        raise ValueError("this table has no stored calibration measurements; profile it with --calibrate N")
+    predictor = LatencyPredictor(table, space)
+    archs = [space.parse(a) for a in calibration["archs"]]
+    table.calibration = fit_calibration([predictor.raw(a) for a in archs], calibration["measured_ms"],
+                                        calibration["archs"], [len(space.units(a)) for a in archs])
+    if validation:
+        predictor = LatencyPredictor(table, space)
+        predicted = [predictor.predict(space.parse(a)) for a in validation["archs"]]
+        table.validation = validation_report(predicted, validation["measured_ms"], validation["remeasured_ms"],
+                                             validation["archs"])

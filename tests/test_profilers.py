@@ -150,14 +150,27 @@ def test_table_file_errors_are_clear(tmp_path, tiny_table):
         LatencyTable.load(tmp_path / "missing.json")
 
 
-def test_predictor_is_monotone_in_the_raw_sum(tiny_table):
+def test_predictor_is_a_sum_of_positive_unit_costs_that_the_combiner_reproduces(tiny_table):
+    from hwnas.combiner import Combiner
+    from hwnas.search import latency_cost
+
     space = get_space("mbconv-tiny")
-    predictor = LatencyPredictor(LatencyTable.load(tiny_table, space), space)
+    table = LatencyTable.load(tiny_table, space)
+    assert table.calibration["kind"] == "linear+layers" and table.calibration["per_layer"] >= 0
+    predictor = LatencyPredictor(table, space)
     rng = random.Random(0)
-    pairs = sorted((predictor.raw(a), predictor.predict(a)) for a in (space.sample(rng) for _ in range(200)))
-    predictions = [p for _, p in pairs]
-    assert predictions == sorted(predictions)
-    assert all(p > 0 for p in predictions)
+    for arch in (space.sample(rng) for _ in range(50)):
+        units = space.units(arch)
+        parts = [predictor.calibrated_unit_cost(u.key) for u in units]
+        assert all(p > 0 for p in parts)  # so the prediction grows with every unit's entry
+        assert predictor.predict(arch) == pytest.approx(predictor.calibrated_base + sum(parts))
+        intercept, slope, per_layer = (table.calibration[k] for k in ("intercept", "slope", "per_layer"))
+        assert predictor.predict(arch) == pytest.approx(intercept + slope * predictor.raw(arch) + per_layer * len(units))
+    cost = latency_cost(predictor)
+    ratings = [{str(c): rng.random() for c in space.block_candidates(b)} for b in range(space.num_blocks)]
+    front = Combiner(space, ratings, cost.unit_cost, cost.base).front
+    for point in front[:: max(1, len(front) // 10)]:
+        assert point.cost == pytest.approx(predictor.predict(point.arch))  # the combiner's cost is the prediction
 
 
 def test_calibration_stays_increasing_even_on_anti_correlated_data():
@@ -165,6 +178,36 @@ def test_calibration_stays_increasing_even_on_anti_correlated_data():
     assert calibration["slope"] > 0
     with pytest.raises(ValueError, match="at least 3"):
         fit_calibration([1.0], [1.0], ["a"])
+    with pytest.raises(ValueError, match="at least 4"):
+        fit_calibration([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], ["a", "b", "c"], layers=[1, 2, 3])
+
+
+def test_calibration_recovers_a_per_layer_cost():
+    rng = random.Random(0)
+    raw = [rng.uniform(1, 10) for _ in range(20)]
+    layers = [rng.randint(5, 25) for _ in range(20)]
+    measured = [0.3 + 1.05 * r + 0.02 * n for r, n in zip(raw, layers)]
+    calibration = fit_calibration(raw, measured, [str(i) for i in range(20)], layers)
+    assert calibration["slope"] == pytest.approx(1.05) and calibration["per_layer"] == pytest.approx(0.02)
+    assert calibration["intercept"] == pytest.approx(0.3) and calibration["layers"] == layers
+
+
+def test_refit_keeps_the_measurements_and_updates_the_predictions(tiny_table, tmp_path):
+    from profilers.profile import refit_calibration
+
+    space = get_space("mbconv-tiny")
+    table = LatencyTable.load(tiny_table, space)
+    measured = list(table.validation["measured_ms"])
+    table.calibration = {k: v for k, v in table.calibration.items() if k not in ("per_layer", "layers")}
+    table.calibration["kind"] = "linear"
+    refit_calibration(table, space)
+    assert table.calibration["kind"] == "linear+layers" and table.validation["measured_ms"] == measured
+    predictor = LatencyPredictor(table, space)
+    assert table.validation["predicted_ms"] == pytest.approx(
+        [predictor.predict(space.parse(a)) for a in table.validation["archs"]])
+    del table.calibration["measured_ms"]
+    with pytest.raises(ValueError, match="no stored calibration measurements"):
+        refit_calibration(table, space)
 
 
 def test_predict_for_a_unit_missing_from_the_table_says_so(tiny_table):

@@ -123,7 +123,7 @@ def test_failed_measurements_are_recorded_with_their_error(tiny_run, tiny_table,
         return 0.05
 
     for multi in (False, True):
-        study = refine(space, combiner, ratings, 10.0, cost.to_cost(10.0), flaky, f"sqlite:///{tmp_path / 's.db'}",
+        study = refine(space, combiner, ratings, 10.0, flaky, f"sqlite:///{tmp_path / 's.db'}",
                        f"flaky-{multi}", trials=4, multi_objective=multi, show_progress=False)
         states = [t.state for t in study.trials if t.state.is_finished()]
         assert len(states) == 4

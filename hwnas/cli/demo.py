@@ -120,7 +120,7 @@ def _pick_budget(run: Any, table_path: Path) -> float:
     predictor = LatencyPredictor(LatencyTable.load(table_path, space), space)
     cost = latency_cost(predictor)
     front = Combiner(space, load_ratings(run), cost.unit_cost, cost.base).front
-    low, high = cost.to_user(front[0].cost), cost.to_user(front[-1].cost)
+    low, high = front[0].cost, front[-1].cost
     return round(low + 0.4 * (high - low), 4)
 
 

@@ -69,7 +69,8 @@ def run_profile(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     summary = {"table": str(args.out), "units": len(result.units), "metadata": result.metadata,
-               "calibration": result.calibration and {k: result.calibration[k] for k in ("intercept", "slope", "n")},
+               "calibration": result.calibration and {k: result.calibration.get(k)
+                                                      for k in ("kind", "intercept", "slope", "per_layer", "n")},
                "validation": result.validation and {k: v for k, v in result.validation.items()
                                                      if not isinstance(v, list)}}
     lines = [f"wrote {args.out}: {len(result.units)} units of {space.name} on {runtime.name} "

@@ -69,34 +69,49 @@ def measure(
     Returns the statistics of every runner. ``on_batch(key, round, times_ms)`` sees each new batch;
     ``on_round(round, max_rounds)`` is told when a round ends.
     """
-    batches: dict[str, list[list[float]]] = {key: [list(b) for b in (done or {}).get(key, [])] for key in runners}
-    rng = random.Random(protocol.seed)
     runs: dict[str, int] = {}
     for key, runner in runners.items():
         warm = _time_batch(runner, protocol.warmup_runs)
         typical = sorted(warm)[len(warm) // 2] / 1e3 if warm else 1e-3
         budgeted = int(protocol.round_budget_s / max(typical, 1e-6))
         runs[key] = max(protocol.min_runs_per_round, min(protocol.runs_per_round, budgeted))
+    timers = {key: (lambda n, r=runner: _time_batch(r, n)) for key, runner in runners.items()}
+    return measure_batches(timers, runs, protocol, done, on_batch, on_round)
+
+
+def measure_batches(
+    timers: Mapping[str, Callable[[int], list[float]]],
+    runs: Mapping[str, int],
+    protocol: Protocol,
+    done: Mapping[str, list[list[float]]] | None = None,
+    on_batch: Callable[[str, int, list[float]], None] | None = None,
+    on_round: Callable[[int, int], None] | None = None,
+    rng: random.Random | None = None,
+) -> dict[str, LatencyStats]:
+    """The rounds of the protocol over batch timers (``timer(n)`` times ``n`` runs and returns their ms): every
+    round visits every key once in a shuffled order, until the statistic is stable or ``max_rounds``."""
+    batches: dict[str, list[list[float]]] = {key: [list(b) for b in (done or {}).get(key, [])] for key in timers}
+    rng = rng or random.Random(protocol.seed)
     previous: dict[str, float] = {}
     for round_index in range(protocol.max_rounds):
-        order = list(runners)
+        order = list(timers)
         rng.shuffle(order)
         for key in order:
             if len(batches[key]) > round_index:
                 continue  # measured before a restart
-            times = _time_batch(runners[key], runs[key])
+            times = timers[key](runs[key])
             batches[key].append(times)
             if on_batch is not None:
                 on_batch(key, round_index, times)
         if on_round is not None:
             on_round(round_index + 1, protocol.max_rounds)
-        current = {key: _stat(batches[key], protocol.statistic) for key in runners}
+        current = {key: _stat(batches[key], protocol.statistic) for key in timers}
         if round_index + 1 >= protocol.min_rounds and previous and all(
-            abs(current[k] - previous[k]) <= protocol.rel_tol * previous[k] for k in runners
+            abs(current[k] - previous[k]) <= protocol.rel_tol * previous[k] for k in timers
         ):
             break
         previous = current
-    return {key: LatencyStats.of([t for batch in batches[key] for t in batch]) for key in runners}
+    return {key: LatencyStats.of([t for batch in batches[key] for t in batch]) for key in timers}
 
 
 def _stat(batches: list[list[float]], statistic: str) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import shutil
 import sqlite3
@@ -185,9 +186,15 @@ class LocalTarget:
 
 
 def make_target(runtime: Runtime, url: str | None, token: str | None = None) -> Any:
-    """A LocalTarget, or an agent client when ``url`` is given."""
+    """A LocalTarget; an agent client for ``http://HOST:PORT``; an Android device for ``adb:SERIAL`` (``adb:`` for
+    the only one; ``$HWNAS_ADB`` names the adb program, ``$HWNAS_BENCHMARK_MODEL`` the binary's path on the device)."""
     if url is None:
         return LocalTarget(runtime)
+    if url.startswith("adb:"):
+        from profilers.adb_target import DEFAULT_BINARY, AdbTarget, parse_target
+
+        return AdbTarget(runtime, parse_target(url), adb=os.environ.get("HWNAS_ADB", "adb"),
+                         binary=os.environ.get("HWNAS_BENCHMARK_MODEL", DEFAULT_BINARY))
     from profilers.agent import AgentClient
 
     if runtime.file_suffix is None:

@@ -20,7 +20,8 @@ def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runtime", default="onnxruntime", choices=list_runtimes(), help="runtime to measure")
     parser.add_argument("--threads", type=int, default=1, help="runtime threads (default 1)")
     parser.add_argument("--precision", default="fp32", help="fp32 (default), fp16 or int8 where the runtime has it")
-    parser.add_argument("--target", default=None, help="URL of an 'hwnas agent serve' (default: this machine)")
+    parser.add_argument("--target", default=None, help="URL of an 'hwnas agent serve', or adb:SERIAL for an Android phone "
+                        "timed by TFLite's benchmark_model (default: this machine)")
     parser.add_argument("--token", default=os.environ.get("HWNAS_AGENT_TOKEN"),
                         help="agent token (default: $HWNAS_AGENT_TOKEN)")
     parser.add_argument("--quick", action="store_true", help="short, noisier protocol (smoke tests)")

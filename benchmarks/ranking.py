@@ -79,7 +79,7 @@ def stand_alone(work: str, data: str, arch: str, seed: int, epochs: int) -> dict
 
     folder = Path(work) / "children"
     folder.mkdir(parents=True, exist_ok=True)
-    name = f"{hashlib.sha1(arch.encode()).hexdigest()[:12]}_s{seed}"
+    name = f"{hashlib.sha1(arch.encode()).hexdigest()[:12]}_e{epochs}_s{seed}"
     result_path = folder / f"{name}.json"
     if result_path.exists():
         return read_json(result_path, "stand-alone result")
@@ -147,6 +147,7 @@ def main() -> None:
     parser.add_argument("--spos-epochs", type=int, default=30)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--work", default=str(ROOT / "runs" / "bench-ranking"))
+    parser.add_argument("--name", default="ranking", help="result name: benchmarks/results/NAME.json and NAME.png")
     args = parser.parse_args()
     if args.seeds < 2 or args.archs < 3:
         parser.error("the benchmark needs --seeds >= 2 (seed-to-seed spread) and --archs >= 3")
@@ -210,10 +211,10 @@ def main() -> None:
           f"{100 * seed_std / math.sqrt(args.seeds):.2f} pts; stand-alone ranking vs itself across seeds: Kendall tau "
           f"{statistics.fmean(seed_vs_seed):.3f}")
     taus = {name: v["kendall_tau"] for name, v in table.items()}
-    png = RESULTS / "ranking.png"
+    png = RESULTS / f"{args.name}.png"
     plot(png, rating, spos_scores, accuracies, taus)
     hwnas_tau, spos_tau = taus["hwnas (DNA block-wise)"], taus["SPOS baseline"]
-    write_result("ranking", {
+    write_result(args.name, {
         "space": SPACE, "data": args.data, "data_sizes": {k: len(v) for k, v in bundle.datasets.items()},
         "archs": archs, "ratings": rating, "spos_val_accuracy": spos_scores, "test_accuracy": accuracies,
         "test_accuracy_per_seed": per_seed, "params": params, "macs": macs, "methods": table,

@@ -61,7 +61,7 @@ class Combiner:
         if len(ratings) != space.num_blocks:
             raise ValueError(f"ratings cover {len(ratings)} blocks, space {space.name} has {space.num_blocks}")
         self.space = space
-        self._unit_cost: dict[str, float] = {}
+        self._unit_cost: dict[LatencyUnit, float] = {}
         self._cost_fn = unit_cost
         started = time.perf_counter()
         self.blocks = [self._block_table(i, ratings[i]) for i in range(space.num_blocks)]
@@ -75,9 +75,10 @@ class Combiner:
     def _cost(self, units: Sequence[LatencyUnit]) -> float:
         total = 0.0
         for unit in units:
-            if unit.key not in self._unit_cost:
-                self._unit_cost[unit.key] = float(self._cost_fn(unit))
-            total += self._unit_cost[unit.key]
+            cost = self._unit_cost.get(unit)
+            if cost is None:
+                cost = self._unit_cost[unit] = float(self._cost_fn(unit))
+            total += cost
         return total
 
     def _block_table(self, block: int, ratings: Mapping[str, float]) -> dict[str, Any]:

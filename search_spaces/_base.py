@@ -8,6 +8,7 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -34,9 +35,9 @@ class LatencyUnit:
         """Build a unit with its params in canonical (sorted) order."""
         return LatencyUnit(kind, tuple(int(d) for d in input_shape), tuple(sorted(params.items())))
 
-    @property
+    @cached_property
     def key(self) -> str:
-        """Canonical string, e.g. ``mbconv_ir[24x56x56](cout=40,e=6,k=5,s=2)``."""
+        """Canonical string, e.g. ``mbconv_ir[24x56x56](cout=40,e=6,k=5,s=2)`` (computed once per unit)."""
         shape = "x".join(str(d) for d in self.input_shape)
         settings = ",".join(f"{name}={value}" for name, value in self.params)
         return f"{self.kind}[{shape}]({settings})"

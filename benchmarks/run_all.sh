@@ -13,4 +13,5 @@ $PY benchmarks/budget_sweep.py --budgets 12
 $PY benchmarks/supernet_costs.py
 .venv/bin/hwnas demo --out runs/demo
 $PY benchmarks/export.py --child-run runs/demo
-$PY benchmarks/ranking.py --archs 24
+$PY benchmarks/ranking.py --archs 20 --seeds 2 --epochs 14
+$PY benchmarks/ranking.py --archs 20 --seeds 2 --epochs 8 --name ranking_e8  # reuses the run above: trainings only

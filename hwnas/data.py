@@ -12,6 +12,7 @@ with torchvision's ImageFolder and timm's transforms.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,12 +128,10 @@ def load_data(name: str, resolution: int) -> DataBundle:
     if name == "digits":
         return load_digits_bundle(resolution)
     if name.startswith("digits-distorted"):
-        suffix = name.removeprefix("digits-distorted")
-        copies = suffix.removeprefix("-") if suffix.startswith("-") or not suffix else ""
-        copies = copies if suffix else "8"
-        if not copies.isdigit() or int(copies) < 1:
+        match = re.fullmatch(r"digits-distorted(?:-(\d+))?", name)
+        if match is None or int(match.group(1) or 8) < 1:
             raise ValueError(f"--data {name!r}: write 'digits-distorted' or 'digits-distorted-K' with K >= 1 copies")
-        return load_distorted_digits_bundle(resolution, int(copies))
+        return load_distorted_digits_bundle(resolution, int(match.group(1) or 8))
     path = Path(name)
     if not path.exists():
         raise FileNotFoundError(f"--data {name!r} is neither one of the embedded data sets ({', '.join(EMBEDDED)}) "

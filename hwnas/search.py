@@ -10,12 +10,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import socket
 import sys
 import tempfile
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,9 +108,10 @@ def refine(
         sampler = optuna.samplers.TPESampler(seed=seed)
         directions = ["minimize"]
     study = _open_study(name, storage, sampler, directions)
-    if not study.trials:
-        for point in starts:
-            study.enqueue_trial({f"block{b}": str(c) for b, c in enumerate(space.blocks_of(point.arch))})
+    with _claim_lock(storage):
+        if not study.trials:
+            for point in starts:
+                study.enqueue_trial({f"block{b}": str(c) for b, c in enumerate(space.blocks_of(point.arch))})
 
     def objective(trial: optuna.trial.Trial) -> float | tuple[float, float]:
         picked = [trial.suggest_categorical(f"block{b}", choices[b]) for b in range(space.num_blocks)]
@@ -130,14 +132,41 @@ def refine(
                   f"({'ok' if measured <= budget_ms else 'over budget'})", file=sys.stderr)
         return (rating, measured) if multi_objective else rating
 
-    finished = [t for t in study.trials if t.state.is_finished()]
-    remaining = max(0, trials - len(finished))
-    if remaining:
-        # the cap counts every worker's finished trials, so workers sharing a study stop at ``trials`` together
-        cap = optuna.study.MaxTrialsCallback(trials, states=(optuna.trial.TrialState.COMPLETE,
-                                                             optuna.trial.TrialState.FAIL))
-        study.optimize(objective, n_trials=remaining, catch=(Exception,), callbacks=[cap])
+    # ask/tell rather than study.optimize: asking pops an enqueued trial, and on SQLite (no row locks) two workers
+    # can pop the same one and both tell it; the claim lock serialises asking. Workers stop when the study holds
+    # ``trials`` finished trials (each worker's last trial may overshoot by one).
+    while True:
+        with _claim_lock(storage):
+            if sum(t.state.is_finished() for t in study.get_trials(deepcopy=False)) >= trials:
+                break
+            trial = study.ask()
+        try:
+            value = objective(trial)
+        except Exception:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            continue
+        except BaseException:  # interrupted: record the trial as failed, then stop
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            raise
+        study.tell(trial, value)
     return study
+
+
+@contextlib.contextmanager
+def _claim_lock(storage: str) -> Iterator[None]:
+    """An exclusive lock beside a SQLite database file (workers on one machine); server databases lock rows."""
+    prefix = "sqlite:///"
+    if not storage.startswith(prefix) or storage == prefix:
+        yield
+        return
+    import fcntl
+
+    with open(f"{storage[len(prefix):]}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _open_study(name: str, storage: str, sampler: Any, directions: list[str], attempts: int = 5) -> Any:

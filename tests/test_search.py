@@ -95,6 +95,9 @@ def test_two_workers_share_one_study(tiny_run, tiny_table, tmp_path):
     finished = [t for t in study.trials if t.state.is_finished()]
     assert 6 <= len(finished) <= 7
     assert len({t.user_attrs["worker"] for t in finished}) == 2
+    # the combiner's starting points were enqueued once (not once per worker), and each was evaluated once
+    enqueued = [t for t in study.trials if "fixed_params" in t.system_attrs]
+    assert enqueued and len({t.user_attrs["arch"] for t in enqueued}) == len(enqueued)
     complete = [t for t in finished if t.state == optuna.trial.TrialState.COMPLETE]
     # each trial carries its latency constraint (measured - budget), which the sampler reads for feasibility
     assert complete and all(

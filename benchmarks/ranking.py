@@ -44,7 +44,7 @@ def _setup_worker() -> None:
     torch.set_num_threads(1)
 
 
-def hwnas_stage(work: str, data: str, teacher_epochs: int, distill_epochs: int) -> float:
+def hwnas_stage(work: str, data: str, teacher_epochs: int, distill_epochs: int, augment: bool) -> float:
     """Teacher, block-wise distillation, rating (each resumable); returns the teacher's test accuracy."""
     from hwnas.distill import DistillConfig
     from hwnas.run import create_or_open_run
@@ -52,13 +52,13 @@ def hwnas_stage(work: str, data: str, teacher_epochs: int, distill_epochs: int) 
     from hwnas.training import TrainConfig
 
     run = create_or_open_run(Path(work) / "run", SPACE, data)
-    teacher = train_teacher(run, config=TrainConfig(epochs=teacher_epochs), show_progress=False)
+    teacher = train_teacher(run, config=TrainConfig(epochs=teacher_epochs, augment=augment), show_progress=False)
     distill(run, config=DistillConfig(epochs=distill_epochs), show_progress=False)
     rate(run, show_progress=False)
     return float(teacher["test_accuracy"])
 
 
-def spos_stage(work: str, data: str, epochs: int) -> list[dict[str, float]]:
+def spos_stage(work: str, data: str, epochs: int, augment: bool) -> list[dict[str, float]]:
     """The SPOS supernet, trained (or resumed) to ``epochs``; returns its history."""
     from hwnas.data import load_data
     from hwnas.spos import SPOSConfig, SPOSSupernet, train_spos
@@ -66,11 +66,11 @@ def spos_stage(work: str, data: str, epochs: int) -> list[dict[str, float]]:
 
     torch.manual_seed(0)
     supernet = SPOSSupernet(get_space(SPACE))
-    return train_spos(supernet, load_data(data, 32), SPOSConfig(epochs=epochs), Path(work) / "spos.pt",
+    return train_spos(supernet, load_data(data, 32), SPOSConfig(epochs=epochs, augment=augment), Path(work) / "spos.pt",
                       show_progress=False)
 
 
-def stand_alone(work: str, data: str, arch: str, seed: int, epochs: int) -> dict[str, Any]:
+def stand_alone(work: str, data: str, arch: str, seed: int, epochs: int, augment: bool) -> dict[str, Any]:
     """Train one architecture from scratch with the fixed recipe (resumable); the result is kept as JSON."""
     from hwnas.data import load_data
     from hwnas.training import TrainConfig, train_classifier
@@ -79,7 +79,7 @@ def stand_alone(work: str, data: str, arch: str, seed: int, epochs: int) -> dict
 
     folder = Path(work) / "children"
     folder.mkdir(parents=True, exist_ok=True)
-    name = f"{hashlib.sha1(arch.encode()).hexdigest()[:12]}_e{epochs}_s{seed}"
+    name = f"{hashlib.sha1(arch.encode()).hexdigest()[:12]}_e{epochs}{'_aug' if augment else ''}_s{seed}"
     result_path = folder / f"{name}.json"
     if result_path.exists():
         return read_json(result_path, "stand-alone result")
@@ -87,8 +87,8 @@ def stand_alone(work: str, data: str, arch: str, seed: int, epochs: int) -> dict
     torch.manual_seed(seed)
     model = space.build(space.parse(arch)).train()
     started = time.perf_counter()
-    trained = train_classifier(model, load_data(data, 32), TrainConfig(epochs=epochs, seed=seed), folder / f"{name}.pt",
-                               show_progress=False)
+    config = TrainConfig(epochs=epochs, seed=seed, augment=augment)
+    trained = train_classifier(model, load_data(data, 32), config, folder / f"{name}.pt", show_progress=False)
     result = {"arch": arch, "seed": seed, "test_accuracy": trained["test_accuracy"],
               "val_accuracy": trained["history"][-1]["val_accuracy"], "seconds": time.perf_counter() - started}
     atomic_write_json(result_path, result)
@@ -141,8 +141,12 @@ def main() -> None:
     parser.add_argument("--archs", type=int, default=20)
     parser.add_argument("--seeds", type=int, default=2, help="stand-alone trainings per architecture (>= 2)")
     parser.add_argument("--data", default="digits-distorted-4")
-    parser.add_argument("--epochs", type=int, default=8, help="stand-alone training epochs (the fixed recipe)")
-    parser.add_argument("--teacher-epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=20, help="stand-alone training epochs (the fixed recipe)")
+    parser.add_argument("--no-augment", dest="augment", action="store_false",
+                        help="train teacher, SPOS and children without on-the-fly augmentation")
+    parser.add_argument("--spos-augment", action="store_true",
+                        help="augment SPOS's training too (off: the one-shot supernet learns faster without)")
+    parser.add_argument("--teacher-epochs", type=int, default=20)
     parser.add_argument("--distill-epochs", type=int, default=10)
     parser.add_argument("--spos-epochs", type=int, default=30)
     parser.add_argument("--workers", type=int, default=2)
@@ -162,15 +166,16 @@ def main() -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"), initializer=_setup_worker) as pool:
-        hwnas_job = pool.submit(hwnas_stage, str(work), args.data, args.teacher_epochs, args.distill_epochs)
-        spos_job = pool.submit(spos_stage, str(work), args.data, args.spos_epochs)
+        hwnas_job = pool.submit(hwnas_stage, str(work), args.data, args.teacher_epochs, args.distill_epochs,
+                                args.augment)
+        spos_job = pool.submit(spos_stage, str(work), args.data, args.spos_epochs, args.spos_augment)
         teacher_accuracy = hwnas_job.result()
         hwnas_s = time.perf_counter() - started
         print(f"hwnas: teacher {teacher_accuracy:.4f}, distilled and rated ({hwnas_s:.0f} s)", flush=True)
         space = get_space(SPACE)
         ratings = load_ratings(create_or_open_run(work / "run", SPACE, args.data))
         archs = [str(a) for a in spread_archs(space, ratings, args.archs)]
-        jobs = {(arch, seed): pool.submit(stand_alone, str(work), args.data, arch, seed, args.epochs)
+        jobs = {(arch, seed): pool.submit(stand_alone, str(work), args.data, arch, seed, args.epochs, args.augment)
                 for seed in range(args.seeds) for arch in archs}
         spos_history = spos_job.result()
         spos_s = time.perf_counter() - started
@@ -219,8 +224,10 @@ def main() -> None:
         "archs": archs, "ratings": rating, "spos_val_accuracy": spos_scores, "test_accuracy": accuracies,
         "test_accuracy_per_seed": per_seed, "params": params, "macs": macs, "methods": table,
         "seed_vs_seed_kendall_tau": seed_vs_seed,
-        "recipe": {"epochs": args.epochs, "seeds": args.seeds, "train_config": "hwnas.training.TrainConfig defaults"},
+        "recipe": {"epochs": args.epochs, "seeds": args.seeds, "augment": args.augment,
+                   "train_config": "hwnas.training.TrainConfig defaults"},
         "teacher_epochs": args.teacher_epochs, "distill_epochs": args.distill_epochs, "spos_epochs": args.spos_epochs,
+        "spos_augment": args.spos_augment,
         "spos_history": spos_history, "teacher_test_accuracy": teacher_accuracy,
         "accuracy_std_across_archs": arch_std, "accuracy_std_across_seeds": seed_std,
         "hwnas_teacher_distill_rate_s": hwnas_s, "wall_s": time.perf_counter() - started,

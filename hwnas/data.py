@@ -90,6 +90,16 @@ def distort(images: torch.Tensor, copies: int, seed: int = 0, max_degrees: float
     return warped + noise * torch.randn(warped.shape, generator=generator)
 
 
+def augment_batch(images: torch.Tensor, generator: torch.Generator, noise: float = 0.1) -> torch.Tensor:
+    """On-the-fly augmentation: a fresh random affine distortion (the ``distort`` family) of every image of a batch,
+    plus light pixel noise. Grey images kept as 3 equal channels are distorted once and stay grey."""
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    grey = images.shape[1] == 3 and bool((images[:, :1] == images[:, 1:]).all())
+    if grey:
+        return distort(images[:, :1], 1, seed=seed, noise=noise).expand(-1, 3, -1, -1)
+    return distort(images, 1, seed=seed, noise=noise)
+
+
 def load_distorted_digits_bundle(resolution: int, copies: int = 8, seed: int = 0) -> DataBundle:
     """``digits`` with every image of every split drawn ``copies`` times under fixed random distortions."""
     if copies < 1:
@@ -123,17 +133,25 @@ def load_image_folder_bundle(root: Path, resolution: int) -> DataBundle:
 EMBEDDED = ("digits", "digits-distorted", "digits-distorted-K")
 
 
-def load_data(name: str, resolution: int) -> DataBundle:
-    """``digits``, ``digits-distorted`` (8 distorted copies per image), ``digits-distorted-K`` or an image folder."""
+def check_data_name(name: str) -> None:
+    """Raise the error ``load_data`` would give for ``name`` without loading anything (checked before a run is made)."""
     if name == "digits":
-        return load_digits_bundle(resolution)
+        return
     if name.startswith("digits-distorted"):
         match = re.fullmatch(r"digits-distorted(?:-(\d+))?", name)
         if match is None or int(match.group(1) or 8) < 1:
             raise ValueError(f"--data {name!r}: write 'digits-distorted' or 'digits-distorted-K' with K >= 1 copies")
-        return load_distorted_digits_bundle(resolution, int(match.group(1) or 8))
-    path = Path(name)
-    if not path.exists():
+        return
+    if not Path(name).exists():
         raise FileNotFoundError(f"--data {name!r} is neither one of the embedded data sets ({', '.join(EMBEDDED)}) "
                                 "nor an existing image folder")
-    return load_image_folder_bundle(path, resolution)
+
+
+def load_data(name: str, resolution: int) -> DataBundle:
+    """``digits``, ``digits-distorted`` (8 distorted copies per image), ``digits-distorted-K`` or an image folder."""
+    check_data_name(name)
+    if name == "digits":
+        return load_digits_bundle(resolution)
+    if name.startswith("digits-distorted"):
+        return load_distorted_digits_bundle(resolution, int(name.removeprefix("digits-distorted").lstrip("-") or 8))
+    return load_image_folder_bundle(Path(name), resolution)

@@ -71,7 +71,10 @@ def create_or_open_run(name: str | Path, space: str | None, data: str | None) ->
         return run
     if space is None:
         raise ValueError(f"run {path} does not exist yet: give --space (and --data) to create it")
+    from hwnas.data import check_data_name
+
     get_space(space)
+    check_data_name(data or "digits")  # a bad --data must not leave a run made with it
     path.mkdir(parents=True, exist_ok=True)
     run = RunDir(path, {"space": space, "data": data or "digits",
                         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")})

@@ -15,13 +15,14 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from hwnas.data import DataBundle
+from hwnas.data import DataBundle, augment_batch
 from profilers._files import atomic_torch_save
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One training recipe (AdamW, cosine schedule, label smoothing, optional distillation)."""
+    """One training recipe (AdamW, cosine schedule, label smoothing, optional distillation, optional on-the-fly
+    augmentation: a fresh random affine distortion of every training batch, see ``hwnas.data.augment_batch``)."""
 
     epochs: int = 30
     lr: float = 3e-3
@@ -31,6 +32,7 @@ class TrainConfig:
     distill_weight: float = 0.0
     temperature: float = 4.0
     seed: int = 0
+    augment: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.lr <= 0 or self.batch_size < 1 or not 0 <= self.distill_weight <= 1:
@@ -70,7 +72,7 @@ def train_classifier(
     checkpoint = Path(checkpoint)
     if checkpoint.exists():
         saved = torch.load(checkpoint, weights_only=False)
-        if saved.get("config") != asdict(config):
+        if {"augment": False, **saved.get("config", {})} != asdict(config):  # checkpoints older than ``augment``
             raise ValueError(f"{checkpoint} was trained with other settings ({saved.get('config')}); delete it or "
                              "train with the same settings")
         model.load_state_dict(saved["model"])
@@ -85,7 +87,10 @@ def train_classifier(
         loader = bundle.loader("train", config.batch_size, shuffle=True, seed=config.seed + epoch)
         bar = tqdm(loader, desc=f"{label} epoch {epoch + 1}/{config.epochs}", leave=False, disable=not show_progress,
                    file=sys.stderr)
+        augmenter = torch.Generator().manual_seed(1_000_003 * config.seed + epoch)
         for images, labels in bar:
+            if config.augment:
+                images = augment_batch(images, augmenter)
             logits = model(images)
             loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
             if teacher is not None and config.distill_weight > 0:

@@ -18,7 +18,12 @@ from typing import Any
 
 from timm.layers import get_act_layer
 from timm.models._efficientnet_blocks import SqueezeExcite
-from timm.models._efficientnet_builder import EfficientNetBuilder, decode_arch_def, round_channels
+from timm.models._efficientnet_builder import (
+    EfficientNetBuilder,
+    decode_arch_def,
+    efficientnet_init_weights,
+    round_channels,
+)
 from timm.models.efficientnet import EfficientNet
 from torch import nn
 
@@ -409,7 +414,9 @@ class MBConvSpace(SearchSpace):
                 f"ir_r1_k{unit.param('k')}_s{unit.param('s')}_e{unit.param('e')}_c{unit.param('cout')}"
                 f"_se{unit.param('se'):g}"
             ]]
-            return builder(unit.input_shape[0], decode_arch_def(arch_def))[0][0].eval()
+            layer = builder(unit.input_shape[0], decode_arch_def(arch_def))[0][0]
+            efficientnet_init_weights(layer)  # as EfficientNet initialises its blocks (the builder alone does not)
+            return layer.eval()
         if unit.kind == "mbconv_stem":
             net = self._efficientnet([[self._stem_block()]])
             return nn.Sequential(net.conv_stem, net.bn1, net.blocks[0]).eval()

@@ -85,8 +85,15 @@ def test_bad_inputs_leave_earlier_results_untouched(tiny_run, tiny_table, tmp_pa
         (["teacher", "train", "--run", str(run), "--space", "vit-tiny"], "was made with --space mbconv-tiny"),
         (["rate", "--run", str(run), "--block", "9"], "--block must be in 0..5"),
     ]
+    other_space = Path(__file__).resolve().parents[1] / "latency_tables" / "mbconv-224_onnxruntime-cpu_1t.json"
+    cases += [
+        (["search", "--run", str(run), "--table", str(other_space), "--budget-ms", "5"], "was measured for space='mbconv'"),
+        (["teacher", "train", "--run", str(tmp_path / "new"), "--space", "mbconv-tiny", "--data", "/no/such/folder"],
+         "neither one of the embedded data sets"),
+    ]
     for argv, message in cases:
         assert main(argv) == 2, argv
         assert message in capsys.readouterr().err, argv
     assert _digest(run) == before
+    assert not (tmp_path / "new").exists()  # a bad --data makes no run (which would then be stuck with it)
     assert tiny_table.read_bytes() == table_before

@@ -46,13 +46,13 @@ def test_spos_learns_resumes_and_refuses_other_settings(tmp_path):
     supernet = SPOSSupernet(space)
     assert {id(m) for m in supernet.path(archs[0])} & {id(m) for m in supernet.path(archs[1])}  # stem, head shared
     checkpoint = tmp_path / "spos.pt"
-    config = SPOSConfig(epochs=2, lr=0.05)
-    first = train_spos(supernet, bundle, SPOSConfig(epochs=1, lr=0.05), checkpoint, show_progress=False)
+    config = SPOSConfig(epochs=2, lr=3e-3)
+    first = train_spos(supernet, bundle, SPOSConfig(epochs=1, lr=3e-3), checkpoint, show_progress=False)
     assert len(first) == 1 and checkpoint.exists()
     with pytest.raises(ValueError, match="other settings"):
-        train_spos(SPOSSupernet(space), bundle, SPOSConfig(epochs=1, lr=0.01), checkpoint, show_progress=False)
+        train_spos(SPOSSupernet(space), bundle, SPOSConfig(epochs=1, lr=1e-3), checkpoint, show_progress=False)
     resumed = SPOSSupernet(space)
-    history = train_spos(resumed, bundle, SPOSConfig(epochs=1, lr=0.05), checkpoint, show_progress=False)
+    history = train_spos(resumed, bundle, SPOSConfig(epochs=1, lr=3e-3), checkpoint, show_progress=False)
     assert history == first  # nothing left to train: the saved history comes back, weights loaded
     assert torch.equal(resumed.stem[0].weight, supernet.stem[0].weight)
     with pytest.raises(ValueError, match="other settings"):
@@ -75,3 +75,44 @@ def test_spos_accuracy_is_a_validation_accuracy_after_bn_reestimation():
 def test_bad_spos_settings_are_refused():
     with pytest.raises(ValueError, match="bad SPOS settings"):
         SPOSConfig(epochs=0)
+
+
+def test_augmentation_draws_a_fresh_distortion_per_batch_and_keeps_grey_images_grey():
+    from hwnas.data import augment_batch
+
+    images = load_data("digits", 16).tensors("test")[0][:8]
+    first = augment_batch(images, torch.Generator().manual_seed(0))
+    assert first.shape == images.shape and not torch.allclose(first, images)
+    assert torch.equal(first[:, 0], first[:, 1]) and torch.equal(first[:, 0], first[:, 2])  # still grey
+    assert torch.equal(first, augment_batch(images, torch.Generator().manual_seed(0)))  # seeded: resumable
+    generator = torch.Generator().manual_seed(0)
+    assert not torch.allclose(augment_batch(images, generator), augment_batch(images, generator))  # fresh each batch
+    colour = torch.randn(4, 3, 16, 16)
+    assert not torch.equal((out := augment_batch(colour, generator))[:, 0], out[:, 1])  # colour stays colour
+
+
+def test_augmented_training_differs_and_resumes_checkpoints_from_before_the_option(tmp_path):
+    from dataclasses import asdict
+
+    from hwnas.training import TrainConfig, train_classifier
+
+    space = get_space("mbconv-tiny")
+    arch = space.sample(random.Random(0))
+    bundle = load_data("digits", 32)
+    weights = {}
+    for augment in (False, True):
+        torch.manual_seed(0)
+        model = space.build(arch)
+        train_classifier(model, bundle, TrainConfig(epochs=1, augment=augment), tmp_path / f"{augment}.pt",
+                         show_progress=False)
+        weights[augment] = model.conv_stem.weight.detach().clone()
+    assert not torch.allclose(weights[False], weights[True])  # the augmented run saw other images
+    # a checkpoint written before ``augment`` existed (no such key) resumes as augment=False, and is refused as True
+    saved = torch.load(tmp_path / "False.pt", weights_only=False)
+    saved["config"] = {k: v for k, v in asdict(TrainConfig(epochs=1)).items() if k != "augment"}
+    torch.save(saved, tmp_path / "old.pt")
+    result = train_classifier(space.build(arch), bundle, TrainConfig(epochs=1), tmp_path / "old.pt", show_progress=False)
+    assert len(result["history"]) == 1
+    with pytest.raises(ValueError, match="other settings"):
+        train_classifier(space.build(arch), bundle, TrainConfig(epochs=1, augment=True), tmp_path / "old.pt",
+                         show_progress=False)

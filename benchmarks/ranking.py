@@ -153,7 +153,7 @@ def main() -> None:
                         help="augment SPOS's training too (off: the one-shot supernet learns faster without)")
     parser.add_argument("--teacher-epochs", type=int, default=20)
     parser.add_argument("--distill-epochs", type=int, default=10)
-    parser.add_argument("--spos-epochs", type=int, default=30)
+    parser.add_argument("--spos-epochs", type=int, default=40)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--work", default=str(ROOT / "runs" / "bench-ranking"))
     parser.add_argument("--name", default="ranking", help="result name: benchmarks/results/NAME.json and NAME.png")

@@ -13,5 +13,6 @@ $PY benchmarks/budget_sweep.py --budgets 12
 $PY benchmarks/supernet_costs.py
 .venv/bin/hwnas demo --out runs/demo
 $PY benchmarks/export.py --child-run runs/demo
-$PY benchmarks/ranking.py --archs 20 --seeds 2 --epochs 14
-$PY benchmarks/ranking.py --archs 20 --seeds 2 --epochs 8 --name ranking_e8  # reuses the run above: trainings only
+$PY benchmarks/ranking.py --archs 20 --seeds 2 --epochs 20 --teacher-epochs 20 --spos-epochs 40 --name ranking
+# the earlier, unaugmented recipes (ranking_e14, ranking_e8 were measured before SPOS moved to AdamW):
+# $PY benchmarks/ranking.py --no-augment --teacher-epochs 12 --spos-epochs 30 --epochs 14 --name ranking_e14 --work runs/bench-ranking-e14

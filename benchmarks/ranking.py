@@ -49,7 +49,8 @@ def _setup_worker() -> None:
     torch.set_num_threads(1)
 
 
-def hwnas_stage(work: str, data: str, teacher_epochs: int, distill_epochs: int, augment: bool) -> float:
+def hwnas_stage(work: str, data: str, teacher_epochs: int, distill_epochs: int, augment: bool, strength: float,
+                ) -> float:
     """Teacher, block-wise distillation, rating (each resumable); returns the teacher's test accuracy."""
     from hwnas.distill import DistillConfig
     from hwnas.run import create_or_open_run
@@ -57,7 +58,8 @@ def hwnas_stage(work: str, data: str, teacher_epochs: int, distill_epochs: int, 
     from hwnas.training import TrainConfig
 
     run = create_or_open_run(Path(work) / "run", SPACE, data)
-    teacher = train_teacher(run, config=TrainConfig(epochs=teacher_epochs, augment=augment), show_progress=False)
+    config = TrainConfig(epochs=teacher_epochs, augment=augment, augment_strength=strength)
+    teacher = train_teacher(run, config=config, show_progress=False)
     distill(run, config=DistillConfig(epochs=distill_epochs), show_progress=False)
     rate(run, show_progress=False)
     return float(teacher["test_accuracy"])
@@ -75,7 +77,8 @@ def spos_stage(work: str, data: str, epochs: int, augment: bool) -> list[dict[st
                       show_progress=False)
 
 
-def stand_alone(work: str, data: str, arch: str, seed: int, epochs: int, augment: bool) -> dict[str, Any]:
+def stand_alone(work: str, data: str, arch: str, seed: int, epochs: int, augment: bool, strength: float,
+                ) -> dict[str, Any]:
     """Train one architecture from scratch with the fixed recipe (resumable); the result is kept as JSON."""
     from hwnas.data import load_data
     from hwnas.training import TrainConfig, train_classifier
@@ -84,7 +87,8 @@ def stand_alone(work: str, data: str, arch: str, seed: int, epochs: int, augment
 
     folder = Path(work) / "children"
     folder.mkdir(parents=True, exist_ok=True)
-    name = f"{hashlib.sha1(arch.encode()).hexdigest()[:12]}_e{epochs}{'_aug' if augment else ''}_s{seed}"
+    tag = ("_aug" if strength == 1 else f"_aug{strength:g}") if augment else ""
+    name = f"{hashlib.sha1(arch.encode()).hexdigest()[:12]}_e{epochs}{tag}_s{seed}"
     result_path = folder / f"{name}.json"
     if result_path.exists():
         return read_json(result_path, "stand-alone result")
@@ -92,7 +96,7 @@ def stand_alone(work: str, data: str, arch: str, seed: int, epochs: int, augment
     torch.manual_seed(seed)
     model = space.build(space.parse(arch)).train()
     started = time.perf_counter()
-    config = TrainConfig(epochs=epochs, seed=seed, augment=augment)
+    config = TrainConfig(epochs=epochs, seed=seed, augment=augment, augment_strength=strength)
     trained = train_classifier(model, load_data(data, 32), config, folder / f"{name}.pt", show_progress=False)
     result = {"arch": arch, "seed": seed, "test_accuracy": trained["test_accuracy"],
               "val_accuracy": trained["history"][-1]["val_accuracy"], "seconds": time.perf_counter() - started}
@@ -149,6 +153,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20, help="stand-alone training epochs (the fixed recipe)")
     parser.add_argument("--no-augment", dest="augment", action="store_false",
                         help="train teacher, SPOS and children without on-the-fly augmentation")
+    parser.add_argument("--augment-strength", type=float, default=0.5,
+                        help="scale of the augmentation's distortion ranges, in (0, 1] (teacher and children)")
     parser.add_argument("--spos-augment", action="store_true",
                         help="augment SPOS's training too (off: the one-shot supernet learns faster without)")
     parser.add_argument("--teacher-epochs", type=int, default=20)
@@ -172,7 +178,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"), initializer=_setup_worker) as pool:
         hwnas_job = pool.submit(hwnas_stage, str(work), args.data, args.teacher_epochs, args.distill_epochs,
-                                args.augment)
+                                args.augment, args.augment_strength)
         spos_job = pool.submit(spos_stage, str(work), args.data, args.spos_epochs, args.spos_augment)
         teacher_accuracy = hwnas_job.result()
         hwnas_s = time.perf_counter() - started
@@ -180,7 +186,8 @@ def main() -> None:
         space = get_space(SPACE)
         ratings = load_ratings(create_or_open_run(work / "run", SPACE, args.data))
         archs = [str(a) for a in spread_archs(space, ratings, args.archs)]
-        jobs = {(arch, seed): pool.submit(stand_alone, str(work), args.data, arch, seed, args.epochs, args.augment)
+        jobs = {(arch, seed): pool.submit(stand_alone, str(work), args.data, arch, seed, args.epochs, args.augment,
+                                          args.augment_strength)
                 for seed in range(args.seeds) for arch in archs}
         spos_history = spos_job.result()
         spos_s = time.perf_counter() - started
@@ -230,6 +237,7 @@ def main() -> None:
         "test_accuracy_per_seed": per_seed, "params": params, "macs": macs, "methods": table,
         "seed_vs_seed_kendall_tau": seed_vs_seed,
         "recipe": {"epochs": args.epochs, "seeds": args.seeds, "augment": args.augment,
+                   "augment_strength": args.augment_strength if args.augment else None,
                    "train_config": "hwnas.training.TrainConfig defaults"},
         "teacher_epochs": args.teacher_epochs, "distill_epochs": args.distill_epochs, "spos_epochs": args.spos_epochs,
         "spos_augment": args.spos_augment,

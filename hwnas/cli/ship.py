@@ -24,6 +24,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--init-supernet", action="store_true", help="start from the supernet's layer weights")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--augment", action="store_true", help="a fresh random affine distortion of every batch")
+    train.add_argument("--augment-strength", type=float, default=1.0,
+                       help="with --augment: scale of the distortion ranges, in (0, 1] (default 1)")
     train.add_argument("--json", action="store_true", help="machine-readable output")
     train.set_defaults(handler=run_train)
 
@@ -53,7 +55,8 @@ def run_train(args: argparse.Namespace) -> int:
 
     run = open_run(args.run)
     config = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                         distill_weight=0.5 if args.distill else 0.0, seed=args.seed, augment=args.augment)
+                         distill_weight=0.5 if args.distill else 0.0, seed=args.seed, augment=args.augment,
+                         augment_strength=args.augment_strength)
     result = train_child(run, args.arch, config, distill=args.distill, init_supernet=args.init_supernet)
     emit(result, args.json, f"test accuracy {result['test_accuracy']:.4f}; weights {result['weights']}")
     return 0

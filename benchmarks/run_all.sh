@@ -13,6 +13,8 @@ $PY benchmarks/budget_sweep.py --budgets 12
 $PY benchmarks/supernet_costs.py
 .venv/bin/hwnas demo --out runs/demo
 $PY benchmarks/export.py --child-run runs/demo
-$PY benchmarks/ranking.py --archs 20 --seeds 2 --epochs 20 --teacher-epochs 20 --spos-epochs 40 --name ranking
+$PY benchmarks/ranking.py --archs 20 --seeds 3 --epochs 20 --teacher-epochs 20 --spos-epochs 40 --name ranking
+# milder augmentation (better teacher, narrower spread between architectures):
+# $PY benchmarks/ranking.py --seeds 3 --augment-strength 0.5 --work runs/bench-ranking-m5 --name ranking_m5
 # the earlier, unaugmented recipes (ranking_e14, ranking_e8 were measured before SPOS moved to AdamW):
 # $PY benchmarks/ranking.py --no-augment --teacher-epochs 12 --spos-epochs 30 --epochs 14 --name ranking_e14 --work runs/bench-ranking-e14

@@ -65,8 +65,13 @@ def load_digits_bundle(resolution: int, seed: int = 0) -> DataBundle:
     return DataBundle("digits", 10, resolution, datasets)
 
 
-def distort(images: torch.Tensor, copies: int, seed: int = 0, max_degrees: float = 25.0, max_shift: float = 0.15,
-            scale: tuple[float, float] = (0.75, 1.1), max_shear: float = 0.3, noise: float = 0.35) -> torch.Tensor:
+# the distortion family's full ranges (``distort``'s defaults; ``augment_batch`` scales them)
+MAX_DEGREES, MAX_SHIFT, ZOOM, MAX_SHEAR = 25.0, 0.15, (0.75, 1.1), 0.3
+
+
+def distort(images: torch.Tensor, copies: int, seed: int = 0, max_degrees: float = MAX_DEGREES,
+            max_shift: float = MAX_SHIFT, scale: tuple[float, float] = ZOOM, max_shear: float = MAX_SHEAR,
+            noise: float = 0.35) -> torch.Tensor:
     """``copies`` fixed random affine distortions of every image (N, C, H, W) plus Gaussian pixel noise, in
     image-major order (all copies of image 0 first). Backgrounds are the images' minimum value."""
     generator = torch.Generator().manual_seed(seed)
@@ -98,8 +103,9 @@ def augment_batch(images: torch.Tensor, generator: torch.Generator, noise: float
     if not 0 < strength <= 1:
         raise ValueError(f"augmentation strength must be in (0, 1], got {strength}")
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-    ranges = {"max_degrees": 25.0 * strength, "max_shift": 0.15 * strength, "max_shear": 0.3 * strength,
-              "scale": (1 - 0.25 * strength, 1 + 0.1 * strength), "noise": noise * strength}
+    ranges = {"max_degrees": MAX_DEGREES * strength, "max_shift": MAX_SHIFT * strength,
+              "max_shear": MAX_SHEAR * strength, "scale": tuple(1 + (end - 1) * strength for end in ZOOM),
+              "noise": noise * strength}
     grey = images.shape[1] == 3 and bool((images[:, :1] == images[:, 1:]).all())
     if grey:
         return distort(images[:, :1], 1, seed=seed, **ranges).expand(-1, 3, -1, -1)

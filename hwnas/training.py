@@ -21,9 +21,9 @@ from profilers._files import atomic_torch_save
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One training recipe (AdamW, cosine schedule after an optional linear warm-up of ``warmup_epochs``, label
-    smoothing, optional distillation, optional on-the-fly augmentation: a fresh random affine distortion of every
-    training batch at ``augment_strength``, see ``hwnas.data.augment_batch``)."""
+    """One training recipe (AdamW, cosine schedule, label smoothing, optional distillation, optional on-the-fly
+    augmentation: a fresh random affine distortion of every training batch at ``augment_strength``, see
+    ``hwnas.data.augment_batch``)."""
 
     epochs: int = 30
     lr: float = 3e-3
@@ -34,28 +34,17 @@ class TrainConfig:
     temperature: float = 4.0
     seed: int = 0
     augment: bool = False
-    warmup_epochs: int = 0
     augment_strength: float = 1.0
 
     def __post_init__(self) -> None:
         if (self.epochs < 1 or self.lr <= 0 or self.batch_size < 1 or not 0 <= self.distill_weight <= 1
-                or not 0 <= self.warmup_epochs < self.epochs or not 0 < self.augment_strength <= 1):
+                or not 0 < self.augment_strength <= 1):
             raise ValueError("bad training settings: epochs >= 1, lr > 0, batch >= 1, 0 <= distill <= 1, "
-                             f"0 <= warmup_epochs < epochs, 0 < augment_strength <= 1; got {self}")
+                             f"0 < augment_strength <= 1; got {self}")
 
 
 # settings added after checkpoints were first written: a checkpoint without one was trained with this value
-_LATER_SETTINGS = {"augment": False, "warmup_epochs": 0, "augment_strength": 1.0}
-
-
-def lr_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
-    """Per-epoch schedule: linear warm-up over ``warmup_epochs`` (from lr / (warmup + 1)), then cosine to zero."""
-    if config.warmup_epochs == 0:
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
-    warmup = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1 / (config.warmup_epochs + 1),
-                                               total_iters=config.warmup_epochs)
-    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs - config.warmup_epochs)
-    return torch.optim.lr_scheduler.SequentialLR(optimizer, [warmup, cosine], milestones=[config.warmup_epochs])
+_LATER_SETTINGS = {"augment": False, "augment_strength": 1.0}
 
 
 @torch.no_grad()
@@ -86,7 +75,7 @@ def train_classifier(
         raise ValueError("distillation asked for (distill_weight > 0) but no teacher given")
     torch.manual_seed(config.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = lr_schedule(optimizer, config)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     state: dict[str, Any] = {"epoch": 0, "history": []}
     checkpoint = Path(checkpoint)
     if checkpoint.exists():

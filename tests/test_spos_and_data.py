@@ -114,7 +114,7 @@ def test_augmented_training_differs_and_resumes_checkpoints_from_before_the_opti
     assert not torch.allclose(weights[False], weights[True])  # the augmented run saw other images
     # a checkpoint written before ``augment`` existed (no such key) resumes as augment=False, and is refused as True
     saved = torch.load(tmp_path / "False.pt", weights_only=False)
-    saved["config"] = {k: v for k, v in asdict(TrainConfig(epochs=1)).items() if k not in ("augment", "warmup_epochs")}
+    saved["config"] = {k: v for k, v in asdict(TrainConfig(epochs=1)).items() if k not in ("augment", "augment_strength")}
     torch.save(saved, tmp_path / "old.pt")
     result = train_classifier(space.build(arch), bundle, TrainConfig(epochs=1), tmp_path / "old.pt", show_progress=False)
     assert len(result["history"]) == 1
@@ -122,28 +122,3 @@ def test_augmented_training_differs_and_resumes_checkpoints_from_before_the_opti
         train_classifier(space.build(arch), bundle, TrainConfig(epochs=1, augment=True), tmp_path / "old.pt",
                          show_progress=False)
 
-
-def test_warmup_schedule_rises_then_decays(tmp_path) -> None:
-    from hwnas.training import TrainConfig, lr_schedule, train_classifier
-
-    model = torch.nn.Linear(2, 2)
-    config = TrainConfig(epochs=6, lr=1e-2, warmup_epochs=2)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
-    scheduler = lr_schedule(optimizer, config)
-    rates = []
-    for _ in range(config.epochs):
-        rates.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
-    assert rates[0] == pytest.approx(config.lr / 3) and rates[1] < rates[2]
-    assert rates[2] == pytest.approx(config.lr) and rates[2] > rates[3] > rates[4] > rates[5] > 0
-    with pytest.raises(ValueError, match="warmup_epochs < epochs"):
-        TrainConfig(epochs=3, warmup_epochs=3)
-    # a checkpoint of the plain schedule is refused by a warm-up run (and the other way round)
-    space = get_space("mbconv-tiny")
-    arch = space.sample(random.Random(1))
-    bundle = load_data("digits", 32)
-    train_classifier(space.build(arch), bundle, TrainConfig(epochs=2), tmp_path / "plain.pt", show_progress=False)
-    with pytest.raises(ValueError, match="other settings"):
-        train_classifier(space.build(arch), bundle, TrainConfig(epochs=2, warmup_epochs=1), tmp_path / "plain.pt",
-                         show_progress=False)

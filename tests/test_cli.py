@@ -66,3 +66,18 @@ def test_parser_lists_all_commands():
     for name in ("space", "profile", "measure", "predict", "teacher", "distill", "rate", "search", "train", "export",
                  "agent", "demo"):
         assert name in text
+
+
+def test_augment_strength_alone_turns_augmentation_on_and_a_bad_one_is_refused():
+    from hwnas.cli._augment import augment_settings
+    from hwnas.training import TrainConfig
+
+    parser = build_parser()
+    for command in (["train", "--run", "r", "--arch", "a"], ["teacher", "train", "--run", "r"]):
+        assert augment_settings(parser.parse_args(command)) == {"augment": False, "augment_strength": 1.0}
+        assert augment_settings(parser.parse_args([*command, "--augment"])) == {"augment": True,
+                                                                                 "augment_strength": 1.0}
+        assert augment_settings(parser.parse_args([*command, "--augment-strength", "0.5"])) == {
+            "augment": True, "augment_strength": 0.5}
+        with pytest.raises(ValueError, match="augment_strength"):
+            TrainConfig(**augment_settings(parser.parse_args([*command, "--augment-strength", "0"])))

@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from hwnas.cli._augment import add_augment_arguments, augment_settings
 from hwnas.cli._output import emit, table
 from hwnas.run import open_run
 from hwnas.training import TrainConfig
@@ -23,9 +24,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--distill", action="store_true", help="knowledge distillation from the run's teacher")
     train.add_argument("--init-supernet", action="store_true", help="start from the supernet's layer weights")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--augment", action="store_true", help="a fresh random affine distortion of every batch")
-    train.add_argument("--augment-strength", type=float, default=1.0,
-                       help="with --augment: scale of the distortion ranges, in (0, 1] (default 1)")
+    add_augment_arguments(train)
     train.add_argument("--json", action="store_true", help="machine-readable output")
     train.set_defaults(handler=run_train)
 
@@ -55,8 +54,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     run = open_run(args.run)
     config = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                         distill_weight=0.5 if args.distill else 0.0, seed=args.seed, augment=args.augment,
-                         augment_strength=args.augment_strength)
+                         distill_weight=0.5 if args.distill else 0.0, seed=args.seed, **augment_settings(args))
     result = train_child(run, args.arch, config, distill=args.distill, init_supernet=args.init_supernet)
     emit(result, args.json, f"test accuracy {result['test_accuracy']:.4f}; weights {result['weights']}")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from hwnas.cli._augment import add_augment_arguments, augment_settings
 from hwnas.cli._output import emit, table
 from hwnas.distill import DistillConfig
 from hwnas.rating import DEFAULT_MAX_CANDIDATES
@@ -26,9 +27,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--pretrained", action="store_true", help="load the timm teacher's pretrained weights")
     train.add_argument("--epochs", type=int, default=30, help="training epochs (0: register without training)")
     train.add_argument("--lr", type=float, default=3e-3, help="AdamW learning rate")
-    train.add_argument("--augment", action="store_true", help="a fresh random affine distortion of every batch")
-    train.add_argument("--augment-strength", type=float, default=1.0,
-                       help="with --augment: scale of the distortion ranges, in (0, 1] (default 1)")
+    add_augment_arguments(train)
     train.add_argument("--json", action="store_true", help="machine-readable output")
     train.set_defaults(handler=run_teacher_train)
 
@@ -60,8 +59,7 @@ def run_teacher_train(args: argparse.Namespace) -> int:
 
     run = create_or_open_run(args.run, args.space, args.data)
     train = args.epochs > 0
-    config = TrainConfig(epochs=args.epochs, lr=args.lr, augment=args.augment,
-                         augment_strength=args.augment_strength) if train else None
+    config = TrainConfig(epochs=args.epochs, lr=args.lr, **augment_settings(args)) if train else None
     result = train_teacher(run, arch=args.arch, timm_name=args.teacher, pretrained=args.pretrained, config=config,
                            train=train)
     accuracy = result.get("test_accuracy")

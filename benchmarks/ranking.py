@@ -52,7 +52,7 @@ def _setup_worker() -> None:
 
 
 def hwnas_stage(work: str, data: str, teacher_epochs: int, distill_epochs: int, augment: bool, strength: float,
-                ) -> float:
+                clip: float | None) -> float:
     """Teacher, block-wise distillation, rating (each resumable); returns the teacher's test accuracy."""
     from hwnas.distill import DistillConfig
     from hwnas.run import create_or_open_run
@@ -60,14 +60,14 @@ def hwnas_stage(work: str, data: str, teacher_epochs: int, distill_epochs: int, 
     from hwnas.training import TrainConfig
 
     run = create_or_open_run(Path(work) / "run", SPACE, data)
-    config = TrainConfig(epochs=teacher_epochs, augment=augment, augment_strength=strength)
+    config = TrainConfig(epochs=teacher_epochs, augment=augment, augment_strength=strength, grad_clip=clip)
     teacher = train_teacher(run, config=config, show_progress=False)
     distill(run, config=DistillConfig(epochs=distill_epochs), show_progress=False)
     rate(run, show_progress=False)
     return float(teacher["test_accuracy"])
 
 
-def spos_stage(work: str, data: str, epochs: int, augment: bool) -> list[dict[str, float]]:
+def spos_stage(work: str, data: str, epochs: int, augment: bool, clip: float | None) -> list[dict[str, float]]:
     """The SPOS supernet, trained (or resumed) to ``epochs``; returns its history."""
     from hwnas.data import load_data
     from hwnas.spos import SPOSConfig, SPOSSupernet, train_spos
@@ -75,12 +75,12 @@ def spos_stage(work: str, data: str, epochs: int, augment: bool) -> list[dict[st
 
     torch.manual_seed(0)
     supernet = SPOSSupernet(get_space(SPACE))
-    return train_spos(supernet, load_data(data, 32), SPOSConfig(epochs=epochs, augment=augment), Path(work) / "spos.pt",
-                      show_progress=False)
+    config = SPOSConfig(epochs=epochs, augment=augment, grad_clip=clip)
+    return train_spos(supernet, load_data(data, 32), config, Path(work) / "spos.pt", show_progress=False)
 
 
 def stand_alone(work: str, data: str, arch: str, seed: int, epochs: int, augment: bool, strength: float,
-                ) -> dict[str, Any]:
+                clip: float | None) -> dict[str, Any]:
     """Train one architecture from scratch with the fixed recipe (resumable); the result is kept as JSON."""
     from hwnas.data import load_data
     from hwnas.training import TrainConfig, train_classifier
@@ -90,6 +90,7 @@ def stand_alone(work: str, data: str, arch: str, seed: int, epochs: int, augment
     folder = Path(work) / "children"
     folder.mkdir(parents=True, exist_ok=True)
     tag = ("_aug" if strength == 1 else f"_aug{strength:g}") if augment else ""
+    tag += "" if clip is None else f"_clip{clip:g}"
     name = f"{hashlib.sha1(arch.encode()).hexdigest()[:12]}_e{epochs}{tag}_s{seed}"
     result_path = folder / f"{name}.json"
     if result_path.exists():
@@ -98,7 +99,7 @@ def stand_alone(work: str, data: str, arch: str, seed: int, epochs: int, augment
     torch.manual_seed(seed)
     model = space.build(space.parse(arch)).train()
     started = time.perf_counter()
-    config = TrainConfig(epochs=epochs, seed=seed, augment=augment, augment_strength=strength)
+    config = TrainConfig(epochs=epochs, seed=seed, augment=augment, augment_strength=strength, grad_clip=clip)
     trained = train_classifier(model, load_data(data, 32), config, folder / f"{name}.pt", show_progress=False)
     result = {"arch": arch, "seed": seed, "test_accuracy": trained["test_accuracy"],
               "val_accuracy": trained["history"][-1]["val_accuracy"], "seconds": time.perf_counter() - started}
@@ -158,6 +159,9 @@ def main() -> None:
     parser.add_argument("--augment-strength", type=float, default=1.0,
                         help="scale of the augmentation's distortion ranges, in (0, 1] (teacher and children); 0.5 "
                              "trains a better teacher but narrows the spread between architectures (ranking_m5)")
+    parser.add_argument("--grad-clip", type=float, default=1.0,
+                        help="gradient norm clip of every training (teacher, SPOS, children); 0 turns it off (the "
+                             "results before clipping existed: ranking_s2, ranking_m5)")
     parser.add_argument("--spos-augment", action="store_true",
                         help="augment SPOS's training too (off: the one-shot supernet learns faster without)")
     parser.add_argument("--teacher-epochs", type=int, default=20)
@@ -167,6 +171,7 @@ def main() -> None:
     parser.add_argument("--work", default=str(ROOT / "runs" / "bench-ranking"))
     parser.add_argument("--name", default="ranking", help="result name: benchmarks/results/NAME.json and NAME.png")
     args = parser.parse_args()
+    clip = args.grad_clip or None
     if args.seeds < 2 or args.archs < 3:
         parser.error("the benchmark needs --seeds >= 2 (seed-to-seed spread) and --archs >= 3")
     from hwnas.data import load_data
@@ -181,8 +186,8 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"), initializer=_setup_worker) as pool:
         hwnas_job = pool.submit(hwnas_stage, str(work), args.data, args.teacher_epochs, args.distill_epochs,
-                                args.augment, args.augment_strength)
-        spos_job = pool.submit(spos_stage, str(work), args.data, args.spos_epochs, args.spos_augment)
+                                args.augment, args.augment_strength, clip)
+        spos_job = pool.submit(spos_stage, str(work), args.data, args.spos_epochs, args.spos_augment, clip)
         teacher_accuracy = hwnas_job.result()
         hwnas_s = time.perf_counter() - started
         print(f"hwnas: teacher {teacher_accuracy:.4f}, distilled and rated ({hwnas_s:.0f} s)", flush=True)
@@ -190,7 +195,7 @@ def main() -> None:
         ratings = load_ratings(create_or_open_run(work / "run", SPACE, args.data))
         archs = [str(a) for a in spread_archs(space, ratings, args.archs)]
         jobs = {(arch, seed): pool.submit(stand_alone, str(work), args.data, arch, seed, args.epochs, args.augment,
-                                          args.augment_strength)
+                                          args.augment_strength, clip)
                 for seed in range(args.seeds) for arch in archs}
         spos_history = spos_job.result()
         spos_s = time.perf_counter() - started
@@ -240,7 +245,7 @@ def main() -> None:
         "test_accuracy_per_seed": per_seed, "params": params, "macs": macs, "methods": table,
         "seed_vs_seed_kendall_tau": seed_vs_seed,
         "recipe": {"epochs": args.epochs, "seeds": args.seeds, "augment": args.augment,
-                   "augment_strength": args.augment_strength if args.augment else None,
+                   "augment_strength": args.augment_strength if args.augment else None, "grad_clip": clip,
                    "train_config": "hwnas.training.TrainConfig defaults"},
         "teacher_epochs": args.teacher_epochs, "distill_epochs": args.distill_epochs, "spos_epochs": args.spos_epochs,
         "spos_augment": args.spos_augment,

@@ -21,9 +21,13 @@ from profilers._files import atomic_torch_save
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One training recipe (AdamW, cosine schedule, label smoothing, optional distillation, optional on-the-fly
-    augmentation: a fresh random affine distortion of every training batch at ``augment_strength``, see
-    ``hwnas.data.augment_batch``)."""
+    """One training recipe (AdamW, cosine schedule, label smoothing, gradient norm clipped at ``grad_clip`` (None:
+    off), optional distillation, optional on-the-fly augmentation: a fresh random affine distortion of every training
+    batch at ``augment_strength``, see ``hwnas.data.augment_batch``).
+
+    Without clipping, some seeds of augmented training blow up in the first epoch (loss above chance), sit at chance
+    for several epochs and end 10-25 points lower than others: measured on the tiny space, 68.8% and 78.8% unclipped
+    vs 94.8% and 95.8% clipped at 1 for the same architectures and seeds."""
 
     epochs: int = 30
     lr: float = 3e-3
@@ -35,16 +39,17 @@ class TrainConfig:
     seed: int = 0
     augment: bool = False
     augment_strength: float = 1.0
+    grad_clip: float | None = 1.0
 
     def __post_init__(self) -> None:
         if (self.epochs < 1 or self.lr <= 0 or self.batch_size < 1 or not 0 <= self.distill_weight <= 1
-                or not 0 < self.augment_strength <= 1):
+                or not 0 < self.augment_strength <= 1 or (self.grad_clip is not None and self.grad_clip <= 0)):
             raise ValueError("bad training settings: epochs >= 1, lr > 0, batch >= 1, 0 <= distill <= 1, "
-                             f"0 < augment_strength <= 1; got {self}")
+                             f"0 < augment_strength <= 1, grad_clip > 0 or None; got {self}")
 
 
 # settings added after checkpoints were first written: a checkpoint without one was trained with this value
-_LATER_SETTINGS = {"augment": False, "augment_strength": 1.0}
+_LATER_SETTINGS = {"augment": False, "augment_strength": 1.0, "grad_clip": None}
 
 
 @torch.no_grad()
@@ -108,6 +113,8 @@ def train_classifier(
                 loss = (1 - config.distill_weight) * loss + config.distill_weight * kd * config.temperature**2
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if config.grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             losses.append(loss.item())
             bar.set_postfix(loss=f"{losses[-1]:.3f}")

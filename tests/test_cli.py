@@ -68,16 +68,18 @@ def test_parser_lists_all_commands():
         assert name in text
 
 
-def test_augment_strength_alone_turns_augmentation_on_and_a_bad_one_is_refused():
-    from hwnas.cli._augment import augment_settings
+def test_recipe_options_strength_alone_turns_augmentation_on_and_bad_values_are_refused():
+    from hwnas.cli._recipe import recipe_settings
     from hwnas.training import TrainConfig
 
     parser = build_parser()
     for command in (["train", "--run", "r", "--arch", "a"], ["teacher", "train", "--run", "r"]):
-        assert augment_settings(parser.parse_args(command)) == {"augment": False, "augment_strength": 1.0}
-        assert augment_settings(parser.parse_args([*command, "--augment"])) == {"augment": True,
-                                                                                 "augment_strength": 1.0}
-        assert augment_settings(parser.parse_args([*command, "--augment-strength", "0.5"])) == {
-            "augment": True, "augment_strength": 0.5}
+        assert recipe_settings(parser.parse_args(command)) == {"augment": False, "augment_strength": 1.0,
+                                                               "grad_clip": 1.0}
+        assert recipe_settings(parser.parse_args([*command, "--augment"]))["augment"] is True
+        assert recipe_settings(parser.parse_args([*command, "--augment-strength", "0.5", "--grad-clip", "0"])) == {
+            "augment": True, "augment_strength": 0.5, "grad_clip": None}
         with pytest.raises(ValueError, match="augment_strength"):
-            TrainConfig(**augment_settings(parser.parse_args([*command, "--augment-strength", "0"])))
+            TrainConfig(**recipe_settings(parser.parse_args([*command, "--augment-strength", "0"])))
+        with pytest.raises(ValueError, match="--grad-clip"):
+            recipe_settings(parser.parse_args([*command, "--grad-clip", "-1"]))

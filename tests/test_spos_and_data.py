@@ -112,13 +112,39 @@ def test_augmented_training_differs_and_resumes_checkpoints_from_before_the_opti
                          show_progress=False)
         weights[augment] = model.conv_stem.weight.detach().clone()
     assert not torch.allclose(weights[False], weights[True])  # the augmented run saw other images
-    # a checkpoint written before ``augment`` existed (no such key) resumes as augment=False, and is refused as True
+    # a checkpoint written before ``augment`` and ``grad_clip`` existed (no such keys) resumes as augment=False and
+    # no clipping, and is refused with either turned on
     saved = torch.load(tmp_path / "False.pt", weights_only=False)
-    saved["config"] = {k: v for k, v in asdict(TrainConfig(epochs=1)).items() if k not in ("augment", "augment_strength")}
+    later = ("augment", "augment_strength", "grad_clip")
+    saved["config"] = {k: v for k, v in asdict(TrainConfig(epochs=1, grad_clip=None)).items() if k not in later}
     torch.save(saved, tmp_path / "old.pt")
-    result = train_classifier(space.build(arch), bundle, TrainConfig(epochs=1), tmp_path / "old.pt", show_progress=False)
+    result = train_classifier(space.build(arch), bundle, TrainConfig(epochs=1, grad_clip=None), tmp_path / "old.pt",
+                              show_progress=False)
     assert len(result["history"]) == 1
     with pytest.raises(ValueError, match="other settings"):
-        train_classifier(space.build(arch), bundle, TrainConfig(epochs=1, augment=True), tmp_path / "old.pt",
-                         show_progress=False)
+        train_classifier(space.build(arch), bundle, TrainConfig(epochs=1), tmp_path / "old.pt", show_progress=False)
+    with pytest.raises(ValueError, match="other settings"):
+        train_classifier(space.build(arch), bundle, TrainConfig(epochs=1, augment=True, grad_clip=None),
+                         tmp_path / "old.pt", show_progress=False)
 
+
+
+def test_gradient_clipping_changes_training_and_bad_values_are_refused(tmp_path):
+    from hwnas.training import TrainConfig, train_classifier
+
+    space = get_space("mbconv-tiny")
+    arch = space.sample(random.Random(0))
+    bundle = load_data("digits", 32)
+    weights = {}
+    for clip in (None, 0.05):
+        torch.manual_seed(0)
+        model = space.build(arch)
+        train_classifier(model, bundle, TrainConfig(epochs=1, grad_clip=clip), tmp_path / f"{clip}.pt",
+                         show_progress=False)
+        weights[clip] = model.conv_stem.weight.detach().clone()
+    assert not torch.allclose(weights[None], weights[0.05])  # clipped steps differ
+    for bad in (0.0, -1.0):
+        with pytest.raises(ValueError, match="grad_clip"):
+            TrainConfig(grad_clip=bad)
+        with pytest.raises(ValueError, match="grad_clip"):
+            SPOSConfig(grad_clip=bad)

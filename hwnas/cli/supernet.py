@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from hwnas.cli._augment import add_augment_arguments, augment_settings
 from hwnas.cli._output import emit, table
+from hwnas.cli._recipe import add_recipe_arguments, recipe_settings
 from hwnas.distill import DistillConfig
 from hwnas.rating import DEFAULT_MAX_CANDIDATES
 from hwnas.run import create_or_open_run, open_run
@@ -27,7 +27,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--pretrained", action="store_true", help="load the timm teacher's pretrained weights")
     train.add_argument("--epochs", type=int, default=30, help="training epochs (0: register without training)")
     train.add_argument("--lr", type=float, default=3e-3, help="AdamW learning rate")
-    add_augment_arguments(train)
+    add_recipe_arguments(train)
     train.add_argument("--json", action="store_true", help="machine-readable output")
     train.set_defaults(handler=run_teacher_train)
 
@@ -59,7 +59,7 @@ def run_teacher_train(args: argparse.Namespace) -> int:
 
     run = create_or_open_run(args.run, args.space, args.data)
     train = args.epochs > 0
-    config = TrainConfig(epochs=args.epochs, lr=args.lr, **augment_settings(args)) if train else None
+    config = TrainConfig(epochs=args.epochs, lr=args.lr, **recipe_settings(args)) if train else None
     result = train_teacher(run, arch=args.arch, timm_name=args.teacher, pretrained=args.pretrained, config=config,
                            train=train)
     accuracy = result.get("test_accuracy")

@@ -13,8 +13,9 @@ $PY benchmarks/budget_sweep.py --budgets 12
 $PY benchmarks/supernet_costs.py
 .venv/bin/hwnas demo --out runs/demo
 $PY benchmarks/export.py --child-run runs/demo
-$PY benchmarks/ranking.py --archs 20 --seeds 3 --epochs 20 --teacher-epochs 20 --spos-epochs 40 --name ranking
-# milder augmentation (better teacher, narrower spread between architectures):
-# $PY benchmarks/ranking.py --seeds 3 --augment-strength 0.5 --work runs/bench-ranking-m5 --name ranking_m5
+$PY benchmarks/ranking.py --archs 20 --seeds 3 --epochs 20 --teacher-epochs 20 --spos-epochs 40 --work runs/bench-ranking-clip --name ranking
+# the same before gradient clipping (some seeds blew up early), at full and at half augmentation strength:
+# $PY benchmarks/ranking.py --seeds 3 --grad-clip 0 --work runs/bench-ranking-aug --name ranking_noclip
+# $PY benchmarks/ranking.py --seeds 3 --grad-clip 0 --augment-strength 0.5 --work runs/bench-ranking-m5 --name ranking_m5
 # the earlier, unaugmented recipes (ranking_e14, ranking_e8 were measured before SPOS moved to AdamW):
-# $PY benchmarks/ranking.py --no-augment --teacher-epochs 12 --spos-epochs 30 --epochs 14 --name ranking_e14 --work runs/bench-ranking-e14
+# $PY benchmarks/ranking.py --grad-clip 0 --no-augment --teacher-epochs 12 --spos-epochs 30 --epochs 14 --name ranking_e14 --work runs/bench-ranking-e14

@@ -83,6 +83,10 @@ class SPOSConfig:
                              f"or None; got {self}")
 
 
+# settings added after checkpoints were first written: a checkpoint without one was trained with this value
+_LATER_SETTINGS = {"grad_clip": None}
+
+
 def train_spos(supernet: SPOSSupernet, bundle: DataBundle, config: SPOSConfig, checkpoint: Path | None = None,
                show_progress: bool = True) -> list[dict[str, float]]:
     """Uniform single-path training on labels, a checkpoint per epoch (resumed from ``checkpoint``); returns the
@@ -93,7 +97,7 @@ def train_spos(supernet: SPOSSupernet, bundle: DataBundle, config: SPOSConfig, c
     history: list[dict[str, float]] = []
     if checkpoint is not None and Path(checkpoint).exists():
         saved = torch.load(checkpoint, weights_only=False)
-        if {"grad_clip": None, **saved["config"]} != asdict(config):  # saved before clipping existed: off
+        if {**_LATER_SETTINGS, **saved["config"]} != asdict(config):
             raise ValueError(f"{checkpoint} was trained with other settings ({saved['config']}); delete it or use "
                              "the same settings")
         supernet.load_state_dict(saved["model"])

@@ -12,7 +12,7 @@ architectures; augmented, they stay capacity-bound and the differences show. Mil
 (``--augment-strength 0.5``) gives a better teacher (91.3% vs 82.6%) and steadier children, but squeezes the
 architectures into a few points (small networks win) and hwnas ranks worse: tau 0.347 vs 0.495 (``ranking_m5``).
 Both were measured before gradient clipping (``--grad-clip 0``): then some seeds blew up in epoch 1 and sat at chance,
-and the 0.495 (``ranking``) mostly tracked which architectures did. Clipped (the default, ``ranking_clip``), the
+and the 0.495 (``ranking_noclip``) mostly tracked which architectures did. Clipped (the default, ``ranking``), the
 children are steady (seed-to-seed 0.77 pts) in 94.7-97.6%, and neither rating ranks them: hwnas tau -0.005, SPOS
 -0.139.
 
@@ -165,7 +165,7 @@ def main() -> None:
                              "trains a better teacher but narrows the spread between architectures (ranking_m5)")
     parser.add_argument("--grad-clip", type=float, default=1.0,
                         help="gradient norm clip of every training (teacher, SPOS, children); 0 turns it off (the "
-                             "results before clipping existed: ranking, ranking_s2, ranking_m5)")
+                             "results before clipping existed: ranking_noclip, ranking_s2, ranking_m5)")
     parser.add_argument("--spos-augment", action="store_true",
                         help="augment SPOS's training too (off: the one-shot supernet learns faster without)")
     parser.add_argument("--teacher-epochs", type=int, default=20)

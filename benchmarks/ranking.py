@@ -56,8 +56,8 @@ def _setup_worker() -> None:
     torch.set_num_threads(1)
 
 
-def hwnas_stage(work: str, data: str, teacher_epochs: int, distill_epochs: int, augment: bool, strength: float,
-                clip: float | None) -> float:
+def hwnas_stage(work: str, data: str, teacher_epochs: int, distill_epochs: int, distill_lr: float, augment: bool,
+                strength: float, clip: float | None) -> float:
     """Teacher, block-wise distillation, rating (each resumable); returns the teacher's test accuracy."""
     from hwnas.distill import DistillConfig
     from hwnas.run import create_or_open_run
@@ -67,7 +67,7 @@ def hwnas_stage(work: str, data: str, teacher_epochs: int, distill_epochs: int, 
     run = create_or_open_run(Path(work) / "run", SPACE, data)
     config = TrainConfig(epochs=teacher_epochs, augment=augment, augment_strength=strength, grad_clip=clip)
     teacher = train_teacher(run, config=config, show_progress=False)
-    distill(run, config=DistillConfig(epochs=distill_epochs), show_progress=False)
+    distill(run, config=DistillConfig(epochs=distill_epochs, lr=distill_lr), show_progress=False)
     rate(run, show_progress=False)
     return float(teacher["test_accuracy"])
 
@@ -171,7 +171,14 @@ def main() -> None:
                         help="augment SPOS's training too (off: the one-shot supernet learns faster without)")
     parser.add_argument("--teacher-epochs", type=int, default=20)
     parser.add_argument("--distill-epochs", type=int, default=10)
+    parser.add_argument("--distill-lr", type=float, default=0.02,
+                        help="block supernets' Adam learning rate (0.002, DNA's, gave every result before ranking_lr: "
+                             "under-trained supernets)")
     parser.add_argument("--spos-epochs", type=int, default=40)
+    parser.add_argument("--archs-from", type=Path, default=None,
+                        help="take the architectures of an earlier result JSON instead of spreading new ones over "
+                             "this run's ratings (the stand-alone trainings in --work are then reused: a new rating "
+                             "recipe is judged on the same architectures and trainings)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--work", default=str(ROOT / "runs" / "bench-ranking"))
     parser.add_argument("--name", default="ranking", help="result name: benchmarks/results/NAME.json and NAME.png")
@@ -184,6 +191,7 @@ def main() -> None:
     from hwnas.run import create_or_open_run
     from hwnas.spos import SPOSSupernet, spos_accuracy
     from hwnas.stages import load_ratings
+    from profilers._files import read_json
     from search_spaces import count_macs, get_space
 
     torch.set_num_threads(1)
@@ -192,14 +200,18 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"), initializer=_setup_worker) as pool:
         hwnas_job = pool.submit(hwnas_stage, str(work), args.data, args.teacher_epochs, args.distill_epochs,
-                                args.augment, args.augment_strength, clip)
+                                args.distill_lr, args.augment, args.augment_strength, clip)
         spos_job = pool.submit(spos_stage, str(work), args.data, args.spos_epochs, args.spos_augment, clip)
         teacher_accuracy = hwnas_job.result()
         hwnas_s = time.perf_counter() - started
         print(f"hwnas: teacher {teacher_accuracy:.4f}, distilled and rated ({hwnas_s:.0f} s)", flush=True)
         space = get_space(SPACE)
-        ratings = load_ratings(create_or_open_run(work / "run", SPACE, args.data))
-        archs = [str(a) for a in spread_archs(space, ratings, args.archs)]
+        hwnas_run = create_or_open_run(work / "run", SPACE, args.data)
+        ratings, run_config = load_ratings(hwnas_run), hwnas_run.config
+        if args.archs_from:
+            archs = [str(space.parse(a)) for a in read_json(args.archs_from, "earlier ranking result")["archs"]]
+        else:
+            archs = [str(a) for a in spread_archs(space, ratings, args.archs)]
         jobs = {(arch, seed): pool.submit(stand_alone, str(work), args.data, arch, seed, args.epochs, args.augment,
                                           args.augment_strength, clip)
                 for seed in range(args.seeds) for arch in archs}
@@ -254,6 +266,8 @@ def main() -> None:
         "recipe": {"epochs": args.epochs, "seeds": args.seeds, "augment": args.augment,
                    "augment_strength": args.augment_strength if args.augment else None, "grad_clip": clip,
                    "train_config": "hwnas.training.TrainConfig defaults"},
+        "archs_from": str(args.archs_from) if args.archs_from else None,
+        "distill": run_config.get("distill"),
         "teacher_epochs": args.teacher_epochs, "distill_epochs": args.distill_epochs, "spos_epochs": args.spos_epochs,
         "spos_augment": args.spos_augment,
         "spos_history": spos_history, "teacher_test_accuracy": teacher_accuracy,

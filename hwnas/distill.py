@@ -31,10 +31,17 @@ from profilers._files import atomic_torch_save
 
 @dataclass(frozen=True)
 class DistillConfig:
-    """The supernet recipe (DNA's published one by default, fewer epochs)."""
+    """The supernet recipe: DNA's (Adam, x0.9 decay per epoch, batch 64, 20 epochs) with a 10x learning rate.
+
+    DNA's 0.002 was set for ImageNet, whose epochs are 20,000 steps; on data sets of a few thousand images a block
+    supernet then gets a few hundred steps and stays under-trained: on digits-distorted-4 every deeper candidate of
+    the first blocks rated worse than its own shorter prefix, and the ratings ranked 20 stand-alone-trained
+    architectures at Kendall tau -0.005. With 0.02 the same teacher and data give 0-3% of such pairs, a 35% lower mean
+    validation error and tau 0.29 (lr 0.01: 0.34, 0.05: 0.34). ``lr=0.002`` is DNA's published recipe.
+    """
 
     epochs: int = 20
-    lr: float = 0.002
+    lr: float = 0.02
     lr_decay: float = 0.9
     batch_size: int = 64
     seed: int = 0

@@ -129,3 +129,38 @@ def rating_summary(ratings: dict[str, dict[str, float]]) -> dict[str, Any]:
     """Best, worst and spread of a block's l1_rel scores."""
     values = sorted(v["l1_rel"] for v in ratings.values())
     return {"candidates": len(values), "best": values[0], "median": values[len(values) // 2], "worst": values[-1]}
+
+
+
+def deeper_worse(supernet: BlockSupernet, ratings: dict[str, dict[str, float]]) -> tuple[int, int]:
+    """Pairs (candidate, a longer candidate that starts with exactly its layers) where the longer one rates worse.
+
+    The extra layers of a longer candidate are residual (identity-initialised at worst), so in a trained supernet
+    extending a candidate does not make it mimic the teacher worse; when most extensions rate worse the supernet is
+    under-trained and its ratings favour the shallowest networks. Returns (worse, pairs) at the first input width.
+    """
+    state = supernet.states[0]
+    keys = {str(c): tuple(layer_key(i, u) for i, u in enumerate(supernet.units(c, state))) for c in supernet.candidates}
+    by_keys = {k: name for name, k in keys.items()}
+    worse = pairs = 0
+    for name, k in keys.items():
+        for length in range(1, len(k)):
+            shorter = by_keys.get(k[:length])
+            if shorter is not None and name in ratings and shorter in ratings:
+                pairs += 1
+                worse += ratings[name]["l1_rel"] > ratings[shorter]["l1_rel"]
+    return worse, pairs
+
+
+UNDERTRAINED_FRACTION = 0.5
+
+
+def undertrained_warning(deeper_worse_by_block: list[tuple[int, int]]) -> str | None:
+    """A warning naming the blocks where most extensions rate worse than their prefixes, or None."""
+    bad = [(b, w, n) for b, (w, n) in enumerate(deeper_worse_by_block) if n and w / n > UNDERTRAINED_FRACTION]
+    if not bad:
+        return None
+    where = ", ".join(f"block {b}: {w}/{n}" for b, w, n in bad)
+    return (f"the block supernets look under-trained: deeper candidates rate worse than their own shorter prefixes "
+            f"({where}), so the ratings favour the shallowest networks. Distill longer (--epochs) or with a higher "
+            "--lr, then rate again")

@@ -11,7 +11,7 @@ import torch
 from hwnas.data import load_data
 from hwnas.distill import DistillConfig, distill_block, load_supernet
 from hwnas.features import TeacherFeatures
-from hwnas.rating import DEFAULT_MAX_CANDIDATES, rate_block, rating_summary
+from hwnas.rating import DEFAULT_MAX_CANDIDATES, deeper_worse, rate_block, rating_summary, undertrained_warning
 from hwnas.run import RunDir
 from hwnas.teacher import (
     TeacherStages,
@@ -105,13 +105,17 @@ def rate(run: RunDir, block: int | None = None, max_candidates: int = DEFAULT_MA
         calibration_inputs = features.get("train", b, calibration)
         ratings, stats = rate_block(supernet, calibration_inputs, inputs, targets, max_candidates, show_progress)
         atomic_write_json(path, {"block": b, "supernet": record, "layer_evaluations": stats.layer_evaluations,
-                                 "candidates_scored": stats.candidates, "ratings": ratings})
+                                 "candidates_scored": stats.candidates,
+                                 "deeper_worse": list(deeper_worse(supernet, ratings)), "ratings": ratings})
         if show_progress:
             summary = rating_summary(ratings)
             print(f"block {b}: rated {summary['candidates']} candidates (l1_rel best {summary['best']:.3f}, median "
                   f"{summary['median']:.3f}, worst {summary['worst']:.3f}) with {stats.layer_evaluations} layer "
                   "evaluations", file=sys.stderr)
-    return assemble_ratings(run)
+    summary = assemble_ratings(run)
+    if summary.get("undertrained"):
+        print(f"warning: {summary['undertrained']}", file=sys.stderr)
+    return summary
 
 
 def assemble_ratings(run: RunDir) -> dict[str, Any]:
@@ -127,10 +131,12 @@ def assemble_ratings(run: RunDir) -> dict[str, Any]:
     summary = {"space": space.name, "space_hash": space.definition_hash(), "teacher": run.config.get("teacher"),
                "data": run.config.get("data"), "distill": run.config.get("distill"), "missing_blocks": missing}
     if not missing:
+        checked = [tuple(b["deeper_worse"]) for b in blocks if "deeper_worse" in b]  # absent in older runs
+        summary["undertrained"] = undertrained_warning(checked) if len(checked) == len(blocks) else None
         atomic_write_json(ratings_path(run), {
             **summary, "score": "l1_rel",
             "blocks": [{"supernet": b["supernet"], "layer_evaluations": b["layer_evaluations"],
-                        "ratings": b["ratings"]} for b in blocks],
+                        "deeper_worse": b.get("deeper_worse"), "ratings": b["ratings"]} for b in blocks],
         })
     return summary
 

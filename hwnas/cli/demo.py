@@ -27,7 +27,7 @@ DEMO_SPACE = "mbconv-tiny"
 PROFILE_PROTOCOL = Protocol(min_rounds=3, max_rounds=6, round_budget_s=0.1)
 SEARCH_PROTOCOL = Protocol(min_rounds=3, max_rounds=5, round_budget_s=0.05)
 TEACHER = TrainConfig(epochs=15)
-DISTILL = DistillConfig(epochs=6)
+DISTILL = DistillConfig(epochs=20)  # digits is small: 6 epochs left deeper candidates rated worse than shallow
 CHILD = TrainConfig(epochs=15, distill_weight=0.5)
 REFINE_TRIALS = 10
 
@@ -100,6 +100,7 @@ def run_demo(args: argparse.Namespace) -> int:
     _stage(8, "write the report")
     timings["total"] = time.perf_counter() - started
     report = _report(run.path, table, teacher, result, child, shipped, timings)
+    report["supernets"] = _supernet_check(run)
     _copy_plots(run.path, result, child)
     atomic_write_json(run.path / "report.json", report)
     atomic_write_bytes(run.path / "report.md", _markdown(report).encode())
@@ -129,6 +130,15 @@ def _copy_plots(folder: Path, result: dict[str, Any], child: dict[str, Any]) -> 
     shutil.copyfile(Path(child["weights"]).parent / "training.png", folder / "training_curves.png")
 
 
+def _supernet_check(run: Any) -> dict[str, Any]:
+    """The distillation recipe and the under-training check recorded with the ratings."""
+    from hwnas.stages import ratings_path
+
+    ratings = read_json(ratings_path(run), "ratings")
+    return {"distill": ratings.get("distill"), "deeper_worse": [b.get("deeper_worse") for b in ratings["blocks"]],
+            "undertrained": ratings.get("undertrained")}
+
+
 def _report(folder: Path, table: Any, teacher: dict[str, Any], result: dict[str, Any], child: dict[str, Any],
             shipped: dict[str, Any], timings: dict[str, float]) -> dict[str, Any]:
     meta = table.metadata
@@ -154,6 +164,16 @@ def _report(folder: Path, table: Any, teacher: dict[str, Any], result: dict[str,
     }
 
 
+def _supernet_line(check: dict[str, Any]) -> str:
+    recipe = check.get("distill") or {}
+    pairs = [p for p in check["deeper_worse"] if p and p[1]]
+    counted = (f"deeper candidates rate worse than their own shorter prefix in {sum(w for w, _ in pairs)} of "
+               f"{sum(n for _, n in pairs)} pairs" if pairs else "no prefix pairs were checked")
+    verdict = f"**Warning:** {check['undertrained']}." if check.get("undertrained") else "The supernets look trained."
+    return (f"Supernets: {recipe.get('epochs')} epochs per block, Adam lr {recipe.get('lr')} (x{recipe.get('lr_decay')} "
+            f"per epoch); {counted}. {verdict}")
+
+
 def _markdown(report: dict[str, Any]) -> str:
     v = report["latency_table"]["validation"]
     runtime, device, search = report["runtime"], report["device"], report["search"]
@@ -177,6 +197,8 @@ def _markdown(report: dict[str, Any]) -> str:
         "## 2. Teacher, supernets, ratings",
         f"Teacher `{report['teacher']['arch']}`: test accuracy {report['teacher']['test_accuracy']:.4f}. Every "
         "candidate of every block was rated (DNA's l1 score relative to the teacher's spread).",
+        "",
+        _supernet_line(report["supernets"]),
         "",
         "## 3. Search",
         f"Budget {search['budget_ms']:g} ms (inside the table's range). Exact front: {search['front_size']} "

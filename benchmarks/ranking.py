@@ -190,7 +190,7 @@ def main() -> None:
     if args.seeds < 2 or args.archs < 3:
         parser.error("the benchmark needs --seeds >= 2 (seed-to-seed spread) and --archs >= 3")
     from hwnas.data import load_data
-    from hwnas.rank_noise import noise_ceiling_tau
+    from hwnas.rank_noise import noise_ceiling_tau, seed_noise_variance
     from hwnas.run import create_or_open_run
     from hwnas.spos import SPOSSupernet, spos_accuracy
     from hwnas.stages import load_ratings
@@ -246,8 +246,7 @@ def main() -> None:
     }
     seed_vs_seed = [correlation(per_seed[i], per_seed[j])["kendall_tau"]
                     for i in range(args.seeds) for j in range(i + 1, args.seeds)]
-    within = [statistics.pvariance(values) * args.seeds / (args.seeds - 1) for values in zip(*per_seed)]
-    seed_std = math.sqrt(statistics.fmean(within))
+    seed_std = math.sqrt(seed_noise_variance(per_seed))
     arch_std = statistics.pstdev(accuracies)
     ceiling = noise_ceiling_tau(per_seed)
     print_table([[name, f"{v['kendall_tau']:.3f}", f"{v['spearman_rho']:.3f}"] for name, v in table.items()],

@@ -131,24 +131,26 @@ def rating_summary(ratings: dict[str, dict[str, float]]) -> dict[str, Any]:
     return {"candidates": len(values), "best": values[0], "median": values[len(values) // 2], "worst": values[-1]}
 
 
-
 def deeper_worse(supernet: BlockSupernet, ratings: dict[str, dict[str, float]]) -> tuple[int, int]:
     """Pairs (candidate, a longer candidate that starts with exactly its layers) where the longer one rates worse.
 
     The extra layers of a longer candidate are residual (identity-initialised at worst), so in a trained supernet
     extending a candidate does not make it mimic the teacher worse; when most extensions rate worse the supernet is
-    under-trained and its ratings favour the shallowest networks. Returns (worse, pairs) at the first input width.
+    under-trained and its ratings favour the shallowest networks. Returns (worse, pairs), walking the prefix tree of
+    the first input width.
     """
-    state = supernet.states[0]
-    keys = {str(c): tuple(layer_key(i, u) for i, u in enumerate(supernet.units(c, state))) for c in supernet.candidates}
-    by_keys = {k: name for name, k in keys.items()}
     worse = pairs = 0
-    for name, k in keys.items():
-        for length in range(1, len(k)):
-            shorter = by_keys.get(k[:length])
-            if shorter is not None and name in ratings and shorter in ratings:
-                pairs += 1
-                worse += ratings[name]["l1_rel"] > ratings[shorter]["l1_rel"]
+
+    def walk(node: _Node, shorter: list[str]) -> None:
+        nonlocal worse, pairs
+        here = [str(c) for c in node.candidates if str(c) in ratings]
+        for name in here:
+            pairs += len(shorter)
+            worse += sum(ratings[name]["l1_rel"] > ratings[prefix]["l1_rel"] for prefix in shorter)
+        for child in node.children.values():
+            walk(child, shorter + here)
+
+    walk(prefix_tree(supernet, supernet.states[0]), [])
     return worse, pairs
 
 
@@ -156,8 +158,8 @@ UNDERTRAINED_FRACTION = 0.6  # trained supernets on digits: 0-25% in blocks 0-2,
 
 
 def undertrained_warning(deeper_worse_by_block: list[tuple[int, int]]) -> str | None:
-    """A warning naming the blocks where over ``UNDERTRAINED_FRACTION`` of extensions rate worse than their prefixes,
-    or None."""
+    """A warning naming the blocks where over ``UNDERTRAINED_FRACTION`` of extensions rate worse than their
+    prefixes, or None."""
     bad = [(b, w, n) for b, (w, n) in enumerate(deeper_worse_by_block) if n and w / n > UNDERTRAINED_FRACTION]
     if not bad:
         return None

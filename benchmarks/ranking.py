@@ -17,7 +17,10 @@ children are steady (seed-to-seed 0.77 pts) in 94.7-97.6%, and neither rating ra
 -0.139 (``ranking_lr002``). Those block supernets were under-trained: at DNA's Adam lr 0.002 (set for ImageNet's
 20,000-step epochs) 10 epochs here are 670 steps, and every deeper candidate of the first blocks rated worse than its
 own shorter prefix. At lr 0.02 (now the default; ``--distill-lr``) the same 20 architectures (``--archs-from``), with
-two more seeds each (``ranking``, 5 seeds): hwnas tau 0.253 / rho 0.356, SPOS -0.059, MACs 0.284, noise ceiling 0.683.
+two more seeds each (``ranking``, 5 seeds): hwnas tau 0.253 / rho 0.356, MACs 0.284, noise ceiling 0.683. Every SPOS
+score before ``ranking`` came from a supernet that never learned (separate ops from a random start: 21% sampled-path
+train accuracy); with entangled weights and 5 warm-up epochs on the largest path (``--spos-sharing``,
+``--spos-warmup``) it reaches 98.8%, and on the same architectures SPOS tau is 0.264 / rho 0.387.
 
 Reported: Kendall tau and Spearman rho of each method's score against the seed-averaged test accuracy; the spread of
 accuracies across architectures next to the seed-to-seed spread (pooled over every architecture); the agreement of
@@ -75,16 +78,23 @@ def hwnas_stage(work: str, data: str, teacher_epochs: int, distill_epochs: int, 
     return float(teacher["test_accuracy"])
 
 
-def spos_stage(work: str, data: str, epochs: int, augment: bool, clip: float | None) -> list[dict[str, float]]:
+def spos_checkpoint(work: Path, sharing: str) -> Path:
+    """Where the SPOS supernet of one weight sharing lives (``spos.pt``: separate ops, as before sharing existed)."""
+    return work / ("spos.pt" if sharing == "separate" else f"spos_{sharing}.pt")
+
+
+def spos_stage(work: str, data: str, epochs: int, augment: bool, clip: float | None, sharing: str,
+               warmup: int) -> list[dict[str, float]]:
     """The SPOS supernet, trained (or resumed) to ``epochs``; returns its history."""
     from hwnas.data import load_data
     from hwnas.spos import SPOSConfig, SPOSSupernet, train_spos
     from search_spaces import get_space
 
     torch.manual_seed(0)
-    supernet = SPOSSupernet(get_space(SPACE))
-    config = SPOSConfig(epochs=epochs, augment=augment, grad_clip=clip)
-    return train_spos(supernet, load_data(data, 32), config, Path(work) / "spos.pt", show_progress=False)
+    supernet = SPOSSupernet(get_space(SPACE), sharing=sharing)
+    config = SPOSConfig(epochs=epochs, augment=augment, grad_clip=clip, sharing=sharing, warmup_epochs=warmup)
+    return train_spos(supernet, load_data(data, 32), config, spos_checkpoint(Path(work), sharing),
+                      show_progress=False)
 
 
 def stand_alone(work: str, data: str, arch: str, seed: int, epochs: int, augment: bool, strength: float,
@@ -178,6 +188,12 @@ def main() -> None:
                         help="block supernets' Adam learning rate (0.002, DNA's, gave every result before ``ranking``: "
                              "under-trained supernets)")
     parser.add_argument("--spos-epochs", type=int, default=40)
+    parser.add_argument("--spos-sharing", choices=("entangled", "separate"), default="entangled",
+                        help="SPOS weight sharing: one sliced weight per layer (default) or the SPOS paper's separate "
+                             "ops (every result before ``ranking`` was measured with it: the supernet did not learn)")
+    parser.add_argument("--spos-warmup", type=int, default=5,
+                        help="SPOS epochs on the largest path before uniform sampling (0 for results before "
+                             "``ranking``)")
     parser.add_argument("--archs-from", type=Path, default=None,
                         help="take the architectures of an earlier result JSON instead of spreading new ones over "
                              "this run's ratings (the stand-alone trainings in --work are then reused: a new rating "
@@ -204,7 +220,8 @@ def main() -> None:
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"), initializer=_setup_worker) as pool:
         hwnas_job = pool.submit(hwnas_stage, str(work), args.data, args.teacher_epochs, args.distill_epochs,
                                 args.distill_lr, args.augment, args.augment_strength, clip)
-        spos_job = pool.submit(spos_stage, str(work), args.data, args.spos_epochs, args.spos_augment, clip)
+        spos_job = pool.submit(spos_stage, str(work), args.data, args.spos_epochs, args.spos_augment, clip,
+                               args.spos_sharing, args.spos_warmup)
         teacher_accuracy = hwnas_job.result()
         hwnas_s = time.perf_counter() - started
         print(f"hwnas: teacher {teacher_accuracy:.4f}, distilled and rated ({hwnas_s:.0f} s)", flush=True)
@@ -229,8 +246,8 @@ def main() -> None:
                   f"{results[key]['test_accuracy']:.4f} ({results[key]['seconds']:.0f} s)", flush=True)
 
     bundle = load_data(args.data, space.resolution)
-    supernet = SPOSSupernet(space)
-    supernet.load_state_dict(torch.load(work / "spos.pt", weights_only=False)["model"])
+    supernet = SPOSSupernet(space, sharing=args.spos_sharing)
+    supernet.load_state_dict(torch.load(spos_checkpoint(work, args.spos_sharing), weights_only=False)["model"])
     spos_scores = [spos_accuracy(supernet, space.parse(a), bundle) for a in archs]
 
     per_seed = [[results[(a, s)]["test_accuracy"] for a in archs] for s in range(args.seeds)]
@@ -271,7 +288,7 @@ def main() -> None:
         "archs_from": str(args.archs_from) if args.archs_from else None,
         "distill": run_config.get("distill"),
         "teacher_epochs": args.teacher_epochs, "distill_epochs": args.distill_epochs, "spos_epochs": args.spos_epochs,
-        "spos_augment": args.spos_augment,
+        "spos_augment": args.spos_augment, "spos_sharing": args.spos_sharing, "spos_warmup_epochs": args.spos_warmup,
         "spos_history": spos_history, "teacher_test_accuracy": teacher_accuracy,
         "accuracy_std_across_archs": arch_std, "accuracy_std_across_seeds": seed_std,
         "hwnas_teacher_distill_rate_s": hwnas_s, "wall_s": time.perf_counter() - started,

@@ -13,12 +13,13 @@ $PY benchmarks/budget_sweep.py --budgets 12
 $PY benchmarks/supernet_costs.py
 .venv/bin/hwnas demo --out runs/demo
 $PY benchmarks/export.py --child-run runs/demo
-# the 20 architectures of ranking_lr002 (spread over its ratings), 5 seeds; without --archs-from a fresh spread is drawn
+# the 20 architectures of ranking_lr002 (spread over its ratings), 5 seeds, SPOS entangled with 5 warm-up epochs (the
+# defaults); without --archs-from a fresh spread is drawn; the results before it add --spos-sharing separate --spos-warmup 0
 $PY benchmarks/ranking.py --archs 20 --seeds 5 --epochs 20 --teacher-epochs 20 --spos-epochs 40 --archs-from benchmarks/results/ranking_lr002.json --work runs/bench-ranking-lr --name ranking
 # the same before the distillation lr went from DNA's 0.002 to 0.02 (3 seeds):
-# $PY benchmarks/ranking.py --archs 20 --seeds 3 --distill-lr 0.002 --work runs/bench-ranking-clip --name ranking_lr002
+# $PY benchmarks/ranking.py --archs 20 --seeds 3 --distill-lr 0.002 --work runs/bench-ranking-clip --name ranking_lr002 --spos-sharing separate --spos-warmup 0
 # the same before gradient clipping (some seeds blew up early), at full and at half augmentation strength:
-# $PY benchmarks/ranking.py --seeds 3 --distill-lr 0.002 --grad-clip 0 --work runs/bench-ranking-aug --name ranking_noclip
-# $PY benchmarks/ranking.py --seeds 3 --distill-lr 0.002 --grad-clip 0 --augment-strength 0.5 --work runs/bench-ranking-m5 --name ranking_m5
+# $PY benchmarks/ranking.py --seeds 3 --distill-lr 0.002 --grad-clip 0 --work runs/bench-ranking-aug --name ranking_noclip --spos-sharing separate --spos-warmup 0
+# $PY benchmarks/ranking.py --seeds 3 --distill-lr 0.002 --grad-clip 0 --augment-strength 0.5 --work runs/bench-ranking-m5 --name ranking_m5 --spos-sharing separate --spos-warmup 0
 # the earlier, unaugmented recipes (ranking_e14, ranking_e8 were measured before SPOS moved to AdamW):
-# $PY benchmarks/ranking.py --distill-lr 0.002 --grad-clip 0 --no-augment --teacher-epochs 12 --spos-epochs 30 --epochs 14 --name ranking_e14 --work runs/bench-ranking-e14
+# $PY benchmarks/ranking.py --distill-lr 0.002 --grad-clip 0 --no-augment --teacher-epochs 12 --spos-epochs 30 --epochs 14 --name ranking_e14 --work runs/bench-ranking-e14 --spos-sharing separate --spos-warmup 0

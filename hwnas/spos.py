@@ -1,11 +1,22 @@
 """The SPOS baseline the ranking benchmark compares against: one supernet over the whole network, trained end to end
 on labels with uniformly sampled paths, architectures rated by accuracy after BatchNorm re-estimation.
 
-Its layers are the same timm modules as the children and as hwnas's block supernets (keyed by latency unit), so
-the comparison isolates the method: one big weight-sharing supernet vs DNA's block-wise distillation."""
+Its layers are the same timm modules as the children and as hwnas's block supernets, so the comparison isolates the
+method: one big weight-sharing supernet vs DNA's block-wise distillation. Two ways to share weights:
+
+- ``"separate"``: the SPOS paper's choice blocks: every op of every layer (keyed by latency unit) has its own weights.
+  On the tiny MBConv space that left the supernet at 21% sampled-path train accuracy after 40 epochs of
+  digits-distorted-4: with six unrelated ops in each of up to 11 layers, the shared layers downstream never see the
+  same features twice, and ~3,000 steps are far too few for the ops to co-adapt (one fixed path reaches 96% in 4
+  epochs; random ops in a single layer already cut that to 42-70%).
+- ``"entangled"`` (default): one weight tensor per layer position at the largest choice, and every choice a slice of
+  it (a narrower width or expansion takes the leading channels, a smaller kernel the centre of the 7x7), as
+  Once-for-All and AutoFormer share weights. Every path then starts from the same features and the supernet learns.
+"""
 
 from __future__ import annotations
 
+import copy
 import random
 import sys
 from collections.abc import Hashable
@@ -15,47 +26,132 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call
 from tqdm import tqdm
 
 from hwnas.data import DataBundle, augment_batch
 from hwnas.supernet import layer_key
 from profilers._files import atomic_torch_save
-from search_spaces import SearchSpace
+from search_spaces import LatencyUnit, SearchSpace
+
+SHARINGS = ("entangled", "separate")
+
+
+def _slice_index(big: torch.Size, small: torch.Size) -> tuple[slice, ...]:
+    """Index of the ``small``-shaped slice of a ``big`` tensor: leading channels; the centre of a conv kernel."""
+    if len(big) != len(small) or any(s > b for b, s in zip(big, small)):
+        raise ValueError(f"a {tuple(small)} weight is not a slice of the shared {tuple(big)} one")
+    index = []
+    for dim, (b, s) in enumerate(zip(big, small)):
+        start = (b - s) // 2 if len(big) == 4 and dim >= 2 else 0
+        index.append(slice(start, start + s))
+    return tuple(index)
 
 
 class SPOSSupernet(nn.Module):
-    """Every layer of every path of ``space``; ``forward(x, arch)`` runs one path."""
+    """Every layer of every path of ``space``; ``forward(x, arch)`` runs one path.
 
-    def __init__(self, space: SearchSpace) -> None:
+    ``sharing`` says how the choices of one layer share weights (see the module docstring)."""
+
+    def __init__(self, space: SearchSpace, sharing: str = "entangled") -> None:
         super().__init__()
-        self.space = space
-        self.stem = space.build_unit(space.stem_units()[0])
-        self.layers = nn.ModuleDict()
-        heads: dict[str, nn.Module] = {}
+        if sharing not in SHARINGS:
+            raise ValueError(f"unknown SPOS weight sharing {sharing!r}: use one of {', '.join(SHARINGS)}")
+        self.space, self.sharing = space, sharing
+        stem = space.stem_units()[0]
+        slots: dict[str, dict[str, LatencyUnit]] = {"stem": {stem.key: stem}, "head": {}}
+        names = {stem.key: "stem"}  # unit -> module name under "separate" (as checkpoints have always named them)
         for block in range(space.num_blocks):
             for state in space.block_input_states(block):
                 for candidate in space.block_candidates(block):
                     for position, unit in enumerate(space.block_units(block, candidate, state)):
-                        key = f"b{block}_{layer_key(position, unit)}"
-                        if key not in self.layers:
-                            self.layers[key] = space.build_unit(unit)
-                    out = space.block_output_state(block, candidate)
-                    if block == space.num_blocks - 1 and f"s{out}" not in heads:
-                        heads[f"s{out}"] = space.build_unit(space.head_units(out)[0])
-        self.heads = nn.ModuleDict(heads)
+                        slots.setdefault(f"b{block}_l{position}", {})[unit.key] = unit
+                        names[unit.key] = f"layers.b{block}_{layer_key(position, unit)}"
+                    if block == space.num_blocks - 1:
+                        out = space.block_output_state(block, candidate)
+                        head = space.head_units(out)[0]
+                        slots["head"][head.key] = head
+                        names[head.key] = f"heads.s{out}"
+        self._units: dict[str, nn.Module] = {}  # entangled: each choice's own module on the meta device (structure)
+        self._slices: dict[str, list[tuple[str, tuple[slice, ...]]]] = {}
+        self._names = names
+        if sharing == "separate":
+            self.stem = space.build_unit(stem)
+            self.layers, self.heads = nn.ModuleDict(), nn.ModuleDict()
+            for units in slots.values():
+                for key, unit in units.items():
+                    if key != stem.key:
+                        group, name = names[key].split(".")
+                        getattr(self, group)[name] = space.build_unit(unit)
+            return
+        self.shared = nn.ModuleDict()
+        for slot, units in slots.items():
+            modules = {key: space.build_unit(unit) for key, unit in units.items()}
+            largest = max(modules, key=lambda k: sum(p.numel() for p in modules[k].parameters()))
+            self.shared[slot] = copy.deepcopy(modules[largest])
+            shared = self._tensors(self.shared[slot])
+            for key, module in modules.items():
+                own = self._tensors(module)
+                if own.keys() != shared.keys():
+                    raise ValueError(f"{key} and {largest} differ in structure: they cannot share weights")
+                self._slices[key] = [(name, _slice_index(shared[name].shape, t.shape)) for name, t in own.items()]
+                self._units[key] = module.to("meta")
+                self._names[key] = f"shared.{slot}"
 
-    def path(self, arch: Hashable) -> list[nn.Module]:
-        """The modules of one architecture, in order."""
-        space, modules, state = self.space, [self.stem], self.space.initial_state()
+    @staticmethod
+    def _tensors(module: nn.Module) -> dict[str, torch.Tensor]:
+        return dict(module.named_parameters()) | dict(module.named_buffers())
+
+    def path_units(self, arch: Hashable) -> list[LatencyUnit]:
+        """The latency units of one architecture, in order (stem, every layer, head)."""
+        space, units, state = self.space, list(self.space.stem_units()), self.space.initial_state()
         for block, candidate in enumerate(space.blocks_of(arch)):
-            for position, unit in enumerate(space.block_units(block, candidate, state)):
-                modules.append(self.layers[f"b{block}_{layer_key(position, unit)}"])
+            units.extend(space.block_units(block, candidate, state))
             state = space.block_output_state(block, candidate)
-        return [*modules, self.heads[f"s{state}"]]
+        return [*units, *space.head_units(state)]
+
+    def path_modules(self, arch: Hashable) -> list[nn.Module]:
+        """The registered modules whose weights (and BatchNorm statistics) one architecture uses, in order."""
+        return [self.get_submodule(self._names[unit.key]) for unit in self.path_units(arch)]
+
+    def largest_arch(self) -> Hashable:
+        """The path with the most weights: in each block the candidate with the largest layers (given the largest
+        path so far); under entangled sharing every other path is a slice of it."""
+        space, state, chosen = self.space, self.space.initial_state(), []
+        for block in range(space.num_blocks):
+            def size(candidate: Hashable, block: int = block, state: Hashable = state) -> int:
+                return sum(self._unit_size(unit.key) for unit in space.block_units(block, candidate, state))
+            chosen.append(max(space.block_candidates(block), key=size))
+            state = space.block_output_state(block, chosen[-1])
+        return space.assemble(chosen)
+
+    def _unit_size(self, key: str) -> int:
+        module = self._units[key] if self.sharing == "entangled" else self.get_submodule(self._names[key])
+        return sum(p.numel() for p in module.parameters())
+
+    def path_batchnorms(self, arch: Hashable) -> list[nn.modules.batchnorm._BatchNorm]:
+        """The BatchNorm layers one architecture runs: those holding its statistics and, when entangled, the
+        choices' own (structure-only) ones whose ``momentum`` the forward pass reads."""
+        modules = self.path_modules(arch)
+        if self.sharing == "entangled":
+            modules += [self._units[unit.key] for unit in self.path_units(arch)]
+        return [m for module in modules for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+    def train(self, mode: bool = True) -> SPOSSupernet:
+        super().train(mode)
+        for module in self._units.values():
+            module.train(mode)
+        return self
 
     def forward(self, x: torch.Tensor, arch: Hashable) -> torch.Tensor:
-        for module in self.path(arch):
-            x = module(x)
+        for unit, module in zip(self.path_units(arch), self.path_modules(arch)):
+            if self.sharing == "separate":
+                x = module(x)
+                continue
+            shared = self._tensors(module)
+            # in-place BatchNorm statistics updates land in the shared buffers: the slices are views
+            x = functional_call(self._units[unit.key], {name: shared[name][index]
+                                                         for name, index in self._slices[unit.key]}, (x,))
         return x
 
 
@@ -63,9 +159,13 @@ class SPOSSupernet(nn.Module):
 class SPOSConfig:
     """The SPOS recipe: uniform paths, and the optimizer of the stand-alone recipe (AdamW, cosine schedule, label
     smoothing, gradient norm clipped at ``grad_clip``, optional on-the-fly augmentation), so the baseline and the
-    children it rates are trained alike.
-    (SGD with Nesterov momentum at the SPOS paper's lr scaled to batch 64, 0.05, left the tiny space's supernet at
-    17% sampled-path train accuracy after 30 epochs.)"""
+    children it rates are trained alike. ``sharing`` is the supernet's weight sharing (``SHARINGS``); the first
+    ``warmup_epochs`` train the largest path only (as Once-for-All trains its full network before shrinking it), so
+    uniform sampling starts from features every slice shares: from a random start, uniform paths over the tiny MBConv
+    space stayed near chance whatever the sharing (entangled: 17% sampled-path train accuracy after 6 epochs of digits,
+    vs 81% after 4 warm-up + 10 uniform epochs).
+    (With ``"separate"`` ops, SGD with Nesterov momentum at the SPOS paper's lr scaled to batch 64, 0.05, left the
+    tiny space's supernet at 17% sampled-path train accuracy after 30 epochs; AdamW at 3e-3, 21% after 40.)"""
 
     epochs: int = 40
     lr: float = 3e-3
@@ -75,8 +175,15 @@ class SPOSConfig:
     seed: int = 0
     augment: bool = False
     grad_clip: float | None = 1.0
+    sharing: str = "entangled"
+    warmup_epochs: int = 5
 
     def __post_init__(self) -> None:
+        if self.sharing not in SHARINGS:
+            raise ValueError(f"bad SPOS settings: sharing must be one of {', '.join(SHARINGS)}, got {self.sharing!r}")
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise ValueError(f"bad SPOS settings: warmup_epochs must be in [0, epochs), got {self.warmup_epochs} of "
+                             f"{self.epochs}")
         if (self.epochs < 1 or self.lr <= 0 or self.batch_size < 1 or self.weight_decay < 0
                 or (self.grad_clip is not None and self.grad_clip <= 0)):
             raise ValueError("bad SPOS settings: epochs >= 1, lr > 0, batch >= 1, weight decay >= 0, grad_clip > 0 "
@@ -84,17 +191,21 @@ class SPOSConfig:
 
 
 # settings added after checkpoints were first written: a checkpoint without one was trained with this value
-_LATER_SETTINGS = {"grad_clip": None}
+_LATER_SETTINGS = {"grad_clip": None, "sharing": "separate", "warmup_epochs": 0}
 
 
 def train_spos(supernet: SPOSSupernet, bundle: DataBundle, config: SPOSConfig, checkpoint: Path | None = None,
                show_progress: bool = True) -> list[dict[str, float]]:
     """Uniform single-path training on labels, a checkpoint per epoch (resumed from ``checkpoint``); returns the
     per-epoch history (mean loss, and train accuracy of the sampled paths)."""
+    if supernet.sharing != config.sharing:
+        raise ValueError(f"the supernet shares weights {supernet.sharing!r} but the settings say {config.sharing!r}: "
+                         f"build it as SPOSSupernet(space, sharing={config.sharing!r})")
     torch.manual_seed(config.seed)
     optimizer = torch.optim.AdamW(supernet.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     history: list[dict[str, float]] = []
+    largest = supernet.largest_arch()
     if checkpoint is not None and Path(checkpoint).exists():
         saved = torch.load(checkpoint, weights_only=False)
         if {**_LATER_SETTINGS, **saved["config"]} != asdict(config):
@@ -115,7 +226,7 @@ def train_spos(supernet: SPOSSupernet, bundle: DataBundle, config: SPOSConfig, c
         for images, labels in bar:
             if config.augment:
                 images = augment_batch(images, augmenter)
-            logits = supernet(images, supernet.space.sample(rng))
+            logits = supernet(images, largest if epoch < config.warmup_epochs else supernet.space.sample(rng))
             loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -139,8 +250,7 @@ def train_spos(supernet: SPOSSupernet, bundle: DataBundle, config: SPOSConfig, c
 @torch.no_grad()
 def spos_accuracy(supernet: SPOSSupernet, arch: Hashable, bundle: DataBundle, calibration_batches: int = 4) -> float:
     """Validation accuracy of one path after re-estimating its BatchNorm statistics on training batches."""
-    modules = supernet.path(arch)
-    norms = [m for module in modules for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = supernet.path_batchnorms(arch)
     for norm in norms:
         norm.reset_running_stats()
         norm.momentum = None

@@ -44,19 +44,54 @@ def test_spos_learns_resumes_and_refuses_other_settings(tmp_path):
     bundle = load_data("digits", 32)
     torch.manual_seed(0)
     supernet = SPOSSupernet(space)
-    assert {id(m) for m in supernet.path(archs[0])} & {id(m) for m in supernet.path(archs[1])}  # stem, head shared
+    assert {id(m) for m in supernet.path_modules(archs[0])} & {id(m) for m in supernet.path_modules(archs[1])}
     checkpoint = tmp_path / "spos.pt"
-    config = SPOSConfig(epochs=2, lr=3e-3)
-    first = train_spos(supernet, bundle, SPOSConfig(epochs=1, lr=3e-3), checkpoint, show_progress=False)
-    assert len(first) == 1 and checkpoint.exists()
+    config = SPOSConfig(epochs=3, lr=3e-3, warmup_epochs=1)
+    first = train_spos(supernet, bundle, SPOSConfig(epochs=2, lr=3e-3, warmup_epochs=1), checkpoint,
+                       show_progress=False)
+    assert len(first) == 2 and checkpoint.exists()
+    assert first[0]["train_accuracy"] > 0.3  # the largest path alone learns in one epoch (chance: 0.1)
     with pytest.raises(ValueError, match="other settings"):
-        train_spos(SPOSSupernet(space), bundle, SPOSConfig(epochs=1, lr=1e-3), checkpoint, show_progress=False)
+        train_spos(SPOSSupernet(space), bundle, SPOSConfig(epochs=2, lr=1e-3, warmup_epochs=1), checkpoint,
+                   show_progress=False)
     resumed = SPOSSupernet(space)
-    history = train_spos(resumed, bundle, SPOSConfig(epochs=1, lr=3e-3), checkpoint, show_progress=False)
+    history = train_spos(resumed, bundle, SPOSConfig(epochs=2, lr=3e-3, warmup_epochs=1), checkpoint,
+                         show_progress=False)
     assert history == first  # nothing left to train: the saved history comes back, weights loaded
-    assert torch.equal(resumed.stem[0].weight, supernet.stem[0].weight)
+    assert torch.equal(resumed.shared["stem"][0].weight, supernet.shared["stem"][0].weight)
     with pytest.raises(ValueError, match="other settings"):
         train_spos(resumed, bundle, config, checkpoint, show_progress=False)
+    with pytest.raises(ValueError, match="sharing='separate'"):
+        train_spos(resumed, bundle, SPOSConfig(epochs=2, warmup_epochs=0, sharing="separate"),
+                   show_progress=False)
+
+
+def test_entangled_choices_are_slices_of_one_weight_and_train_it():
+    space = get_space("mbconv-tiny")
+    supernet = SPOSSupernet(space)
+    largest = supernet.largest_arch()
+    assert all(len(stage.ops) == max(spec.depths) and stage.width == max(spec.widths)
+               and stage.ops[0].expansion == 6 and stage.ops[0].kernel == 7
+               for stage, spec in zip(largest.stages, space.stages))
+    # the largest path is exactly the shared modules run as they are
+    x = torch.randn(4, 3, 32, 32)
+    supernet.eval()
+    expected = x
+    for module in supernet.path_modules(largest):
+        expected = module(expected)
+    assert torch.allclose(supernet(x, largest), expected, atol=1e-5)
+    # a smaller path: a 3x3, expansion-3 layer is the centre and the leading channels of the 7x7, expansion-6 one
+    small = space.parse("24:e3k3|40:e6k7|80:e6k7|96:e6k7|160:e6k7|320:e6k7")
+    units = supernet.path_units(small)
+    assert supernet._names[units[1].key] == supernet._names[supernet.path_units(largest)[1].key]
+    shared_dw = supernet.shared["b0_l0"].conv_dw.weight
+    supernet.train()
+    supernet(x, small).sum().backward()
+    grad = shared_dw.grad
+    assert grad[: grad.shape[0] // 2, :, 2:5, 2:5].abs().sum() > 0  # the slice the small layer used
+    assert grad[grad.shape[0] // 2:].abs().sum() == 0 and grad[:, :, 0].abs().sum() == 0  # and nothing else
+    with pytest.raises(ValueError, match="unknown SPOS weight sharing"):
+        SPOSSupernet(space, sharing="tied")
 
 
 def test_spos_accuracy_is_a_validation_accuracy_after_bn_reestimation():
@@ -64,17 +99,27 @@ def test_spos_accuracy_is_a_validation_accuracy_after_bn_reestimation():
     bundle = load_data("digits", 32)
     torch.manual_seed(0)
     supernet = SPOSSupernet(space)
-    train_spos(supernet, bundle, SPOSConfig(epochs=2), show_progress=False)
+    train_spos(supernet, bundle, SPOSConfig(epochs=2, warmup_epochs=1), show_progress=False)
     accuracy = spos_accuracy(supernet, archs[0], bundle)
     assert 0.0 <= accuracy <= 1.0
-    norms = [m for m in supernet.path(archs[0])[1].modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    norms = supernet.path_batchnorms(archs[0])
     assert norms and all(n.momentum == 0.1 for n in norms)  # restored after re-estimation
-    assert int(norms[0].num_batches_tracked) == 4  # re-estimated on exactly the 4 calibration batches
+    shared = [n for n in norms if n.running_mean.device.type != "meta"]
+    assert shared and all(int(n.num_batches_tracked) == 4 for n in shared)  # re-estimated on the 4 batches
+    # the separate (SPOS paper) sharing still builds, trains and rates
+    separate = SPOSSupernet(space, sharing="separate")
+    train_spos(separate, bundle, SPOSConfig(epochs=1, warmup_epochs=0, sharing="separate"), show_progress=False)
+    assert 0.0 <= spos_accuracy(separate, archs[0], bundle) <= 1.0
+    assert int(separate.path_batchnorms(archs[0])[0].num_batches_tracked) == 4
 
 
 def test_bad_spos_settings_are_refused():
     with pytest.raises(ValueError, match="bad SPOS settings"):
         SPOSConfig(epochs=0)
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        SPOSConfig(epochs=5, warmup_epochs=5)
+    with pytest.raises(ValueError, match="sharing"):
+        SPOSConfig(sharing="tied")
 
 
 def test_augmentation_draws_a_fresh_distortion_per_batch_and_keeps_grey_images_grey():

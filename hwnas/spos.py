@@ -93,8 +93,13 @@ class SPOSSupernet(nn.Module):
             for key, module in modules.items():
                 own = self._tensors(module)
                 if own.keys() != shared.keys():
-                    raise ValueError(f"{key} and {largest} differ in structure: they cannot share weights")
-                self._slices[key] = [(name, _slice_index(shared[name].shape, t.shape)) for name, t in own.items()]
+                    raise ValueError(f"{key} and {largest} differ in structure: they cannot share weights; build the "
+                                     "supernet with sharing='separate'")
+                try:
+                    self._slices[key] = [(name, _slice_index(shared[name].shape, t.shape)) for name, t in own.items()]
+                except ValueError as error:
+                    raise ValueError(f"{key} cannot share {largest}'s weights ({error}); build the supernet with "
+                                     "sharing='separate'") from error
                 self._units[key] = module.to("meta")
                 self._names[key] = f"shared.{slot}"
 

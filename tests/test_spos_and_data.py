@@ -113,6 +113,24 @@ def test_spos_accuracy_is_a_validation_accuracy_after_bn_reestimation():
     assert int(separate.path_batchnorms(archs[0])[0].num_batches_tracked) == 4
 
 
+def test_a_checkpoint_from_before_sharing_existed_resumes_as_separate(tmp_path):
+    space, _ = _two_arch_space_paths()
+    bundle = load_data("digits", 32)
+    checkpoint = tmp_path / "spos.pt"
+    config = SPOSConfig(epochs=1, warmup_epochs=0, sharing="separate")
+    history = train_spos(SPOSSupernet(space, sharing="separate"), bundle, config, checkpoint, show_progress=False)
+    saved = torch.load(checkpoint, weights_only=False)
+    for later in ("sharing", "warmup_epochs", "grad_clip"):
+        del saved["config"][later]
+    saved["config"]["grad_clip"] = None
+    torch.save(saved, checkpoint)
+    old = SPOSConfig(epochs=1, warmup_epochs=0, sharing="separate", grad_clip=None)
+    assert train_spos(SPOSSupernet(space, sharing="separate"), bundle, old, checkpoint, show_progress=False) == history
+    with pytest.raises(ValueError, match="other settings"):  # an old checkpoint is not an entangled one
+        train_spos(SPOSSupernet(space), bundle, SPOSConfig(epochs=1, warmup_epochs=0, grad_clip=None), checkpoint,
+                   show_progress=False)
+
+
 def test_bad_spos_settings_are_refused():
     with pytest.raises(ValueError, match="bad SPOS settings"):
         SPOSConfig(epochs=0)

@@ -161,6 +161,21 @@ def spread_archs(space: Any, ratings: Ratings, count: int, seed: int = 0) -> lis
     return [scored[round(i * (len(scored) - 1) / (count - 1))] for i in range(count)]
 
 
+def full_range_archs(space: Any, ratings: Ratings, count: int) -> list[Hashable]:
+    """``count`` architectures from hwnas's best to its worst over the whole space: the ``i``-th takes, in every
+    block, the candidate at quantile ``i / (count - 1)`` of that block's ratings (random samples never reach the
+    ends: the deepest, widest and the smallest networks)."""
+    chosen = []
+    for i in range(count):
+        fraction = i / (count - 1)
+        picks = []
+        for block in range(space.num_blocks):
+            ranked = sorted(space.block_candidates(block), key=lambda c, b=block: (ratings[b][str(c)], str(c)))
+            picks.append(ranked[round(fraction * (len(ranked) - 1))])
+        chosen.append(space.assemble(picks))
+    return chosen
+
+
 def rating_of(space: Any, ratings: Ratings, arch: Hashable) -> float:
     """An architecture's hwnas score: the sum of its blocks' ratings (lower is better)."""
     return sum(ratings[b][str(c)] for b, c in enumerate(space.blocks_of(arch)))
@@ -225,6 +240,9 @@ def main() -> None:
                         help="take the architectures of an earlier result JSON instead of spreading new ones over "
                              "this run's ratings (the stand-alone trainings in --work are then reused: a new rating "
                              "recipe is judged on the same architectures and trainings)")
+    parser.add_argument("--full-range-archs", type=int, default=0,
+                        help="add this many architectures spread from hwnas's best to its worst over the whole space "
+                             "(per-block rating quantiles; random samples never reach the ends)")
     parser.add_argument("--rating-seeds", type=int, default=1,
                         help="distill and rate the block supernets with this many seeds (the teacher is shared): the "
                              "hwnas row is seed 0's; the others measure the rating's agreement with itself")
@@ -233,6 +251,8 @@ def main() -> None:
     parser.add_argument("--name", default="ranking", help="result name: benchmarks/results/NAME.json and NAME.png")
     args = parser.parse_args()
     clip = args.grad_clip or None
+    if args.full_range_archs == 1 or args.full_range_archs < 0:
+        parser.error("--full-range-archs needs 0 or >= 2 (the two ends at least)")
     if args.seeds < 2 or args.archs < 3 or args.rating_seeds < 1:
         parser.error("the benchmark needs --seeds >= 2 (seed-to-seed spread), --archs >= 3 and --rating-seeds >= 1")
     from hwnas.data import load_data
@@ -262,6 +282,8 @@ def main() -> None:
             archs = [str(space.parse(a)) for a in read_json(args.archs_from, "earlier ranking result")["archs"]]
         else:
             archs = [str(a) for a in spread_archs(space, ratings, args.archs)]
+        if args.full_range_archs:
+            archs += [str(a) for a in full_range_archs(space, ratings, args.full_range_archs) if str(a) not in archs]
         seed_jobs = [pool.submit(rating_seed_stage, str(work), seed, args.distill_epochs, args.distill_lr)
                      for seed in range(1, args.rating_seeds)]
         jobs = {(arch, seed): pool.submit(stand_alone, str(work), args.data, arch, seed, args.epochs, args.augment,
@@ -331,7 +353,7 @@ def main() -> None:
         "recipe": {"epochs": args.epochs, "seeds": args.seeds, "augment": args.augment,
                    "augment_strength": args.augment_strength if args.augment else None, "grad_clip": clip,
                    "train_config": "hwnas.training.TrainConfig defaults"},
-        "archs_from": str(args.archs_from) if args.archs_from else None,
+        "archs_from": str(args.archs_from) if args.archs_from else None, "full_range_archs": args.full_range_archs,
         "distill": run_config.get("distill"),
         "teacher_epochs": args.teacher_epochs, "distill_epochs": args.distill_epochs, "spos_epochs": args.spos_epochs,
         "spos_augment": args.spos_augment, "spos_sharing": args.spos_sharing, "spos_warmup_epochs": args.spos_warmup,

@@ -16,6 +16,8 @@ $PY benchmarks/export.py --child-run runs/demo
 # the 20 architectures of ranking_lr002 (spread over its ratings), 5 seeds, SPOS entangled with 5 warm-up epochs (the
 # defaults); without --archs-from a fresh spread is drawn; the results before it add --spos-sharing separate --spos-warmup 0
 $PY benchmarks/ranking.py --archs 20 --seeds 5 --epochs 20 --teacher-epochs 20 --spos-epochs 40 --rating-seeds 3 --archs-from benchmarks/results/ranking_lr002.json --work runs/bench-ranking-lr --name ranking
+# the same 20 plus 10 from hwnas's best to its worst over the whole space, 3 seeds (arch spread > seed spread)
+$PY benchmarks/ranking.py --archs 20 --seeds 3 --epochs 20 --teacher-epochs 20 --spos-epochs 40 --rating-seeds 3 --full-range-archs 10 --archs-from benchmarks/results/ranking_lr002.json --work runs/bench-ranking-lr --name ranking_wide
 # the same before the distillation lr went from DNA's 0.002 to 0.02 (3 seeds):
 # $PY benchmarks/ranking.py --archs 20 --seeds 3 --distill-lr 0.002 --work runs/bench-ranking-clip --name ranking_lr002 --spos-sharing separate --spos-warmup 0
 # the same before gradient clipping (some seeds blew up early), at full and at half augmentation strength:

@@ -168,15 +168,10 @@ def full_range_archs(space: Any, ratings: Ratings, count: int) -> list[Hashable]
     """``count`` architectures from hwnas's best to its worst over the whole space: the ``i``-th takes, in every
     block, the candidate at quantile ``i / (count - 1)`` of that block's ratings (random samples never reach the
     ends: the deepest, widest and the smallest networks)."""
-    chosen = []
-    for i in range(count):
-        fraction = i / (count - 1)
-        picks = []
-        for block in range(space.num_blocks):
-            ranked = sorted(space.block_candidates(block), key=lambda c, b=block: (ratings[b][str(c)], str(c)))
-            picks.append(ranked[round(fraction * (len(ranked) - 1))])
-        chosen.append(space.assemble(picks))
-    return chosen
+    ranked = [sorted(space.block_candidates(b), key=lambda c, b=b: (ratings[b][str(c)], str(c)))
+              for b in range(space.num_blocks)]
+    return [space.assemble([block[round(i / (count - 1) * (len(block) - 1))] for block in ranked])
+            for i in range(count)]
 
 
 def rating_of(space: Any, ratings: Ratings, arch: Hashable) -> float:
@@ -310,7 +305,9 @@ def main() -> None:
 
     per_seed = [[results[(a, s)]["test_accuracy"] for a in archs] for s in range(args.seeds)]
     accuracies = [statistics.fmean(values) for values in zip(*per_seed)]
-    rating = [rating_of(space, ratings, space.parse(a)) for a in archs]
+    rating_runs = [ratings, *(load_ratings(create_or_open_run(path, SPACE, args.data)) for path in seed_runs)]
+    ratings_by_seed = [[rating_of(space, r, space.parse(a)) for a in archs] for r in rating_runs]
+    rating = ratings_by_seed[0]  # the hwnas row: seed 0, the recipe's own supernets
     params = [sum(p.numel() for p in space.build(space.parse(a)).parameters()) for a in archs]
     macs = [count_macs(space.build(space.parse(a)), space.example_input()) for a in archs]
     table = {
@@ -319,8 +316,6 @@ def main() -> None:
         "parameters (proxy)": correlation(params, accuracies),
         "MACs (proxy)": correlation(macs, accuracies),
     }
-    rating_runs = [ratings, *(load_ratings(create_or_open_run(path, SPACE, args.data)) for path in seed_runs)]
-    ratings_by_seed = [[rating_of(space, r, space.parse(a)) for a in archs] for r in rating_runs]
     rating_self_tau = [correlation(ratings_by_seed[i], ratings_by_seed[j])["kendall_tau"]
                        for i in range(len(rating_runs)) for j in range(i + 1, len(rating_runs))]
     rating_seed_tau = [correlation([-r for r in values], accuracies)["kendall_tau"] for values in ratings_by_seed]

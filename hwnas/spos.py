@@ -120,7 +120,10 @@ class SPOSSupernet(nn.Module):
 
     def path_modules(self, arch: Hashable) -> list[nn.Module]:
         """The registered modules whose weights (and BatchNorm statistics) one architecture uses, in order."""
-        return [self.get_submodule(self._names[unit.key]) for unit in self.path_units(arch)]
+        return [self._module_of(unit) for unit in self.path_units(arch)]
+
+    def _module_of(self, unit: LatencyUnit) -> nn.Module:
+        return self.get_submodule(self._names[unit.key])
 
     def largest_arch(self) -> Hashable:
         """The path with the most weights: in each block the candidate with the largest layers (given the largest
@@ -152,7 +155,8 @@ class SPOSSupernet(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor, arch: Hashable) -> torch.Tensor:
-        for unit, module in zip(self.path_units(arch), self.path_modules(arch)):
+        for unit in self.path_units(arch):
+            module = self._module_of(unit)
             if self.sharing == "separate":
                 x = module(x)
                 continue

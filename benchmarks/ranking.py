@@ -68,7 +68,7 @@ def _setup_worker() -> None:
 
 
 def hwnas_stage(work: str, data: str, teacher_epochs: int, distill_epochs: int, distill_lr: float, augment: bool,
-                strength: float, clip: float | None) -> float:
+                strength: float, clip: float | None, device: str) -> float:
     """Teacher, block-wise distillation, rating (each resumable); returns the teacher's test accuracy."""
     from hwnas.distill import DistillConfig
     from hwnas.run import create_or_open_run
@@ -77,13 +77,13 @@ def hwnas_stage(work: str, data: str, teacher_epochs: int, distill_epochs: int, 
 
     run = create_or_open_run(Path(work) / "run", SPACE, data)
     config = TrainConfig(epochs=teacher_epochs, augment=augment, augment_strength=strength, grad_clip=clip)
-    teacher = train_teacher(run, config=config, show_progress=False)
-    distill(run, config=DistillConfig(epochs=distill_epochs, lr=distill_lr), show_progress=False)
-    rate(run, show_progress=False)
+    teacher = train_teacher(run, config=config, show_progress=False, device=device)
+    distill(run, config=DistillConfig(epochs=distill_epochs, lr=distill_lr), show_progress=False, device=device)
+    rate(run, show_progress=False, device=device)
     return float(teacher["test_accuracy"])
 
 
-def rating_seed_stage(work: str, seed: int, distill_epochs: int, distill_lr: float) -> str:
+def rating_seed_stage(work: str, seed: int, distill_epochs: int, distill_lr: float, device: str) -> str:
     """Block supernets distilled again with another seed from the same teacher (``work/run-seedK``, the teacher and
     feature cache copied from ``work/run``), then rated: how much of the rating is the supernets' own noise."""
     import shutil
@@ -103,8 +103,9 @@ def rating_seed_stage(work: str, seed: int, distill_epochs: int, distill_lr: flo
             shutil.copytree(source / "cache", partial / "cache")
         partial.rename(target)
     run = open_run(target)
-    distill(run, config=DistillConfig(epochs=distill_epochs, lr=distill_lr, seed=seed), show_progress=False)
-    rate(run, show_progress=False)
+    distill(run, config=DistillConfig(epochs=distill_epochs, lr=distill_lr, seed=seed), show_progress=False,
+            device=device)
+    rate(run, show_progress=False, device=device)
     return str(target)
 
 
@@ -114,7 +115,7 @@ def spos_checkpoint(work: Path, sharing: str) -> Path:
 
 
 def spos_stage(work: str, data: str, epochs: int, augment: bool, clip: float | None, sharing: str,
-               warmup: int) -> list[dict[str, float]]:
+               warmup: int, device: str) -> list[dict[str, float]]:
     """The SPOS supernet, trained (or resumed) to ``epochs``; returns its history."""
     from hwnas.data import load_data
     from hwnas.spos import SPOSConfig, SPOSSupernet, train_spos
@@ -124,11 +125,11 @@ def spos_stage(work: str, data: str, epochs: int, augment: bool, clip: float | N
     supernet = SPOSSupernet(get_space(SPACE), sharing=sharing)
     config = SPOSConfig(epochs=epochs, augment=augment, grad_clip=clip, sharing=sharing, warmup_epochs=warmup)
     return train_spos(supernet, load_data(data, 32), config, spos_checkpoint(Path(work), sharing),
-                      show_progress=False)
+                      show_progress=False, device=device)
 
 
 def stand_alone(work: str, data: str, arch: str, seed: int, epochs: int, augment: bool, strength: float,
-                clip: float | None) -> dict[str, Any]:
+                clip: float | None, device: str) -> dict[str, Any]:
     """Train one architecture from scratch with the fixed recipe (resumable); the result is kept as JSON."""
     from hwnas.data import load_data
     from hwnas.training import TrainConfig, train_classifier
@@ -148,9 +149,11 @@ def stand_alone(work: str, data: str, arch: str, seed: int, epochs: int, augment
     model = space.build(space.parse(arch)).train()
     started = time.perf_counter()
     config = TrainConfig(epochs=epochs, seed=seed, augment=augment, augment_strength=strength, grad_clip=clip)
-    trained = train_classifier(model, load_data(data, 32), config, folder / f"{name}.pt", show_progress=False)
+    trained = train_classifier(model, load_data(data, 32), config, folder / f"{name}.pt", show_progress=False,
+                               device=device)
     result = {"arch": arch, "seed": seed, "test_accuracy": trained["test_accuracy"],
-              "val_accuracy": trained["history"][-1]["val_accuracy"], "seconds": time.perf_counter() - started}
+              "val_accuracy": trained["history"][-1]["val_accuracy"], "seconds": time.perf_counter() - started,
+              "device": device}
     atomic_write_json(result_path, result)
     (folder / f"{name}.pt").unlink(missing_ok=True)
     return result
@@ -245,6 +248,8 @@ def main() -> None:
                         help="distill and rate the block supernets with this many seeds (the teacher is shared): the "
                              "hwnas row is seed 0's; the others measure the rating's agreement with itself")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--device", default="auto", help="where every training runs: auto (a CUDA GPU when torch "
+                        "sees one), cpu, cuda or cuda:N; the recipe is the same, so a GPU runs more seeds in less time")
     parser.add_argument("--work", default=str(ROOT / "runs" / "bench-ranking"))
     parser.add_argument("--name", default="ranking", help="result name: benchmarks/results/NAME.json and NAME.png")
     args = parser.parse_args()
@@ -254,6 +259,7 @@ def main() -> None:
     if args.seeds < 2 or args.archs < 3 or args.rating_seeds < 1:
         parser.error("the benchmark needs --seeds >= 2 (seed-to-seed spread), --archs >= 3 and --rating-seeds >= 1")
     from hwnas.data import load_data
+    from hwnas.devices import load_checkpoint, resolve_device
     from hwnas.rank_noise import noise_ceiling_tau, seed_noise_variance
     from hwnas.run import create_or_open_run
     from hwnas.spos import SPOSSupernet, spos_accuracy
@@ -261,15 +267,16 @@ def main() -> None:
     from profilers._files import read_json
     from search_spaces import count_macs, get_space
 
+    device = str(resolve_device(args.device))
     torch.set_num_threads(1)
     started = time.perf_counter()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"), initializer=_setup_worker) as pool:
         hwnas_job = pool.submit(hwnas_stage, str(work), args.data, args.teacher_epochs, args.distill_epochs,
-                                args.distill_lr, args.augment, args.augment_strength, clip)
+                                args.distill_lr, args.augment, args.augment_strength, clip, device)
         spos_job = pool.submit(spos_stage, str(work), args.data, args.spos_epochs, args.spos_augment, clip,
-                               args.spos_sharing, args.spos_warmup)
+                               args.spos_sharing, args.spos_warmup, device)
         teacher_accuracy = hwnas_job.result()
         hwnas_s = time.perf_counter() - started
         print(f"hwnas: teacher {teacher_accuracy:.4f}, distilled and rated ({hwnas_s:.0f} s)", flush=True)
@@ -282,10 +289,10 @@ def main() -> None:
             archs = [str(a) for a in spread_archs(space, ratings, args.archs)]
         if args.full_range_archs:
             archs += [str(a) for a in full_range_archs(space, ratings, args.full_range_archs) if str(a) not in archs]
-        seed_jobs = [pool.submit(rating_seed_stage, str(work), seed, args.distill_epochs, args.distill_lr)
+        seed_jobs = [pool.submit(rating_seed_stage, str(work), seed, args.distill_epochs, args.distill_lr, device)
                      for seed in range(1, args.rating_seeds)]
         jobs = {(arch, seed): pool.submit(stand_alone, str(work), args.data, arch, seed, args.epochs, args.augment,
-                                          args.augment_strength, clip)
+                                          args.augment_strength, clip, device)
                 for seed in range(args.seeds) for arch in archs}
         spos_history = spos_job.result()
         spos_s = time.perf_counter() - started
@@ -300,7 +307,8 @@ def main() -> None:
 
     bundle = load_data(args.data, space.resolution)
     supernet = SPOSSupernet(space, sharing=args.spos_sharing)
-    supernet.load_state_dict(torch.load(spos_checkpoint(work, args.spos_sharing), weights_only=False)["model"])
+    supernet.load_state_dict(load_checkpoint(spos_checkpoint(work, args.spos_sharing))["model"])
+    supernet.to(device)
     spos_scores = [spos_accuracy(supernet, space.parse(a), bundle) for a in archs]
 
     per_seed = [[results[(a, s)]["test_accuracy"] for a in archs] for s in range(args.seeds)]
@@ -357,7 +365,7 @@ def main() -> None:
         "spos_augment": args.spos_augment, "spos_sharing": args.spos_sharing, "spos_warmup_epochs": args.spos_warmup,
         "spos_history": spos_history, "teacher_test_accuracy": teacher_accuracy,
         "accuracy_std_across_archs": arch_std, "accuracy_std_across_seeds": seed_std,
-        "hwnas_teacher_distill_rate_s": hwnas_s, "wall_s": time.perf_counter() - started,
+        "hwnas_teacher_distill_rate_s": hwnas_s, "training_device": device, "wall_s": time.perf_counter() - started,
         "plot": str(png.relative_to(ROOT)),
         "targets": {"tau>=0.65": bool(hwnas_tau >= 0.65), "tau>=spos+0.2": bool(hwnas_tau >= spos_tau + 0.2),
                     "arch_spread>seed_spread": bool(arch_std > seed_std),

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from hwnas.data import load_data
+from hwnas.devices import load_checkpoint
 from hwnas.distill import checkpoint_path
 from hwnas.run import RunDir
 from hwnas.supernet import layer_key
@@ -45,7 +46,7 @@ def init_from_supernet(run: RunDir, model: nn.Module, arch: Hashable) -> int:
     copied, state = 0, space.initial_state()
     for block, candidate in enumerate(space.blocks_of(arch)):
         path = checkpoint_path(run, block)
-        saved = torch.load(path, weights_only=False)["model"] if path.exists() else None
+        saved = load_checkpoint(path)["model"] if path.exists() else None
         for position, unit in enumerate(space.block_units(block, candidate, state)):
             layer = next(layers)
             if saved is None:
@@ -60,8 +61,9 @@ def init_from_supernet(run: RunDir, model: nn.Module, arch: Hashable) -> int:
 
 
 def train_child(run: RunDir, arch_text: str, config: TrainConfig, distill: bool = False, init_supernet: bool = False,
-                show_progress: bool = True) -> dict[str, Any]:
-    """Train a child stand-alone on the run's data (resumable); returns history, test accuracy and the weights."""
+                show_progress: bool = True, device: str = "cpu") -> dict[str, Any]:
+    """Train a child stand-alone on the run's data on ``device`` (resumable); returns history, test accuracy and the
+    weights."""
     space = run.space
     arch = space.parse(arch_text)
     model = space.build(arch).train()
@@ -74,7 +76,7 @@ def train_child(run: RunDir, arch_text: str, config: TrainConfig, distill: bool 
         teacher = open_teacher(run)
     bundle = load_data(run.config["data"], space.resolution)
     result = train_classifier(model, bundle, config, folder / "train.pt", teacher=teacher,
-                              show_progress=show_progress, label="child")
+                              show_progress=show_progress, label="child", device=device)
     weights = folder / "weights.pt"
     atomic_torch_save({"arch": str(arch), "space": space.name, "state_dict": model.state_dict()}, weights)
     report = {"arch": str(arch), "weights": str(weights), "layers_from_supernet": copied, "distilled": distill,
@@ -95,7 +97,7 @@ def load_child(run: RunDir, arch: Hashable, weights: Path | None) -> tuple[nn.Mo
         if not weights.exists():
             raise FileNotFoundError(f"no weights at {weights}; train the child with 'hwnas train --run {run.path} "
                                     f"--arch ...' or leave --weights out")
-        saved = torch.load(weights, weights_only=False)
+        saved = load_checkpoint(weights)
         if saved.get("arch") != str(arch):
             raise ValueError(f"{weights} holds weights of {saved.get('arch')}, not {arch}")
         model.load_state_dict(saved["state_dict"])

@@ -22,6 +22,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from hwnas.devices import load_checkpoint, resolve_device
 from hwnas.features import TeacherFeatures
 from hwnas.run import RunDir
 from hwnas.supernet import BlockSupernet
@@ -80,18 +81,19 @@ def build_supernet(run: RunDir, teacher: TeacherStages, block: int) -> BlockSupe
 
 def distill_block(
     run: RunDir, block: int, teacher: TeacherStages, features: TeacherFeatures, config: DistillConfig,
-    show_progress: bool = True,
+    show_progress: bool = True, device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
-    """Train (or resume) one block's supernet; returns its loss history and the time per epoch."""
+    """Train (or resume) one block's supernet on ``device``; returns its loss history and the time per epoch."""
     rank, world = _rank_world()
+    device = resolve_device(device)
     torch.manual_seed(config.seed + block)
-    supernet = build_supernet(run, teacher, block).train()
+    supernet = build_supernet(run, teacher, block).train().to(device)
     optimizer = torch.optim.Adam(supernet.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
     path = checkpoint_path(run, block)
     state: dict[str, Any] = {"epoch": 0, "history": []}
     if path.exists():
-        saved = torch.load(path, weights_only=False)
+        saved = load_checkpoint(path)
         if _without_epochs(saved["config"]) != _without_epochs(asdict(config)):
             raise ValueError(f"{path} was trained with other settings ({saved['config']}); use the same settings to "
                              "resume (only --epochs may change), or delete it to start over")
@@ -101,7 +103,8 @@ def distill_block(
         state = {"epoch": saved["epoch"], "history": saved["history"]}
     model = supernet
     if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(supernet, find_unused_parameters=True)
+        model = torch.nn.parallel.DistributedDataParallel(
+            supernet, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
     total = features.size("train")
     for epoch in range(state["epoch"], config.epochs):
         order = torch.randperm(total, generator=torch.Generator().manual_seed(config.seed * 1000 + epoch))
@@ -112,6 +115,7 @@ def distill_block(
         losses, started = [], time.perf_counter()
         for step, start in enumerate(bar):
             inputs, targets = features.pair("train", block, mine[start:start + config.batch_size])
+            inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
             # the same path on every rank: the generator depends only on (seed, block, epoch, step)
             state_choice, candidate = supernet.sample_path(random.Random(f"{config.seed}/{block}/{epoch}/{step}"))
             loss = F.mse_loss(model(inputs, state_choice, candidate), targets)
@@ -141,7 +145,7 @@ def load_supernet(run: RunDir, teacher: TeacherStages, block: int) -> tuple[Bloc
     if not path.exists():
         raise FileNotFoundError(f"block {block} has no supernet checkpoint ({path}); run 'hwnas distill --run "
                                 f"{run.path} --block {block}' first")
-    saved = torch.load(path, weights_only=False)
+    saved = load_checkpoint(path)
     supernet = build_supernet(run, teacher, block)
     supernet.load_state_dict(saved["model"])
     return supernet.eval(), {"epochs": saved["epoch"], "config": saved["config"], "sha256": file_digest(path)}

@@ -20,11 +20,14 @@ from hwnas.teacher import TeacherStages
 
 
 class TeacherFeatures:
-    """Boundary ``k`` features (k = 0 stem output, k = i + 1 output of stage i) for sample indices of a split."""
+    """Boundary ``k`` features (k = 0 stem output, k = i + 1 output of stage i) for sample indices of a split.
+
+    The teacher runs on ``device``; features come back on that device when computed, on the CPU when cached."""
 
     def __init__(self, teacher: TeacherStages, bundle: DataBundle, cache_dir: Path | None = None,
-                 batch_size: int = 128, show_progress: bool = True) -> None:
-        self.teacher = teacher.eval()
+                 batch_size: int = 128, show_progress: bool = True, device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        self.teacher = teacher.to(self.device).eval()
         self.bundle = bundle
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.batch_size = batch_size
@@ -36,9 +39,9 @@ class TeacherFeatures:
         return len(self.bundle.datasets[split])
 
     def images(self, split: str, indices: torch.Tensor) -> torch.Tensor:
-        """The input images of the given samples."""
+        """The input images of the given samples, on the teacher's device."""
         dataset = self.bundle.datasets[split]
-        return torch.stack([dataset[int(i)][0] for i in indices])
+        return torch.stack([dataset[int(i)][0] for i in indices]).to(self.device)
 
     @torch.no_grad()
     def get(self, split: str, boundary: int, indices: torch.Tensor) -> torch.Tensor:
@@ -85,7 +88,7 @@ class TeacherFeatures:
                 maps = [np.lib.format.open_memmap(folder / f".boundary_{k}.npy.tmp", mode="w+", dtype=np.float32,
                                                   shape=(total, *f.shape[1:])) for k, f in enumerate(features)]
             for target, feature in zip(maps, features):
-                target[start:start + len(indices)] = feature.numpy()
+                target[start:start + len(indices)] = feature.cpu().numpy()
             bar.update(len(indices))
         bar.close()
         for k, target in enumerate(maps):

@@ -33,6 +33,7 @@ from torch.func import functional_call
 from tqdm import tqdm
 
 from hwnas.data import DataBundle, augment_batch
+from hwnas.devices import load_checkpoint, resolve_device
 from hwnas.supernet import layer_key
 from profilers._files import atomic_torch_save
 from search_spaces import LatencyUnit, SearchSpace
@@ -207,19 +208,29 @@ _LATER_SETTINGS = {"grad_clip": None, "sharing": "separate", "warmup_epochs": 0}
 
 
 def train_spos(supernet: SPOSSupernet, bundle: DataBundle, config: SPOSConfig, checkpoint: Path | None = None,
-               show_progress: bool = True) -> list[dict[str, float]]:
-    """Uniform single-path training on labels, a checkpoint per epoch (resumed from ``checkpoint``); returns the
-    per-epoch history (mean loss, and train accuracy of the sampled paths)."""
+               show_progress: bool = True, device: str | torch.device = "cpu") -> list[dict[str, float]]:
+    """Uniform single-path training on labels on ``device``, a checkpoint per epoch (resumed from ``checkpoint``);
+    returns the per-epoch history (mean loss, and train accuracy of the sampled paths). The supernet is back on the
+    CPU when it returns."""
     if supernet.sharing != config.sharing:
         raise ValueError(f"the supernet shares weights {supernet.sharing!r} but the settings say {config.sharing!r}: "
                          f"build it as SPOSSupernet(space, sharing={config.sharing!r})")
+    device = resolve_device(device)
+    try:
+        return _train_spos(supernet.to(device), bundle, config, checkpoint, show_progress, device)
+    finally:
+        supernet.to("cpu")
+
+
+def _train_spos(supernet: SPOSSupernet, bundle: DataBundle, config: SPOSConfig, checkpoint: Path | None,
+                show_progress: bool, device: torch.device) -> list[dict[str, float]]:
     torch.manual_seed(config.seed)
     optimizer = torch.optim.AdamW(supernet.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     history: list[dict[str, float]] = []
     largest = supernet.largest_arch()
     if checkpoint is not None and Path(checkpoint).exists():
-        saved = torch.load(checkpoint, weights_only=False)
+        saved = load_checkpoint(checkpoint)
         if {**_LATER_SETTINGS, **saved["config"]} != asdict(config):
             raise ValueError(f"{checkpoint} was trained with other settings ({saved['config']}); delete it or use "
                              "the same settings")
@@ -238,6 +249,7 @@ def train_spos(supernet: SPOSSupernet, bundle: DataBundle, config: SPOSConfig, c
         for images, labels in bar:
             if config.augment:
                 images = augment_batch(images, augmenter)
+            images, labels = images.to(device), labels.to(device)
             logits = supernet(images, largest if epoch < config.warmup_epochs else supernet.space.sample(rng))
             loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
@@ -261,7 +273,9 @@ def train_spos(supernet: SPOSSupernet, bundle: DataBundle, config: SPOSConfig, c
 
 @torch.no_grad()
 def spos_accuracy(supernet: SPOSSupernet, arch: Hashable, bundle: DataBundle, calibration_batches: int = 4) -> float:
-    """Validation accuracy of one path after re-estimating its BatchNorm statistics on training batches."""
+    """Validation accuracy of one path after re-estimating its BatchNorm statistics on training batches (on the
+    supernet's device)."""
+    device = next(supernet.parameters()).device
     norms = supernet.path_batchnorms(arch)
     for norm in norms:
         norm.reset_running_stats()
@@ -270,11 +284,11 @@ def spos_accuracy(supernet: SPOSSupernet, arch: Hashable, bundle: DataBundle, ca
     for index, (images, _) in enumerate(bundle.loader("train", 64, shuffle=True, seed=1)):
         if index >= calibration_batches:
             break
-        supernet(images, arch)
+        supernet(images.to(device), arch)
     supernet.eval()
     correct = total = 0
     for images, labels in bundle.loader("val", 256):
-        correct += int((supernet(images, arch).argmax(1) == labels).sum())
+        correct += int((supernet(images.to(device), arch).argmax(1).cpu() == labels).sum())
         total += len(labels)
     for norm in norms:
         norm.momentum = 0.1

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from hwnas.data import load_data
+from hwnas.devices import resolve_device
 from hwnas.distill import DistillConfig, distill_block, load_supernet
 from hwnas.features import TeacherFeatures
 from hwnas.rating import DEFAULT_MAX_CANDIDATES, deeper_worse, rate_block, rating_summary, undertrained_warning
@@ -33,10 +34,10 @@ def teacher_path(run: RunDir) -> Path:
 
 def train_teacher(
     run: RunDir, arch: str | None = None, timm_name: str | None = None, pretrained: bool = False,
-    config: TrainConfig | None = None, show_progress: bool = True, train: bool = True,
+    config: TrainConfig | None = None, show_progress: bool = True, train: bool = True, device: str = "cpu",
 ) -> dict[str, Any]:
-    """Train (or resume) the run's teacher and report its test accuracy; ``train=False`` registers it as it is
-    (a pretrained timm model, or an untrained space member)."""
+    """Train (or resume) the run's teacher on ``device`` and report its test accuracy; ``train=False`` registers it
+    as it is (a pretrained timm model, or an untrained space member)."""
     space = run.space
     if timm_name is not None:
         teacher = timm_teacher(timm_name, space, pretrained=pretrained)
@@ -48,7 +49,7 @@ def train_teacher(
     result: dict[str, Any] = {"teacher": teacher.description, "data": bundle.name}
     if train and not pretrained:
         trained = train_classifier(teacher, bundle, config, run.file("teacher_training.pt"),
-                                   show_progress=show_progress, label="teacher")
+                                   show_progress=show_progress, label="teacher", device=device)
         result.update(trained)
     save_teacher(teacher, teacher_path(run), {"result": result})
     run.update(teacher=teacher.description)
@@ -60,9 +61,11 @@ def open_teacher(run: RunDir) -> TeacherStages:
     return load_teacher(teacher_path(run), run.space)
 
 
-def _features(run: RunDir, teacher: TeacherStages, cache: bool, show_progress: bool) -> TeacherFeatures:
+def _features(run: RunDir, teacher: TeacherStages, cache: bool, show_progress: bool,
+              device: torch.device) -> TeacherFeatures:
     bundle = load_data(run.config["data"], run.space.resolution)
-    return TeacherFeatures(teacher, bundle, run.path / "cache" if cache else None, show_progress=show_progress)
+    return TeacherFeatures(teacher, bundle, run.path / "cache" if cache else None, show_progress=show_progress,
+                           device=device)
 
 
 def _blocks(run: RunDir, block: int | None) -> list[int]:
@@ -75,13 +78,14 @@ def _blocks(run: RunDir, block: int | None) -> list[int]:
 
 
 def distill(run: RunDir, block: int | None = None, config: DistillConfig | None = None, cache: bool = True,
-            show_progress: bool = True) -> list[dict[str, Any]]:
-    """Train every block's supernet (or one), resuming from checkpoints."""
+            show_progress: bool = True, device: str = "cpu") -> list[dict[str, Any]]:
+    """Train every block's supernet (or one) on ``device``, resuming from checkpoints."""
+    blocks, torch_device = _blocks(run, block), resolve_device(device)
     teacher = open_teacher(run)
-    features = _features(run, teacher, cache, show_progress)
+    features = _features(run, teacher, cache, show_progress, torch_device)
     config = config or DistillConfig()
     run.update(distill=dict(vars(config)) | {"cache": cache})
-    return [distill_block(run, b, teacher, features, config, show_progress) for b in _blocks(run, block)]
+    return [distill_block(run, b, teacher, features, config, show_progress, torch_device) for b in blocks]
 
 
 def ratings_path(run: RunDir) -> Path:
@@ -90,19 +94,21 @@ def ratings_path(run: RunDir) -> Path:
 
 
 def rate(run: RunDir, block: int | None = None, max_candidates: int = DEFAULT_MAX_CANDIDATES,
-         calibration_samples: int = 256, show_progress: bool = True) -> dict[str, Any]:
-    """Rate every candidate of every block (or one); assemble ratings.json once every block is rated."""
+         calibration_samples: int = 256, show_progress: bool = True, device: str = "cpu") -> dict[str, Any]:
+    """Rate every candidate of every block (or one) on ``device``; assemble ratings.json once every block is rated."""
+    blocks, torch_device = _blocks(run, block), resolve_device(device)
     teacher = open_teacher(run)
-    features = _features(run, teacher, run.config.get("distill", {}).get("cache", True), show_progress)
+    features = _features(run, teacher, run.config.get("distill", {}).get("cache", True), show_progress, torch_device)
     held_out = torch.arange(features.size("val"))
     calibration = torch.arange(min(calibration_samples, features.size("train")))
-    for b in _blocks(run, block):
+    for b in blocks:
         path = run.file("ratings", f"block{b}.json")
         if path.exists():
             continue
         supernet, record = load_supernet(run, teacher, b)
-        inputs, targets = features.pair("val", b, held_out)
-        calibration_inputs = features.get("train", b, calibration)
+        supernet.to(torch_device)
+        inputs, targets = (t.to(torch_device) for t in features.pair("val", b, held_out))
+        calibration_inputs = features.get("train", b, calibration).to(torch_device)
         ratings, stats = rate_block(supernet, calibration_inputs, inputs, targets, max_candidates, show_progress)
         atomic_write_json(path, {"block": b, "supernet": record, "layer_evaluations": stats.layer_evaluations,
                                  "candidates_scored": stats.candidates,

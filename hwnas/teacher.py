@@ -18,6 +18,7 @@ from timm.models.efficientnet import EfficientNet
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
+from hwnas.devices import load_checkpoint
 from profilers._files import atomic_torch_save
 from search_spaces import SearchSpace
 
@@ -146,7 +147,7 @@ def load_teacher(path: Path, space: SearchSpace) -> TeacherStages:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no teacher at {path}; train one with 'hwnas teacher train' or pass --teacher NAME")
-    saved = torch.load(path, weights_only=False)
+    saved = load_checkpoint(path)
     description = saved["description"]
     builders: dict[str, Callable[[], TeacherStages]] = {
         "space": lambda: space_teacher(space, space.parse(description["arch"])),

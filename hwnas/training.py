@@ -16,6 +16,7 @@ from torch import nn
 from tqdm import tqdm
 
 from hwnas.data import DataBundle, augment_batch
+from hwnas.devices import load_checkpoint, resolve_device
 from profilers._files import atomic_torch_save
 
 
@@ -54,11 +55,12 @@ _LATER_SETTINGS = {"augment": False, "augment_strength": 1.0, "grad_clip": None}
 
 @torch.no_grad()
 def evaluate(model: nn.Module, bundle: DataBundle, split: str = "test", batch_size: int = 256) -> float:
-    """Top-1 accuracy on a split."""
+    """Top-1 accuracy on a split (on the model's device)."""
     model.eval()
+    device = next(model.parameters()).device
     correct = total = 0
     for images, labels in bundle.loader(split, batch_size):
-        correct += int((model(images).argmax(dim=1) == labels).sum())
+        correct += int((model(images.to(device)).argmax(dim=1).cpu() == labels).sum())
         total += len(labels)
     return correct / max(total, 1)
 
@@ -71,20 +73,33 @@ def train_classifier(
     teacher: nn.Module | None = None,
     show_progress: bool = True,
     label: str = "train",
+    device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
-    """Train ``model`` on the train split, checkpointing every epoch to ``checkpoint``; resumes from it.
+    """Train ``model`` on the train split on ``device``, checkpointing every epoch to ``checkpoint``; resumes from it
+    (on any device). The model (and teacher) are back on the CPU when it returns.
 
     Returns the history (per-epoch loss and val accuracy) and the final test accuracy.
     """
     if config.distill_weight > 0 and teacher is None:
         raise ValueError("distillation asked for (distill_weight > 0) but no teacher given")
+    device = resolve_device(device)
+    try:
+        return _train(model, bundle, config, Path(checkpoint), teacher, show_progress, label, device)
+    finally:
+        model.to("cpu")
+        if teacher is not None:
+            teacher.to("cpu")
+
+
+def _train(model: nn.Module, bundle: DataBundle, config: TrainConfig, checkpoint: Path, teacher: nn.Module | None,
+           show_progress: bool, label: str, device: torch.device) -> dict[str, Any]:
     torch.manual_seed(config.seed)
+    model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     state: dict[str, Any] = {"epoch": 0, "history": []}
-    checkpoint = Path(checkpoint)
     if checkpoint.exists():
-        saved = torch.load(checkpoint, weights_only=False)
+        saved = load_checkpoint(checkpoint)
         if {**_LATER_SETTINGS, **saved.get("config", {})} != asdict(config):
             raise ValueError(f"{checkpoint} was trained with other settings ({saved.get('config')}); delete it or "
                              "train with the same settings")
@@ -93,7 +108,7 @@ def train_classifier(
         scheduler.load_state_dict(saved["scheduler"])
         state = {"epoch": saved["epoch"], "history": saved["history"]}
     if teacher is not None:
-        teacher.eval()
+        teacher.to(device).eval()
     for epoch in range(state["epoch"], config.epochs):
         model.train()
         losses = []
@@ -104,6 +119,7 @@ def train_classifier(
         for images, labels in bar:
             if config.augment:
                 images = augment_batch(images, augmenter, strength=config.augment_strength)
+            images, labels = images.to(device), labels.to(device)
             logits = model(images)
             loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
             if teacher is not None and config.distill_weight > 0:

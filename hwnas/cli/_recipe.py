@@ -1,4 +1,4 @@
-"""Recipe options shared by the training commands: ``--augment``, ``--augment-strength``, ``--grad-clip``."""
+"""Options shared by the training commands: ``--augment``, ``--augment-strength``, ``--grad-clip``, ``--device``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,13 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                         help="scale of the distortion ranges, in (0, 1] (default 1); implies --augment")
     parser.add_argument("--grad-clip", type=float, default=1.0,
                         help="clip the gradient norm at this value (default 1; 0 turns clipping off)")
+
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--device`` (auto, cpu, cuda, cuda:N)."""
+    from hwnas.devices import DEVICE_HELP
+
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
 
 
 def recipe_settings(args: argparse.Namespace) -> dict[str, Any]:

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hwnas.cli._recipe import add_device_argument
+from hwnas.devices import resolve_device
 from hwnas.distill import DistillConfig
 from hwnas.run import create_or_open_run
 from hwnas.training import TrainConfig
@@ -38,6 +40,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                                formatter_class=argparse.RawDescriptionHelpFormatter)
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="run directory (default runs/demo)")
     demo.add_argument("--json", action="store_true", help="print report.json at the end")
+    add_device_argument(demo)
     demo.set_defaults(handler=run_demo)
 
 
@@ -53,6 +56,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from profilers.profile import profile_space
     from profilers.table import LatencyTable
 
+    device = str(resolve_device(args.device))
     run = create_or_open_run(args.out, DEMO_SPACE, "digits")
     space = run.space
     runtime = get_runtime("onnxruntime", threads=1)
@@ -70,16 +74,16 @@ def run_demo(args: argparse.Namespace) -> int:
     teacher = read_json(run.path / "teacher_result.json", "teacher result") if (run.path / "teacher_result.json"
                                                                                   ).exists() else None
     if teacher is None or not teacher_path(run).exists():
-        teacher = train_teacher(run, config=TEACHER)
+        teacher = train_teacher(run, config=TEACHER, device=device)
         atomic_write_json(run.path / "teacher_result.json", teacher)
     timings["teacher"] = time.perf_counter() - t
 
     t = _stage(3, f"distill the {space.num_blocks} block supernets ({DISTILL.epochs} epochs each, teacher cache)")
-    distill(run, config=DISTILL, cache=True)
+    distill(run, config=DISTILL, cache=True, device=device)
     timings["distill"] = time.perf_counter() - t
 
     t = _stage(4, "rate every candidate of every block")
-    rate(run)
+    rate(run, device=device)
     timings["rate"] = time.perf_counter() - t
 
     t = _stage(5, "search: exact combiner, then Optuna with real measurements")
@@ -89,7 +93,7 @@ def run_demo(args: argparse.Namespace) -> int:
     timings["search"] = time.perf_counter() - t
 
     t = _stage(6, f"train the winner with distillation ({CHILD.epochs} epochs): {arch}")
-    child = train_child(run, arch, CHILD, distill=True, init_supernet=True)
+    child = train_child(run, arch, CHILD, distill=True, init_supernet=True, device=device)
     timings["train"] = time.perf_counter() - t
 
     t = _stage(7, "export to ONNX and TFLite (fp32, int8), check parity, measure")
@@ -101,6 +105,7 @@ def run_demo(args: argparse.Namespace) -> int:
     timings["total"] = time.perf_counter() - started
     report = _report(run.path, table, teacher, result, child, shipped, timings)
     report["supernets"] = _supernet_check(run)
+    report["training_device"] = device
     _copy_plots(run.path, result, child)
     atomic_write_json(run.path / "report.json", report)
     atomic_write_bytes(run.path / "report.md", _markdown(report).encode())

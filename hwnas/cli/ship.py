@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from hwnas.cli._output import emit, table
-from hwnas.cli._recipe import add_recipe_arguments, recipe_settings
+from hwnas.cli._recipe import add_device_argument, add_recipe_arguments, recipe_settings
 from hwnas.run import open_run
 from hwnas.training import TrainConfig
 from profilers import Protocol
@@ -25,6 +25,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--init-supernet", action="store_true", help="start from the supernet's layer weights")
     train.add_argument("--seed", type=int, default=0)
     add_recipe_arguments(train)
+    add_device_argument(train)
     train.add_argument("--json", action="store_true", help="machine-readable output")
     train.set_defaults(handler=run_train)
 
@@ -55,7 +56,8 @@ def run_train(args: argparse.Namespace) -> int:
     run = open_run(args.run)
     config = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                          distill_weight=0.5 if args.distill else 0.0, seed=args.seed, **recipe_settings(args))
-    result = train_child(run, args.arch, config, distill=args.distill, init_supernet=args.init_supernet)
+    result = train_child(run, args.arch, config, distill=args.distill, init_supernet=args.init_supernet,
+                         device=args.device)
     emit(result, args.json, f"test accuracy {result['test_accuracy']:.4f}; weights {result['weights']}")
     return 0
 

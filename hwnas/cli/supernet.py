@@ -6,7 +6,7 @@ import argparse
 import os
 
 from hwnas.cli._output import emit, table
-from hwnas.cli._recipe import add_recipe_arguments, recipe_settings
+from hwnas.cli._recipe import add_device_argument, add_recipe_arguments, recipe_settings
 from hwnas.distill import DistillConfig
 from hwnas.rating import DEFAULT_MAX_CANDIDATES
 from hwnas.run import create_or_open_run, open_run
@@ -28,6 +28,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--epochs", type=int, default=30, help="training epochs (0: register without training)")
     train.add_argument("--lr", type=float, default=3e-3, help="AdamW learning rate")
     add_recipe_arguments(train)
+    add_device_argument(train)
     train.add_argument("--json", action="store_true", help="machine-readable output")
     train.set_defaults(handler=run_teacher_train)
 
@@ -42,6 +43,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                               "leaves supernets under-trained on small data sets: 'rate' warns when they are)")
     distill.add_argument("--batch-size", type=int, default=64)
     distill.add_argument("--no-cache", action="store_true", help="run the teacher every step (no feature cache)")
+    add_device_argument(distill)
     distill.add_argument("--json", action="store_true", help="machine-readable output")
     distill.set_defaults(handler=run_distill)
 
@@ -51,6 +53,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     rate.add_argument("--max-candidates", type=int, default=DEFAULT_MAX_CANDIDATES,
                       help="refuse blocks with more candidate evaluations than this")
     rate.add_argument("--calibration-samples", type=int, default=256, help="training samples for BN re-estimation")
+    add_device_argument(rate)
     rate.add_argument("--json", action="store_true", help="machine-readable output")
     rate.set_defaults(handler=run_rate)
 
@@ -63,7 +66,7 @@ def run_teacher_train(args: argparse.Namespace) -> int:
     train = args.epochs > 0
     config = TrainConfig(epochs=args.epochs, lr=args.lr, **recipe_settings(args)) if train else None
     result = train_teacher(run, arch=args.arch, timm_name=args.teacher, pretrained=args.pretrained, config=config,
-                           train=train)
+                           train=train, device=args.device)
     accuracy = result.get("test_accuracy")
     emit(result, args.json, f"teacher {result['teacher']['name']} for {run.path}: test accuracy "
                             f"{'n/a (not trained here)' if accuracy is None else f'{accuracy:.4f}'}")
@@ -71,18 +74,23 @@ def run_teacher_train(args: argparse.Namespace) -> int:
 
 
 def run_distill(args: argparse.Namespace) -> int:
-    """Distill the run's supernets (under torchrun: data parallel inside each block)."""
+    """Distill the run's supernets (under torchrun: data parallel inside each block; NCCL on GPUs, gloo on CPUs)."""
+    from hwnas.devices import resolve_device
     from hwnas.stages import distill
 
+    device = resolve_device(args.device)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1:
+        import torch
         import torch.distributed as dist
 
-        dist.init_process_group("gloo")
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
         run = open_run(args.run)
         config = DistillConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size)
-        results = distill(run, args.block, config, cache=not args.no_cache)
+        results = distill(run, args.block, config, cache=not args.no_cache, device=str(device))
     finally:
         if world > 1:
             import torch.distributed as dist
@@ -98,7 +106,7 @@ def run_rate(args: argparse.Namespace) -> int:
     from hwnas.stages import rate
 
     run = open_run(args.run)
-    summary = rate(run, args.block, args.max_candidates, args.calibration_samples)
+    summary = rate(run, args.block, args.max_candidates, args.calibration_samples, device=args.device)
     missing = summary["missing_blocks"]
     text = (f"ratings for {run.path}: every block rated -> {run.path / 'ratings.json'}" if not missing
             else f"ratings for {run.path}: blocks {missing} still to rate")

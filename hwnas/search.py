@@ -241,6 +241,18 @@ def remeasure_together(
     return best, ratios
 
 
+def perturbation_warning(ratios: Sequence[float], tolerance: float = 0.15) -> str | None:
+    """A warning when no measuring pass of ``remeasure_together`` came within ``tolerance`` of the table (every pass
+    read the machine as perturbed), else None: the measured numbers then say more about the machine's load at that
+    moment than about the architectures."""
+    if not ratios or any(abs(ratio - 1) <= tolerance for ratio in ratios):
+        return None
+    return (f"every measuring pass read {min(ratios):.2f}-{max(ratios):.2f}x the latency table (tolerance "
+            f"{100 * tolerance:.0f}%): the machine was busy or changed its clock while measuring, so the measured "
+            "latencies (and the budget check) are not reliable; rerun the search on a quiet machine (ratings, table "
+            "and the Optuna study are reused), or re-profile if the machine has changed")
+
+
 def measurer(space: SearchSpace, runtime: Runtime, target: Any, protocol: Protocol) -> Callable[[Hashable], float]:
     """Measure one architecture end to end (the protocol's statistic, ms)."""
 

@@ -179,6 +179,7 @@ def search(
         finalists,
         latency_cost,
         measurer,
+        perturbation_warning,
         plot_front,
         refine,
         remeasure_together,
@@ -242,7 +243,10 @@ def search(
                   "predicted_ms": predictor.predict(space.parse(pick)), "measured_ms": measured[pick],
                   "within_budget": measured[pick] <= budget,
                   "finalists": {a: {"rating": rating_of[a], "measured_ms": measured[a]} for a in candidates},
-                  "finalist_passes_measured_over_predicted": ratios}
+                  "finalist_passes_measured_over_predicted": ratios,
+                  "measurement_warning": perturbation_warning(ratios)}
+        if chosen["measurement_warning"]:
+            print(f"warning: {chosen['measurement_warning']}", file=sys.stderr)
     arch = space.parse(chosen["arch"])
     info = space.info(arch)
     result = {

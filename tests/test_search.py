@@ -25,6 +25,7 @@ def test_search_writes_result_front_and_plot(tiny_run, tiny_table):
     assert result["timm_arch_def"][0] == ["ds_r1_k3_s1_e1_c16_se0.25"]
     assert result["params"] > 0 and result["macs"] > 0 and result["table"] == str(tiny_table)
     assert result["refinement"]["trials"] == 3 and result["refinement"]["failed"] == 0
+    assert "measurement_warning" in chosen and chosen["finalist_passes_measured_over_predicted"]
     front = json.loads(open(result["files"]["front"]).read())
     assert len(front) == result["front_size"] >= 2
     assert all(a["cost"] < b["cost"] and a["rating"] > b["rating"] for a, b in zip(front, front[1:]))
@@ -133,3 +134,14 @@ def test_failed_measurements_are_recorded_with_their_error(tiny_run, tiny_table,
         failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
         assert failed and all(t.user_attrs["error"] == "RuntimeError: device went away" for t in failed)
         assert len(study.directions) == (2 if multi else 1)
+
+
+def test_perturbed_measurements_are_flagged():
+    from hwnas.search import perturbation_warning
+
+    assert perturbation_warning([]) is None
+    assert perturbation_warning([2.14, 1.10]) is None  # the second pass agreed with the table
+    assert perturbation_warning([0.86]) is None
+    text = perturbation_warning([2.14, 1.29, 1.46])
+    assert text is not None and "1.29-2.14x" in text and "quiet machine" in text
+    assert "0.70-0.80x" in (perturbation_warning([0.80, 0.70]) or "")  # faster than the table: clock changed

@@ -210,7 +210,8 @@ def _markdown(report: dict[str, Any]) -> str:
         f"architectures. Chosen ({chosen['source']}): `{chosen['arch']}`; rating {chosen['rating']:.4f}; "
         f"predicted {chosen['predicted_ms']:.4f} ms, measured {chosen['measured_ms']:.4f} ms "
         f"({'within' if chosen['within_budget'] else 'OVER'} budget); {search['params']:,} params, "
-        f"{search['macs']:,} MACs.",
+        f"{search['macs']:,} MACs." + (f" **Warning:** {chosen['measurement_warning']}."
+                                       if chosen.get("measurement_warning") else ""),
         "",
         f"![Pareto front]({report['plots']['pareto_front']})",
         "",
@@ -239,4 +240,5 @@ def _summary(report: dict[str, Any]) -> str:
     chosen = report["search"]["chosen"]
     return (f"chosen {chosen['arch']}: measured {chosen['measured_ms']:.4f} ms for a {report['search']['budget_ms']:g} "
             f"ms budget; trained test accuracy {report['child']['test_accuracy']:.4f}; total "
-            f"{report['wall_s']['total']:.0f} s")
+            f"{report['wall_s']['total']:.0f} s"
+            + (f"\nwarning: {chosen['measurement_warning']}" if chosen.get("measurement_warning") else ""))

@@ -13,6 +13,7 @@ $PY benchmarks/budget_sweep.py --budgets 12
 $PY benchmarks/supernet_costs.py
 .venv/bin/hwnas demo --out runs/demo
 $PY benchmarks/export.py --child-run runs/demo
+$PY benchmarks/eval_noise.py --seeds 4
 # the 20 architectures of ranking_lr002 (spread over its ratings), 5 seeds, SPOS entangled with 5 warm-up epochs (the
 # defaults); without --archs-from a fresh spread is drawn; the results before it add --spos-sharing separate --spos-warmup 0
 $PY benchmarks/ranking.py --archs 20 --seeds 5 --epochs 20 --teacher-epochs 20 --spos-epochs 40 --rating-seeds 3 --archs-from benchmarks/results/ranking_lr002.json --work runs/bench-ranking-lr --name ranking

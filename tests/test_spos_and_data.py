@@ -211,3 +211,18 @@ def test_gradient_clipping_changes_training_and_bad_values_are_refused(tmp_path)
             TrainConfig(grad_clip=bad)
         with pytest.raises(ValueError, match="grad_clip"):
             SPOSConfig(grad_clip=bad)
+
+
+def test_large_distorted_test_set_is_fixed_and_independent_of_the_splits():
+    from hwnas.data import large_distorted_test_set, load_data
+
+    first, again = large_distorted_test_set(32, 3), large_distorted_test_set(32, 3)
+    assert torch.equal(first.tensors[0], again.tensors[0]) and len(first) == 3 * 360
+    plain = load_data("digits", 32)
+    _, labels = plain.tensors("test")
+    assert torch.equal(first.tensors[1], labels.repeat_interleave(3))
+    own = load_data("digits-distorted-3", 32).datasets["test"]
+    assert torch.equal(own.tensors[1], first.tensors[1])
+    assert (own.tensors[0] - first.tensors[0]).abs().mean() > 0.1  # distortions of its own, not the split's
+    with pytest.raises(ValueError, match="at least 1 copy"):
+        large_distorted_test_set(32, 0)

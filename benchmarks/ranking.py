@@ -169,16 +169,17 @@ def stand_alone(work: str, data: str, arch: str, seed: int, epochs: int, augment
     name = f"{hashlib.sha1(arch.encode()).hexdigest()[:12]}_e{epochs}{tag}_s{seed}"
     result_path, weights = folder / f"{name}.json", folder / f"{name}_weights.pt"
     space = get_space(SPACE)
-    torch.manual_seed(seed)
-    model = space.build(space.parse(arch)).train()
     if result_path.exists():
         result = read_json(result_path, "stand-alone result")
         key = f"test_accuracy_x{test_copies}"
         if test_copies and key not in result and weights.exists():
+            model = space.build(space.parse(arch))
             model.load_state_dict(load_checkpoint(weights))
             result[key] = large_test_accuracy(model, data, test_copies)
             atomic_write_json(result_path, result)
         return result
+    torch.manual_seed(seed)
+    model = space.build(space.parse(arch)).train()
     started = time.perf_counter()
     config = TrainConfig(epochs=epochs, seed=seed, augment=augment, augment_strength=strength, grad_clip=clip)
     trained = train_classifier(model, load_data(data, 32), config, folder / f"{name}.pt", show_progress=False,
@@ -295,9 +296,11 @@ def main() -> None:
     clip = args.grad_clip or None
     if args.full_range_archs == 1 or args.full_range_archs < 0:
         parser.error("--full-range-archs needs 0 or >= 2 (the two ends at least)")
+    if args.test_copies < 0:
+        parser.error(f"--test-copies must be >= 0 (0: the data's own test split only), got {args.test_copies}")
     if args.seeds < 2 or args.archs < 3 or args.rating_seeds < 1:
         parser.error("the benchmark needs --seeds >= 2 (seed-to-seed spread), --archs >= 3 and --rating-seeds >= 1")
-    from hwnas.data import large_distorted_test_set, load_data
+    from hwnas.data import load_data
     from hwnas.devices import load_checkpoint, resolve_device
     from hwnas.rank_noise import noise_ceiling_tau, seed_noise_variance
     from hwnas.run import create_or_open_run
@@ -389,8 +392,8 @@ def main() -> None:
           f"{statistics.fmean(seed_vs_seed):.3f}; a perfect score would reach Kendall tau {ceiling:.3f} (noise ceiling)")
     if large:
         small_tau = correlation([-r for r in rating], [statistics.fmean(v) for v in zip(*small_split)])["kendall_tau"]
-        print(f"accuracies on the {args.test_copies}-copy test set ({len(large_distorted_test_set(32, args.test_copies))}"
-              f" images); on the data's own test split ({len(bundle.datasets['test'])}) the seed-to-seed std is "
+        print(f"accuracies on the large test set ({args.test_copies} distortions of each test digit); on the data's "
+              f"own test split ({len(bundle.datasets['test'])} images) the seed-to-seed std is "
               f"{100 * small_split_seed_std:.2f} pts, its noise ceiling {noise_ceiling_tau(small_split):.3f}, hwnas tau "
               f"{small_tau:.3f}")
     if rating_self_tau:

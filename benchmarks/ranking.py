@@ -25,7 +25,9 @@ Distilled with 3 seeds (``--rating-seeds 3``), hwnas's ratings agree with each o
 0.242-0.263 each (their mean 0.305): the ranking's noise is mostly the stand-alone accuracies'.
 With 10 more architectures from hwnas's best to its worst over the whole space (``--full-range-archs 10``, 3 seeds,
 ``ranking_wide``) the architectures spread wider than the seeds (0.84 vs 0.71 pts): hwnas tau 0.399, SPOS 0.327, MACs
-0.389, noise ceiling 0.682.
+0.389, noise ceiling 0.682. Other scores from the same supernets (``rating_variants.py``: stitched students under the
+teacher's head, the KL of the teacher with one stage swapped, block weights calibrated on trained architectures, MSE)
+do no better than the plain l1_rel sum on those accuracies.
 
 Reported: Kendall tau and Spearman rho of each method's score against the seed-averaged test accuracy; the spread of
 accuracies across architectures next to the seed-to-seed spread (pooled over every architecture); the agreement of

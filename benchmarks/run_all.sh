@@ -19,6 +19,8 @@ $PY benchmarks/eval_noise.py --seeds 4
 $PY benchmarks/ranking.py --archs 20 --seeds 5 --epochs 20 --teacher-epochs 20 --spos-epochs 40 --rating-seeds 3 --archs-from benchmarks/results/ranking_lr002.json --work runs/bench-ranking-lr --name ranking
 # the same 20 plus 10 from hwnas's best to its worst over the whole space, 3 seeds (arch spread > seed spread)
 $PY benchmarks/ranking.py --archs 20 --seeds 3 --epochs 20 --teacher-epochs 20 --spos-epochs 40 --rating-seeds 3 --full-range-archs 10 --archs-from benchmarks/results/ranking_lr002.json --work runs/bench-ranking-lr --name ranking_wide
+# other scores (stitched students, swap KL, calibrated block weights, ...) from the supernets of that run, on ranking_wide's accuracies
+$PY benchmarks/rating_variants.py --result benchmarks/results/ranking_wide.json --run runs/bench-ranking-lr/run
 # the same before the distillation lr went from DNA's 0.002 to 0.02 (3 seeds):
 # $PY benchmarks/ranking.py --archs 20 --seeds 3 --distill-lr 0.002 --work runs/bench-ranking-clip --name ranking_lr002 --spos-sharing separate --spos-warmup 0
 # the same before gradient clipping (some seeds blew up early), at full and at half augmentation strength:

@@ -199,6 +199,10 @@ def main() -> None:
     if not (args.run / "ratings.json").exists():
         from ranking import hwnas_stage
 
+        if args.run.name != "run":
+            parser.error(f"{args.run} has no ratings.json; a missing run is made as WORK/run (the ranking's layout): "
+                         "pass --run WORK/run, or rate that run first with 'hwnas rate --run'")
+
         print(f"{args.run} has no rated supernets: training the teacher, distilling and rating (the ranking's "
               "defaults)", flush=True)
         recipe = result.get("recipe", {})

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from profilers import LatencyStats, MissingRuntimeError, Protocol, get_runtime, measure
+from profilers._protocol import measure_batches
 from profilers.predictor import LatencyPredictor, fit_calibration
 from profilers.profile import LocalTarget, profile_space
 from profilers.table import LatencyTable
@@ -65,6 +66,37 @@ def test_measure_interleaves_and_resumes_from_stored_batches():
     again = measure({"a": runner("a"), "b": runner("b")}, protocol, done=done)
     assert calls["a"] == 2 + 5 and calls["b"] == 2 + 15
     assert again["a"].n == 15
+
+
+def test_rounds_go_on_until_the_measurement_spans_min_span_s():
+    # a perfectly steady timer: the statistic is stable from the second round, so only the span keeps rounds going
+    rounds = []
+
+    def timer(n):
+        time.sleep(0.02)
+        return [1.0] * n
+
+    steady = Protocol(min_rounds=2, max_rounds=200, rel_tol=0.01, min_span_s=0.0)
+    measure_batches({"a": timer}, {"a": 5}, steady, on_round=lambda done, total: rounds.append(done))
+    assert len(rounds) == 2
+    rounds.clear()
+    spanned = Protocol(min_rounds=2, max_rounds=200, rel_tol=0.01, min_span_s=0.3)
+    started = time.monotonic()
+    measure_batches({"a": timer}, {"a": 5}, spanned, on_round=lambda done, total: rounds.append(done))
+    assert time.monotonic() - started >= 0.3 and 2 < len(rounds) < 200
+    # max_rounds still caps it
+    rounds.clear()
+    measure_batches({"a": timer}, {"a": 5}, Protocol(min_rounds=2, max_rounds=4, min_span_s=60.0),
+                    on_round=lambda done, total: rounds.append(done))
+    assert len(rounds) == 4
+    # rounds restored from a killed run do not count toward the span: fresh timing must span it again
+    rounds.clear()
+    fresh = []
+    measure_batches({"a": lambda n: fresh.append(time.monotonic()) or timer(n)}, {"a": 5}, spanned,
+                    done={"a": [[1.0] * 5] * 8}, on_round=lambda done, total: rounds.append(done))
+    assert len(rounds) > 8 and len(fresh) >= 2 and time.monotonic() - fresh[0] >= 0.3
+    with pytest.raises(ValueError, match="min_span_s >= 0"):
+        Protocol(min_span_s=-1)
 
 
 @pytest.mark.parametrize("name", ["onnxruntime", "torch", "litert"])

@@ -8,7 +8,7 @@ Rounds also go on until the measurement has spanned ``min_span_s`` seconds: a sh
 states every few seconds (one network read 0.18 ms and 0.28 ms in alternate seconds on the 2-core development VM),
 and a measurement shorter than that sees one state only, whichever it was. On such a day the demo's tiny-space
 profile, 3-6 rounds in about a second, re-measured its held-out networks 31-61% apart and missed them by 15-16%;
-with rounds spanning 10 s (at most 60), 1.7-2.1% apart and 2.3-2.7% off, for 60-90 s more.
+the same rounds made to span 10 s: 0.7% apart and 1.5% off, for 10 s more.
 """
 
 from __future__ import annotations
@@ -32,19 +32,20 @@ class Protocol:
     round_budget_s: float = 0.25
     min_runs_per_round: int = 10
     min_rounds: int = 5
-    max_rounds: int = 60
+    max_rounds: int = 10
     rel_tol: float = 0.01
     statistic: str = "p10"
     seed: int = 0
     min_span_s: float = 10.0
+    span_max_rounds: int = 100
 
     def __post_init__(self) -> None:
         if self.statistic not in STATISTICS:
             raise ValueError(f"unknown statistic {self.statistic!r}; choose one of: {', '.join(STATISTICS)}")
         if not 1 <= self.min_rounds <= self.max_rounds or self.runs_per_round < 1 or self.min_runs_per_round < 1:
             raise ValueError(f"protocol needs 1 <= min_rounds <= max_rounds and runs >= 1, got {self}")
-        if not self.min_span_s >= 0:
-            raise ValueError(f"protocol needs min_span_s >= 0 seconds, got {self.min_span_s}")
+        if not self.min_span_s >= 0 or self.span_max_rounds < self.max_rounds:
+            raise ValueError(f"protocol needs min_span_s >= 0 seconds and span_max_rounds >= max_rounds, got {self}")
 
     def to_dict(self) -> dict[str, object]:
         """JSON-able form."""
@@ -98,14 +99,16 @@ def measure_batches(
     rng: random.Random | None = None,
 ) -> dict[str, LatencyStats]:
     """The rounds of the protocol over batch timers (``timer(n)`` times ``n`` runs and returns their ms): every
-    round visits every key once in a shuffled order, until the statistic is stable, at least ``min_rounds`` were
-    made and the batches timed in this call span ``min_span_s`` seconds, or ``max_rounds``. Rounds restored from
-    ``done`` never end it early: a resumed measurement still spans ``min_span_s`` of fresh timing."""
+    round visits every key once in a shuffled order, until the statistic is stable (after ``min_rounds``) or
+    ``max_rounds`` were made, but never before the batches timed in this call span ``min_span_s`` seconds: short
+    rounds go on past ``max_rounds`` until then, up to ``span_max_rounds``. Long rounds (a large space, a phone) span
+    it in one round and keep the 5-10 rounds. Rounds restored from ``done`` never end it early: a resumed measurement
+    still spans ``min_span_s`` of fresh timing."""
     batches: dict[str, list[list[float]]] = {key: [list(b) for b in (done or {}).get(key, [])] for key in timers}
     rng = rng or random.Random(protocol.seed)
     previous: dict[str, float] = {}
     first_fresh: float | None = None
-    for round_index in range(protocol.max_rounds):
+    for round_index in range(protocol.span_max_rounds):
         order = list(timers)
         rng.shuffle(order)
         for key in order:
@@ -122,6 +125,8 @@ def measure_batches(
         current = {key: _stat(batches[key], protocol.statistic) for key in timers}
         spanned = protocol.min_span_s == 0 or (
             first_fresh is not None and time.monotonic() - first_fresh >= protocol.min_span_s)
+        if spanned and round_index + 1 >= protocol.max_rounds:
+            break
         if round_index + 1 >= protocol.min_rounds and spanned and previous and all(
             abs(current[k] - previous[k]) <= protocol.rel_tol * previous[k] for k in timers
         ):

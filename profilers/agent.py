@@ -230,7 +230,7 @@ def _protocol_from(payload: Mapping[str, Any], max_seconds: float) -> Protocol:
         protocol = Protocol(**raw)
     except (TypeError, ValueError) as error:
         raise RequestError(HTTPStatus.BAD_REQUEST, f"bad 'protocol': {error}") from error
-    if protocol.max_rounds * protocol.round_budget_s > max_seconds:
+    if max(protocol.max_rounds * protocol.round_budget_s, protocol.min_span_s) > max_seconds:
         raise RequestError(HTTPStatus.BAD_REQUEST, "the protocol asks for more time than the agent allows")
     return protocol
 

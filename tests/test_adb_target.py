@@ -87,7 +87,7 @@ def test_units_are_pushed_and_timed_on_the_device_in_rounds(phone, tmp_path):
     small = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU())
     large = torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3), torch.nn.ReLU(), torch.nn.Conv2d(64, 64, 3))
     example = torch.zeros(1, 3, 32, 32)
-    protocol = Protocol(warmup_runs=2, runs_per_round=20, min_rounds=2, max_rounds=3)
+    protocol = Protocol(warmup_runs=2, runs_per_round=20, min_rounds=2, max_rounds=3, min_span_s=0.0)
     stats = target.measure_modules({"small": (small, example), "large": (large, example)}, protocol, tmp_path)
     assert 40 <= stats["small"].n <= 60 and stats["large"].median > 2 * stats["small"].median
     pushed = list((phone / "data/local/tmp/hwnas").iterdir())

@@ -54,7 +54,7 @@ def test_measure_interleaves_and_resumes_from_stored_batches():
         return run
 
     protocol = Protocol(warmup_runs=2, runs_per_round=5, round_budget_s=1.0, min_runs_per_round=5, min_rounds=3,
-                        max_rounds=3, rel_tol=0.5)
+                        max_rounds=3, rel_tol=0.5, min_span_s=0.0)
     stored = []
     stats = measure({"a": runner("a"), "b": runner("b")}, protocol, on_batch=lambda k, r, t: stored.append((k, r, t)))
     assert stats["a"].n == 15 and stats["b"].n == 15
@@ -76,27 +76,30 @@ def test_rounds_go_on_until_the_measurement_spans_min_span_s():
         time.sleep(0.02)
         return [1.0] * n
 
-    steady = Protocol(min_rounds=2, max_rounds=200, rel_tol=0.01, min_span_s=0.0)
-    measure_batches({"a": timer}, {"a": 5}, steady, on_round=lambda done, total: rounds.append(done))
-    assert len(rounds) == 2
-    rounds.clear()
-    spanned = Protocol(min_rounds=2, max_rounds=200, rel_tol=0.01, min_span_s=0.3)
+    def count(protocol, **kwargs):
+        rounds.clear()
+        measure_batches({"a": timer}, {"a": 5}, protocol, on_round=lambda done, total: rounds.append(done), **kwargs)
+        return len(rounds)
+
+    assert count(Protocol(min_rounds=2, max_rounds=10, min_span_s=0.0)) == 2
+    # long rounds span it at once: the stability rule alone decides, as without a span
+    assert count(Protocol(min_rounds=2, max_rounds=10, min_span_s=0.01)) == 2
+    # short rounds go on past max_rounds until the span is reached
+    spanned = Protocol(min_rounds=2, max_rounds=4, min_span_s=0.3, span_max_rounds=500)
     started = time.monotonic()
-    measure_batches({"a": timer}, {"a": 5}, spanned, on_round=lambda done, total: rounds.append(done))
-    assert time.monotonic() - started >= 0.3 and 2 < len(rounds) < 200
-    # max_rounds still caps it
-    rounds.clear()
-    measure_batches({"a": timer}, {"a": 5}, Protocol(min_rounds=2, max_rounds=4, min_span_s=60.0),
-                    on_round=lambda done, total: rounds.append(done))
-    assert len(rounds) == 4
+    assert 4 < count(spanned) < 500 and time.monotonic() - started >= 0.3
+    # up to span_max_rounds
+    assert count(Protocol(min_rounds=2, max_rounds=4, min_span_s=60.0, span_max_rounds=6)) == 6
     # rounds restored from a killed run do not count toward the span: fresh timing must span it again
-    rounds.clear()
     fresh = []
+    rounds.clear()
     measure_batches({"a": lambda n: fresh.append(time.monotonic()) or timer(n)}, {"a": 5}, spanned,
                     done={"a": [[1.0] * 5] * 8}, on_round=lambda done, total: rounds.append(done))
     assert len(rounds) > 8 and len(fresh) >= 2 and time.monotonic() - fresh[0] >= 0.3
     with pytest.raises(ValueError, match="min_span_s >= 0"):
         Protocol(min_span_s=-1)
+    with pytest.raises(ValueError, match="span_max_rounds >= max_rounds"):
+        Protocol(max_rounds=20, span_max_rounds=10)
 
 
 @pytest.mark.parametrize("name", ["onnxruntime", "torch", "litert"])
@@ -258,7 +261,7 @@ from profilers import Protocol, get_runtime
 from profilers.profile import profile_space
 from search_spaces import get_space
 protocol = Protocol(warmup_runs=2, runs_per_round=20, round_budget_s=0.05, min_runs_per_round=5, min_rounds=4,
-                    max_rounds=4, rel_tol=0.01)
+                    max_rounds=4, rel_tol=0.01, min_span_s=0.0)
 profile_space(get_space("mbconv-tiny"), get_runtime("onnxruntime"), sys.argv[1], protocol, show_progress=False)
 """
 

@@ -26,10 +26,10 @@ from profilers import Protocol, get_runtime
 from profilers._files import atomic_write_bytes, atomic_write_json, read_json
 
 DEMO_SPACE = "mbconv-tiny"
-# short batches, but rounds until the measurement spans Protocol.min_span_s (10 s): on a VM whose speed switches every
-# few seconds, 3-6 rounds of the tiny space (about a second) saw one state only (re-measure spread 31% vs 2-3%)
-PROFILE_PROTOCOL = Protocol(min_rounds=3, max_rounds=60, round_budget_s=0.1)
-SEARCH_PROTOCOL = Protocol(min_rounds=3, max_rounds=60, round_budget_s=0.05)
+# short batches and few rounds, but never shorter than Protocol.min_span_s (10 s): on a VM whose speed switches every
+# few seconds, 3-6 rounds of the tiny space (about a second) saw one state only (re-measure spread 31-61% vs 2-3%)
+PROFILE_PROTOCOL = Protocol(min_rounds=3, max_rounds=6, round_budget_s=0.1)
+SEARCH_PROTOCOL = Protocol(min_rounds=3, max_rounds=5, round_budget_s=0.05)
 TEACHER = TrainConfig(epochs=15)
 DISTILL = DistillConfig(epochs=20)  # digits is small: 6 epochs left deeper candidates rated worse than shallow
 CHILD = TrainConfig(epochs=15, distill_weight=0.5)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
@@ -39,26 +39,9 @@ from _common import RESULTS, ROOT, print_table, write_result
 from scipy.stats import kendalltau, spearmanr
 from torch import nn
 
+from hwnas.rating import _recalibrate_and_run
+
 SPACE = "mbconv-tiny"
-
-
-def recalibrated(modules: list[nn.Module], forward: Callable[[torch.Tensor], torch.Tensor], calibration: torch.Tensor,
-                 held_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """BN statistics of ``modules`` re-estimated on ``calibration`` (cumulative average), then ``held_out`` in eval
-    mode; returns both outputs (the calibration output feeds the next block's re-estimation)."""
-    norms = [m for module in modules for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    momenta = [n.momentum for n in norms]
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None
-    for module in modules:
-        module.train()
-    calibrated = forward(calibration)
-    for module in modules:
-        module.eval()
-    for norm, momentum in zip(norms, momenta):
-        norm.momentum = momentum
-    return calibrated, forward(held_out)
 
 
 def path_modules(supernet: Any, state: Hashable, candidate: Any) -> list[nn.Module]:
@@ -103,9 +86,8 @@ class SupernetScorer:
 
     def _block(self, block: int, state: Hashable, candidate: Any, calibration: torch.Tensor, held_out: torch.Tensor,
                ) -> tuple[torch.Tensor, torch.Tensor]:
-        supernet = self.supernets[block]
-        return recalibrated(path_modules(supernet, state, candidate),
-                            lambda x: supernet.path_forward(x, state, candidate), calibration, held_out)
+        path = nn.Sequential(*path_modules(self.supernets[block], state, candidate))  # = path_forward
+        return _recalibrate_and_run(path, calibration, held_out)
 
     @torch.no_grad()
     def stitched(self, arch: Hashable) -> dict[str, float]:

@@ -58,6 +58,7 @@ class SupernetScorer:
     """The run's teacher, cached features and block supernets, with the whole-network scores of an architecture."""
 
     def __init__(self, run_path: Path, calibration_samples: int) -> None:
+        from hwnas.data import load_data
         from hwnas.distill import load_supernet
         from hwnas.features import TeacherFeatures
         from hwnas.run import open_run
@@ -66,8 +67,6 @@ class SupernetScorer:
         self.run = open_run(run_path)
         self.space = self.run.space
         self.teacher = open_teacher(self.run).eval()
-        from hwnas.data import load_data
-
         bundle = load_data(self.run.config["data"], self.space.resolution)
         self.features = TeacherFeatures(self.teacher, bundle, self.run.path / "cache", show_progress=False)
         count = self.features.size("val")

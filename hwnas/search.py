@@ -211,9 +211,12 @@ def finalists(study: Any, budget_ms: float, count: int = 6, slack: float = 1.25)
     return list(dict.fromkeys(t.user_attrs["arch"] for t in ranked))[:count]
 
 
+PERTURBED_TOLERANCE = 0.15  # a measuring pass further than this from the table (median ratio) reads as perturbed
+
+
 def remeasure_together(
     space: SearchSpace, archs: Sequence[str], target: Any, protocol: Protocol, predict: Callable[[Hashable], float],
-    workdir: Path, tolerance: float = 0.15, attempts: int = 3, pause_s: float = 5.0,
+    workdir: Path, tolerance: float = PERTURBED_TOLERANCE, attempts: int = 3, pause_s: float = 5.0,
 ) -> tuple[dict[str, float], list[float]]:
     """Measure the finalists in one interleaved pass, so drift hits them alike.
 
@@ -241,7 +244,7 @@ def remeasure_together(
     return best, ratios
 
 
-def perturbation_warning(ratios: Sequence[float], tolerance: float = 0.15) -> str | None:
+def perturbation_warning(ratios: Sequence[float], tolerance: float = PERTURBED_TOLERANCE) -> str | None:
     """A warning when no measuring pass of ``remeasure_together`` came within ``tolerance`` of the table (every pass
     read the machine as perturbed), else None: the measured numbers then say more about the machine's load at that
     moment than about the architectures."""

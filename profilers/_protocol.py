@@ -77,7 +77,8 @@ def measure(
     """Measure every runner under ``protocol``; ``done`` holds batches already measured (for resume).
 
     Returns the statistics of every runner. ``on_batch(key, round, times_ms)`` sees each new batch;
-    ``on_round(round, max_rounds)`` is told when a round ends.
+    ``on_round(round, total)`` is told when a round ends (``total``: ``max_rounds``, or the rounds made so far when
+    short rounds went past it to span ``min_span_s``).
     """
     runs: dict[str, int] = {}
     for key, runner in runners.items():
@@ -120,16 +121,15 @@ def measure_batches(
             batches[key].append(times)
             if on_batch is not None:
                 on_batch(key, round_index, times)
+        made = round_index + 1
         if on_round is not None:
-            on_round(round_index + 1, protocol.max_rounds)
+            on_round(made, max(made, protocol.max_rounds))  # short rounds may go past max_rounds
         current = {key: _stat(batches[key], protocol.statistic) for key in timers}
         spanned = protocol.min_span_s == 0 or (
             first_fresh is not None and time.monotonic() - first_fresh >= protocol.min_span_s)
-        if spanned and round_index + 1 >= protocol.max_rounds:
-            break
-        if round_index + 1 >= protocol.min_rounds and spanned and previous and all(
-            abs(current[k] - previous[k]) <= protocol.rel_tol * previous[k] for k in timers
-        ):
+        stable = made >= protocol.min_rounds and bool(previous) and all(
+            abs(current[k] - previous[k]) <= protocol.rel_tol * previous[k] for k in timers)
+        if spanned and (made >= protocol.max_rounds or stable):
             break
         previous = current
     return {key: LatencyStats.of([t for batch in batches[key] for t in batch]) for key in timers}

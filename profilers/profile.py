@@ -234,7 +234,7 @@ def profile_space(
                    file=sys.stderr)
 
         def on_round(done: int, total: int) -> None:
-            bar.total = max(bar.total, done)  # short rounds go on past max_rounds until they span min_span_s
+            bar.total = total
             bar.update(done - bar.n)
 
         stats = target.measure_files(refs, protocol, store, "unit:", on_round=on_round)

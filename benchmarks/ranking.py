@@ -249,7 +249,9 @@ def plot(path: Path, ratings: list[float], spos: list[float], accuracies: list[f
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--archs", type=int, default=20)
+    parser.add_argument("--archs", type=int, default=20,
+                        help="architectures at evenly spaced quantiles of hwnas's rating over random samples (0: none, "
+                             "only --full-range-archs)")
     parser.add_argument("--seeds", type=int, default=2, help="stand-alone trainings per architecture (>= 2)")
     parser.add_argument("--data", default="digits-distorted-4")
     parser.add_argument("--epochs", type=int, default=20, help="stand-alone training epochs (the fixed recipe)")
@@ -300,8 +302,10 @@ def main() -> None:
         parser.error("--full-range-archs needs 0 or >= 2 (the two ends at least)")
     if args.test_copies < 0:
         parser.error(f"--test-copies must be >= 0 (0: the data's own test split only), got {args.test_copies}")
-    if args.seeds < 2 or args.archs < 3 or args.rating_seeds < 1:
-        parser.error("the benchmark needs --seeds >= 2 (seed-to-seed spread), --archs >= 3 and --rating-seeds >= 1")
+    if args.seeds < 2 or args.archs in (1, 2) or args.archs < 0 or args.archs + args.full_range_archs < 3 \
+            or args.rating_seeds < 1:
+        parser.error("the benchmark needs --seeds >= 2 (seed-to-seed spread), --archs 0 or >= 3, at least 3 "
+                     "architectures in all (--archs plus --full-range-archs) and --rating-seeds >= 1")
     from hwnas.data import load_data
     from hwnas.devices import load_checkpoint, resolve_device
     from hwnas.rank_noise import noise_ceiling_tau, seed_noise_variance
@@ -329,8 +333,10 @@ def main() -> None:
         ratings, run_config = load_ratings(hwnas_run), hwnas_run.config
         if args.archs_from:
             archs = [str(space.parse(a)) for a in read_json(args.archs_from, "earlier ranking result")["archs"]]
-        else:
+        elif args.archs:
             archs = [str(a) for a in spread_archs(space, ratings, args.archs)]
+        else:
+            archs = []
         if args.full_range_archs:
             archs += [str(a) for a in full_range_archs(space, ratings, args.full_range_archs) if str(a) not in archs]
         seed_jobs = [pool.submit(rating_seed_stage, str(work), seed, args.distill_epochs, args.distill_lr, device)

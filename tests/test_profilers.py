@@ -271,7 +271,7 @@ def test_killed_profile_resumes_and_finishes(tmp_path):
     database = tmp_path / "table.json.work" / "samples.sqlite"
     process = subprocess.Popen([sys.executable, "-c", PROFILE_SCRIPT, str(out)])
     stored = 0
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600  # a cap, not a speed target: a loaded machine is slow
     while time.monotonic() < deadline and stored < 150 and process.poll() is None:
         time.sleep(0.2)
         if database.exists():

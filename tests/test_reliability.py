@@ -17,7 +17,7 @@ from hwnas.cli import main
 HWNAS = [sys.executable, "-m", "hwnas.cli"]
 
 
-def _kill_when(args: list[str], ready, timeout: float = 180) -> None:
+def _kill_when(args: list[str], ready, timeout: float = 600) -> None:
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None and not ready():

@@ -27,7 +27,11 @@ With 10 more architectures from hwnas's best to its worst over the whole space (
 ``ranking_wide``) the architectures spread wider than the seeds (0.84 vs 0.71 pts): hwnas tau 0.399, SPOS 0.327, MACs
 0.389, noise ceiling 0.682. Other scores from the same supernets (``rating_variants.py``: stitched students under the
 teacher's head, the KL of the teacher with one stage swapped, block weights calibrated on trained architectures, MSE)
-do no better than the plain l1_rel sum on those accuracies.
+do no better than the plain l1_rel sum on those accuracies. Over 20 full-range architectures alone (``--archs 0
+--full-range-archs 20``, ``runs/bench-ranking-lr``'s supernets, a fresh SPOS supernet at 99.1% sampled-path train
+accuracy), the first seed's large-test-set accuracies (94.2-96.9%) gave hwnas tau 0.505, MACs 0.537 and SPOS 0.716:
+across the whole space SPOS's end-to-end accuracy ranks better than the block-wise rating (the 2-seed result,
+``ranking_full``, was not finished on 2026-11-30; rerunning the same command resumes it).
 
 Reported: Kendall tau and Spearman rho of each method's score against the seed-averaged test accuracy; the spread of
 accuracies across architectures next to the seed-to-seed spread (pooled over every architecture); the agreement of

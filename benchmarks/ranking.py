@@ -30,8 +30,12 @@ teacher's head, the KL of the teacher with one stage swapped, block weights cali
 do no better than the plain l1_rel sum on those accuracies. Over 20 full-range architectures alone (``--archs 0
 --full-range-archs 20``, ``runs/bench-ranking-lr``'s supernets, a fresh SPOS supernet at 99.1% sampled-path train
 accuracy), the first seed's large-test-set accuracies (94.2-96.9%) gave hwnas tau 0.505, MACs 0.537 and SPOS 0.716:
-across the whole space SPOS's end-to-end accuracy ranks better than the block-wise rating (the 2-seed result,
-``ranking_full``, was not finished on 2026-11-30; rerunning the same command resumes it).
+across the whole space SPOS's end-to-end accuracy ranks better than the block-wise rating. No score from the block
+supernets closes that gap there (``rating_variants.py`` on those accuracies: mse_rel 0.516, swap KL 0.379, DONNA-style
+block weights with MACs 0.526, stitched students about 0; the l1_rel sum's order is each block's own, the
+architectures being per-block quantiles). The 2-seed result was not finished on 2026-11-30; this resumes it:
+``python benchmarks/ranking.py --archs 0 --full-range-archs 20 --seeds 2 --work runs/bench-ranking-lr --name
+ranking_full``.
 
 Reported: Kendall tau and Spearman rho of each method's score against the seed-averaged test accuracy; the spread of
 accuracies across architectures next to the seed-to-seed spread (pooled over every architecture); the agreement of

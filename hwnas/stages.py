@@ -205,6 +205,11 @@ def search(
     else:
         cost = counted_cost(space, objective)
     combiner = Combiner(space, ratings, cost.unit_cost, cost.base)
+    if objective == "latency" and combiner.min_cost <= 0:
+        raise ValueError(f"latency table {table_path} predicts {combiner.min_cost:.4g} ms for the cheapest "
+                         f"architecture of {space.name}: its calibration was fitted on too few or too noisy networks "
+                         f"(or by an hwnas older than the non-negative fit); re-profile it on a quiet machine with "
+                         f"--calibrate 10 or more")
     try:
         best = combiner.best_under(budget)
     except ValueError:

@@ -1,8 +1,9 @@
 """Predicting a whole network's latency from a table, calibrated on networks measured end to end.
 
 raw(arch) = overhead + sum over units of (unit - overhead): each unit measurement holds one call's overhead and the
-network pays it once. The calibration is ``a + b * raw + c * layers`` with ``b > 0`` and ``c >= 0`` (a positive
-least-squares fit; ``layers`` is the number of units, stem and head included): ``c`` is what each layer costs inside
+network pays it once. The calibration is ``a + b * raw + c * layers`` with ``b > 0``, ``c >= 0`` and the
+shallowest network's fixed cost ``a + b * overhead + c * fewest_layers >= 0`` (a non-negative least-squares fit;
+``layers`` is the number of units, stem and head included): ``c`` is what each layer costs inside
 a whole network beyond its isolated measurement (caches no longer warm, memory traffic between layers). The
 prediction therefore stays a sum over units, ``(a + b * overhead) + sum of (b * (unit - overhead) + c)``, strictly
 increasing in every unit's entry, so the combiner works on calibrated unit costs directly. Tables written before the
@@ -62,29 +63,50 @@ class LatencyPredictor:
         return self.calibrated_base + sum(self.calibrated_unit_cost(u.key) for u in self.space.units(arch))
 
 
+def min_layers(space: SearchSpace) -> int:
+    """The fewest latency units (stem and head included) any architecture of ``space`` has."""
+    state, count = space.initial_state(), len(space.stem_units())
+    for block in range(space.num_blocks):
+        fewest = min(space.block_candidates(block), key=lambda c: len(space.block_units(block, c, state)))
+        count += len(space.block_units(block, fewest, state))
+        state = space.block_output_state(block, fewest)
+    return count + len(space.head_units(state))
+
+
 def fit_calibration(raw_ms: Sequence[float], measured_ms: Sequence[float], archs: Sequence[str],
-                    layers: Sequence[int] | None = None) -> dict[str, Any]:
-    """Fit measured = a + b * raw (+ c * layers when the layer counts are given) with b > 0 and c >= 0 (scikit-learn,
-    positive coefficients); needs >= 3 networks (>= 4 with layers)."""
+                    layers: Sequence[int] | None = None, overhead: float = 0.0,
+                    fewest_layers: int | None = None) -> dict[str, Any]:
+    """Fit measured = a + b * raw (+ c * layers when the layer counts are given); needs >= 3 networks (>= 4 with
+    layers).
+
+    The fit is a non-negative least-squares one in the form ``d + b * (raw - overhead) + c * (layers - fewest)``
+    with ``d, b, c >= 0`` (``fewest`` is the space's fewest layers, the calibration networks' fewest when not
+    given): every unit's calibrated cost stays positive and so does the fixed cost of the shallowest network, so no
+    architecture of the space is ever predicted at or below 0 ms, however noisy or few the networks measured (an
+    unconstrained intercept lets a steep slope on a handful of noisy networks predict negative latencies). It is
+    stored as ``a = d - b * overhead - c * fewest``.
+    """
     from sklearn.linear_model import LinearRegression
 
     needed = 3 if layers is None else 4
     if len(raw_ms) < needed:
         raise ValueError(f"calibration needs at least {needed} measured networks, got {len(raw_ms)}; use --calibrate "
                          f"{needed} or more")
-    columns = [raw_ms] if layers is None else [raw_ms, layers]
-    x = np.asarray(columns, dtype=float).T
     y = np.asarray(measured_ms, dtype=float)
-    model = LinearRegression(positive=True).fit(x, y)
-    slope, intercept = float(model.coef_[0]), float(model.intercept_)
-    per_layer = float(model.coef_[1]) if layers is not None else 0.0
+    units = np.asarray(raw_ms, dtype=float) - overhead
+    fewest = 0 if layers is None else int(min(layers) if fewest_layers is None else min(fewest_layers, *layers))
+    extra = np.zeros_like(units) if layers is None else np.asarray(layers, dtype=float) - fewest
+    x = np.stack([np.ones_like(units), units, extra], axis=1)
+    fixed, slope, per_layer = (float(v) for v in LinearRegression(positive=True, fit_intercept=False).fit(x, y).coef_)
     if slope <= 1e-6:  # keep it strictly increasing: offset only
-        slope, per_layer, intercept = 1.0, 0.0, float(np.mean(y - x[:, 0]))
-    calibration = {"kind": "linear" if layers is None else "linear+layers", "intercept": intercept, "slope": slope,
+        slope, per_layer, fixed = 1.0, 0.0, max(0.0, float(np.mean(y - units)))
+    calibration = {"kind": "linear" if layers is None else "linear+layers",
+                   "intercept": fixed - slope * overhead - per_layer * fewest, "slope": slope,
                    "per_layer": per_layer, "n": len(raw_ms), "archs": list(archs),
                    "raw_ms": [float(v) for v in raw_ms], "measured_ms": [float(v) for v in y]}
     if layers is not None:
         calibration["layers"] = [int(v) for v in layers]
+        calibration["fewest_layers"] = fewest
     return calibration
 
 

@@ -29,7 +29,7 @@ from profilers._base import ModelRef, Runtime
 from profilers._device import device_metadata
 from profilers._protocol import Protocol, Runner, measure
 from profilers._stats import LatencyStats
-from profilers.predictor import LatencyPredictor, fit_calibration, plot_validation, validation_report
+from profilers.predictor import LatencyPredictor, fit_calibration, min_layers, plot_validation, validation_report
 from profilers.table import LatencyTable, table_metadata
 from search_spaces import SearchSpace, get_space
 
@@ -309,7 +309,8 @@ def calibrate_table(
     if calibrate:
         raw = [predictor.raw(a) for a in calibration_archs]
         layers = [len(space.units(a)) for a in calibration_archs]
-        table.calibration = fit_calibration(raw, first[:calibrate], [str(a) for a in calibration_archs], layers)
+        table.calibration = fit_calibration(raw, first[:calibrate], [str(a) for a in calibration_archs], layers,
+                                            predictor.overhead, min_layers(space))
     if validate:
         if show_progress:
             print(f"re-measuring the {len(held_out)} held-out networks", file=sys.stderr)
@@ -327,7 +328,8 @@ def refit_calibration(table: LatencyTable, space: SearchSpace) -> None:
     predictor = LatencyPredictor(table, space)
     archs = [space.parse(a) for a in calibration["archs"]]
     table.calibration = fit_calibration([predictor.raw(a) for a in archs], calibration["measured_ms"],
-                                        calibration["archs"], [len(space.units(a)) for a in archs])
+                                        calibration["archs"], [len(space.units(a)) for a in archs],
+                                        predictor.overhead, min_layers(space))
     if validation:
         predictor = LatencyPredictor(table, space)
         predicted = [predictor.predict(space.parse(a)) for a in validation["archs"]]

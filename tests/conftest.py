@@ -32,6 +32,6 @@ def tiny_table(tmp_path_factory) -> Path:
     from search_spaces import get_space
 
     out = tmp_path_factory.mktemp("table") / "tiny.json"
-    profile_space(get_space("mbconv-tiny"), get_runtime("onnxruntime"), out, Protocol.quick(), calibrate=4,
+    profile_space(get_space("mbconv-tiny"), get_runtime("onnxruntime"), out, Protocol.quick(), calibrate=6,
                   validate=4, show_progress=False)
     return out

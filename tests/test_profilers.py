@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -215,6 +216,19 @@ def test_calibration_stays_increasing_even_on_anti_correlated_data():
         fit_calibration([1.0], [1.0], ["a"])
     with pytest.raises(ValueError, match="at least 4"):
         fit_calibration([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], ["a", "b", "c"], layers=[1, 2, 3])
+
+
+def test_calibration_on_few_noisy_networks_never_predicts_negative_latency():
+    # 4 networks whose latencies barely differ and are mostly noise: an unconstrained fit finds a steep slope and a
+    # negative intercept, predicting < 0 ms for shallow networks (what CI hit with a 4-network quick table)
+    raw, layers = [0.20, 0.21, 0.22, 0.23], [9, 10, 9, 10]
+    measured = [0.10, 0.22, 0.28, 0.41]
+    unconstrained = np.linalg.lstsq(np.stack([np.ones(4), raw, layers], axis=1), measured, rcond=None)[0]
+    assert unconstrained[0] + unconstrained[1] * 0.05 + unconstrained[2] * 8 < 0  # the failure this guards against
+    calibration = fit_calibration(raw, measured, list("abcd"), layers, overhead=0.05, fewest_layers=8)
+    intercept, slope, per_layer = (calibration[k] for k in ("intercept", "slope", "per_layer"))
+    assert slope > 0 and per_layer >= 0 and calibration["fewest_layers"] == 8
+    assert intercept + slope * 0.05 + per_layer * 8 >= -1e-12  # the shallowest network's fixed cost
 
 
 def test_calibration_recovers_a_per_layer_cost():

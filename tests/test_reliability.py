@@ -74,7 +74,12 @@ def test_bad_inputs_leave_earlier_results_untouched(tiny_run, tiny_table, tmp_pa
     table_before = tiny_table.read_bytes()
     corrupt = tmp_path / "corrupt.json"
     corrupt.write_text('{"format": "hwnas-latency-table"')
+    negative = tmp_path / "negative.json"  # a calibration fitted before the non-negative fit could predict < 0 ms
+    data = json.loads(table_before)
+    data["calibration"]["intercept"] = -10.0
+    negative.write_text(json.dumps(data))
     cases = [
+        (["search", "--run", str(run), "--table", str(negative), "--budget-ms", "1"], "re-profile it on a quiet"),
         (["search", "--run", str(run), "--table", str(tiny_table), "--budget-ms", "0.0001"], "below the cheapest"),
         (["search", "--run", str(run), "--table", str(corrupt), "--budget-ms", "1"], "corrupt JSON"),
         (["train", "--run", str(run), "--arch", "24:e9k3|40:e3k3|80:e3k3|96:e3k3|160:e3k3|320:e3k3"], "not allowed"),

@@ -4,10 +4,10 @@ import json
 import math
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
+from killing import kill_when
 
 from hwnas.data import load_data
 from hwnas.distill import DistillConfig, checkpoint_path
@@ -148,14 +148,8 @@ def test_killed_distillation_resumes_from_its_last_epoch(tmp_path, tiny_run):
     run_path = tmp_path / "copy"
     shutil.copytree(tiny_run, run_path, ignore=shutil.ignore_patterns("supernet", "ratings*"))
     checkpoint = checkpoint_path(open_run(run_path), 0)
-    process = subprocess.Popen([sys.executable, "-c", DISTILL_SCRIPT, str(run_path), "40"])
-    deadline = time.monotonic() + 600  # a cap, not a speed target: a loaded machine is slow
-    while time.monotonic() < deadline and process.poll() is None:
-        if checkpoint.exists() and torch.load(checkpoint, weights_only=False)["epoch"] >= 2:
-            break
-        time.sleep(0.3)
-    process.kill()
-    process.wait()
+    kill_when([sys.executable, "-c", DISTILL_SCRIPT, str(run_path), "40"],
+              lambda: checkpoint.exists() and torch.load(checkpoint, weights_only=False)["epoch"] >= 2)
     before = torch.load(checkpoint, weights_only=False)
     done = before["epoch"]
     assert 2 <= done < 40, "the distillation finished or never checkpointed"

@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from killing import kill_when
 
 from profilers import LatencyStats, MissingRuntimeError, Protocol, get_runtime, measure
 from profilers._protocol import measure_batches
@@ -283,20 +284,16 @@ profile_space(get_space("mbconv-tiny"), get_runtime("onnxruntime"), sys.argv[1],
 def test_killed_profile_resumes_and_finishes(tmp_path):
     out = tmp_path / "table.json"
     database = tmp_path / "table.json.work" / "samples.sqlite"
-    process = subprocess.Popen([sys.executable, "-c", PROFILE_SCRIPT, str(out)])
-    stored = 0
-    deadline = time.monotonic() + 600  # a cap, not a speed target: a loaded machine is slow
-    while time.monotonic() < deadline and stored < 150 and process.poll() is None:
-        time.sleep(0.2)
-        if database.exists():
-            try:
-                stored = sqlite3.connect(database).execute("SELECT count(*) FROM batches").fetchone()[0]
-            except sqlite3.OperationalError:
-                stored = 0
-    process.kill()
-    process.wait()
+
+    def stored() -> int:
+        try:
+            return sqlite3.connect(database).execute("SELECT count(*) FROM batches").fetchone()[0]
+        except sqlite3.OperationalError:  # not created yet
+            return 0
+
+    kill_when([sys.executable, "-c", PROFILE_SCRIPT, str(out)], lambda: database.exists() and stored() >= 150)
     assert not out.exists(), "the profile finished before it could be killed; make it longer"
-    assert stored >= 150
+    assert stored() >= 150
     before = sqlite3.connect(database).execute("SELECT key, round, times FROM batches").fetchall()
     result = subprocess.run([sys.executable, "-c", PROFILE_SCRIPT, str(out)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -3,28 +3,17 @@ results untouched. (Profile, distillation and refinement kills live beside their
 
 import hashlib
 import json
-import random
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
+from killing import kill_when
 
 from hwnas.cli import main
 
 HWNAS = [sys.executable, "-m", "hwnas.cli"]
-
-
-def _kill_when(args: list[str], ready, timeout: float = 600) -> None:
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None and not ready():
-        time.sleep(0.1)
-    time.sleep(random.Random(0).uniform(0, 0.3))
-    process.kill()
-    process.wait()
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -35,7 +24,7 @@ def _digest(folder: Path) -> dict[str, str]:
 def test_killed_rating_resumes_to_a_complete_ratings_file(tiny_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("ratings*"))
-    _kill_when(HWNAS + ["rate", "--run", str(run)], lambda: (run / "ratings" / "block1.json").exists())
+    kill_when(HWNAS + ["rate", "--run", str(run)], lambda: (run / "ratings" / "block1.json").exists())
     finished = sorted(p.name for p in (run / "ratings").glob("block*.json"))
     assert finished and not (run / "ratings.json").exists()
     kept = {name: (run / "ratings" / name).read_bytes() for name in finished}
@@ -56,7 +45,7 @@ def test_killed_child_training_resumes(tiny_run, tmp_path):
     def trained_two() -> bool:
         return checkpoint.exists() and torch.load(checkpoint, weights_only=False)["epoch"] >= 2
 
-    _kill_when(args, trained_two)
+    kill_when(args, trained_two)
     before = torch.load(checkpoint, weights_only=False)
     assert 2 <= before["epoch"] < 5
     result = subprocess.run(args, capture_output=True, text=True)

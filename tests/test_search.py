@@ -4,10 +4,10 @@ import json
 import sqlite3
 import subprocess
 import sys
-import time
 
 import optuna
 import pytest
+from killing import kill_when
 
 from hwnas.run import open_run
 from hwnas.stages import search
@@ -67,12 +67,7 @@ def test_interrupted_refinement_resumes(tiny_run, tiny_table, tmp_path):
     database = tmp_path / "study.db"
     args = SEARCH + ["--run", str(tiny_run), "--table", str(tiny_table), "--budget-ms", "10",
                      "--storage", f"sqlite:///{database}"]
-    process = subprocess.Popen(args + ["--refine-trials", "200"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 600  # a cap, not a speed target: a loaded machine is slow
-    while time.monotonic() < deadline and _finished(database) < 3 and process.poll() is None:
-        time.sleep(0.3)
-    process.kill()
-    process.wait()
+    kill_when(args + ["--refine-trials", "200"], lambda: _finished(database) >= 3)
     before = _finished(database)
     assert 3 <= before < 200
     done = subprocess.run(args + ["--refine-trials", str(before + 2)], capture_output=True, text=True)

@@ -113,14 +113,16 @@ def fit_calibration(raw_ms: Sequence[float], measured_ms: Sequence[float], archs
 def validation_report(
     predicted: Sequence[float], measured: Sequence[float], remeasured: Sequence[float], archs: Sequence[str],
 ) -> dict[str, Any]:
-    """Predictor error on held-out networks next to the spread of measuring the same networks twice."""
+    """Predictor error on held-out networks next to the spread of measuring the same networks twice; a ``warning``
+    when the second pass drifted from the first by more than ``DRIFT_TOLERANCE`` (median ratio)."""
     from scipy.stats import kendalltau
 
     p, m, r = (np.asarray(v, dtype=float) for v in (predicted, measured, remeasured))
     error = np.abs(p - m) / m
     spread = np.abs(r - m) / m
     tau = kendalltau(p, m).statistic if len(p) > 1 else float("nan")
-    return {
+    drift = float(np.median(r / m))
+    report = {
         "n": int(len(p)),
         "mean_abs_pct_error": float(100 * error.mean()),
         "within_5pct": float((error <= 0.05).mean()),
@@ -132,7 +134,22 @@ def validation_report(
         "predicted_ms": p.tolist(),
         "measured_ms": m.tolist(),
         "remeasured_ms": r.tolist(),
+        "remeasure_median_ratio": drift,
     }
+    if abs(drift - 1) > DRIFT_TOLERANCE:
+        report["warning"] = drift_warning(drift)
+    return report
+
+
+DRIFT_TOLERANCE = 0.10
+
+
+def drift_warning(ratio: float) -> str:
+    """What a second measuring pass reading ``ratio`` times the first (median over the networks) means for a table."""
+    return (f"the second measuring pass read {ratio:.2f}x the first (median over the held-out networks): the machine's "
+            f"speed changed while profiling (another job, a noisy neighbour VM, thermal throttling or a clock change), "
+            f"so the table's entries may be off by as much; re-profile on a quiet machine (a finished table is "
+            f"measured afresh when its profile command runs again)")
 
 
 def plot_validation(report: dict[str, Any], title: str, path: Path) -> None:

@@ -14,7 +14,7 @@ from killing import kill_when
 
 from profilers import LatencyStats, MissingRuntimeError, Protocol, get_runtime, measure
 from profilers._protocol import measure_batches
-from profilers.predictor import LatencyPredictor, fit_calibration
+from profilers.predictor import LatencyPredictor, fit_calibration, validation_report
 from profilers.profile import LocalTarget, profile_space
 from profilers.table import LatencyTable
 from search_spaces import MBConvSpace, StageSpec, get_space
@@ -230,6 +230,16 @@ def test_calibration_on_few_noisy_networks_never_predicts_negative_latency():
     intercept, slope, per_layer = (calibration[k] for k in ("intercept", "slope", "per_layer"))
     assert slope > 0 and per_layer >= 0 and calibration["fewest_layers"] == 8
     assert intercept + slope * 0.05 + per_layer * 8 >= -1e-12  # the shallowest network's fixed cost
+
+
+def test_validation_warns_when_the_second_pass_drifted():
+    measured = [0.20, 0.25, 0.30, 0.35]
+    steady = validation_report(measured, measured, [m * 1.03 for m in measured], list("abcd"))
+    assert "warning" not in steady and steady["remeasure_median_ratio"] == pytest.approx(1.03)
+    # what the demo hit on a shared VM: every network read about 1.5x slower on the second pass
+    drifted = validation_report(measured, measured, [m * 1.5 for m in measured], list("abcd"))
+    assert drifted["remeasure_median_ratio"] == pytest.approx(1.5)
+    assert "1.50x the first" in drifted["warning"] and "re-profile on a quiet machine" in drifted["warning"]
 
 
 def test_calibration_recovers_a_per_layer_cost():

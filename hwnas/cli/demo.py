@@ -70,6 +70,9 @@ def run_demo(args: argparse.Namespace) -> int:
     if not table_path.exists():
         profile_space(space, runtime, table_path, PROFILE_PROTOCOL, calibrate=10, validate=20, jobs=1)
     table = LatencyTable.load(table_path, space)
+    if table.validation and table.validation.get("warning"):
+        print(f"warning: {table.validation['warning']}; here: delete {table_path} and rerun 'hwnas demo'",
+              file=sys.stderr)
     timings["profile"] = time.perf_counter() - t
 
     t = _stage(2, "train the teacher on digits (the largest member of the space)")
@@ -197,7 +200,9 @@ def _markdown(report: dict[str, Any]) -> str:
         f"{report['latency_table']['units']} latency units. On {v['n']} held-out networks: mean abs error "
         f"{v['mean_abs_pct_error']:.2f}% (re-measuring the same networks: {v['remeasure_mean_abs_pct']:.2f}%), "
         f"{100 * v['within_5pct']:.0f}% within 5%, {100 * v['within_10pct']:.0f}% within 10%, Kendall tau "
-        f"{v['kendall_tau']:.3f}.",
+        f"{v['kendall_tau']:.3f}." + (f" **Warning:** {v['warning']}; here: delete "
+                                      f"`{report['latency_table']['file']}` and rerun `hwnas demo`."
+                                      if v.get("warning") else ""),
         "",
         f"![predicted vs measured]({report['plots']['predicted_vs_measured']})",
         "",

@@ -81,6 +81,8 @@ def run_profile(args: argparse.Namespace) -> int:
         lines.append(f"held-out networks: {v['n']}, mean abs error {v['mean_abs_pct_error']:.1f}%, within 10% "
                      f"{100 * v['within_10pct']:.0f}%, Kendall tau {v['kendall_tau']:.2f}; re-measure spread "
                      f"{v['remeasure_mean_abs_pct']:.1f}%")
+        if v.get("warning"):
+            lines.append(f"warning: {v['warning']}")
     emit(summary, args.json, "\n".join(lines))
     return 0
 

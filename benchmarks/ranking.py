@@ -33,7 +33,9 @@ do no better than the plain l1_rel sum on those accuracies. Over 20 full-range a
 ceiling 0.608, below the 0.65 target), and per seed hwnas/SPOS read 0.505/0.716 and 0.417/0.340: one seed decides
 which method looks better. No score from the block supernets beat l1_rel on seed 0 (``rating_variants.py``: mse_rel
 0.516, swap KL 0.379, DONNA-style block weights with MACs 0.526, stitched students about 0; every block's l1_rel alone
-orders these per-block quantiles the same way).
+orders these per-block quantiles the same way). A stronger teacher does not help: trained 60 epochs instead of 20
+(98.5% vs 96.5%, better than every child), its supernets give l1_rel tau 0.259 on ``ranking_full`` and 0.431 on
+``ranking_wide`` (``rating_variants.py --run runs/bench-teacher60/run``; 0.427 and 0.445 with the 20-epoch teacher).
 
 Reported: Kendall tau and Spearman rho of each method's score against the seed-averaged test accuracy; the spread of
 accuracies across architectures next to the seed-to-seed spread (pooled over every architecture); the agreement of

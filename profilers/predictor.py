@@ -110,6 +110,9 @@ def fit_calibration(raw_ms: Sequence[float], measured_ms: Sequence[float], archs
     return calibration
 
 
+DRIFT_TOLERANCE = 0.10  # a second validation pass this far off the first (median ratio) gets a warning
+
+
 def validation_report(
     predicted: Sequence[float], measured: Sequence[float], remeasured: Sequence[float], archs: Sequence[str],
 ) -> dict[str, Any]:
@@ -139,9 +142,6 @@ def validation_report(
     if abs(drift - 1) > DRIFT_TOLERANCE:
         report["warning"] = drift_warning(drift)
     return report
-
-
-DRIFT_TOLERANCE = 0.10
 
 
 def drift_warning(ratio: float) -> str:

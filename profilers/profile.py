@@ -290,6 +290,14 @@ def measure_archs(
     return values
 
 
+def _fit(predictor: LatencyPredictor, archs: Sequence[Hashable], measured_ms: Sequence[float]) -> dict[str, Any]:
+    """The calibration fitted on ``archs`` measured end to end: their raw sums and layer counts, the table's call
+    overhead and the space's fewest layers (what both a fresh profile and a refit pass to ``fit_calibration``)."""
+    space = predictor.space
+    return fit_calibration([predictor.raw(a) for a in archs], measured_ms, [str(a) for a in archs],
+                           [len(space.units(a)) for a in archs], predictor.overhead, min_layers(space))
+
+
 def calibrate_table(
     table: LatencyTable, space: SearchSpace, target: Any, protocol: Protocol, work: Path, store: SampleStore | None,
     calibrate: int, validate: int, seed: int = 0, show_progress: bool = True,
@@ -307,10 +315,7 @@ def calibrate_table(
               file=sys.stderr)
     first = measure_archs(space, calibration_archs + held_out, target, protocol, work, store, "networks-1")
     if calibrate:
-        raw = [predictor.raw(a) for a in calibration_archs]
-        layers = [len(space.units(a)) for a in calibration_archs]
-        table.calibration = fit_calibration(raw, first[:calibrate], [str(a) for a in calibration_archs], layers,
-                                            predictor.overhead, min_layers(space))
+        table.calibration = _fit(predictor, calibration_archs, first[:calibrate])
     if validate:
         if show_progress:
             print(f"re-measuring the {len(held_out)} held-out networks", file=sys.stderr)
@@ -327,9 +332,7 @@ def refit_calibration(table: LatencyTable, space: SearchSpace) -> None:
         raise ValueError("this table has no stored calibration measurements; profile it with --calibrate N")
     predictor = LatencyPredictor(table, space)
     archs = [space.parse(a) for a in calibration["archs"]]
-    table.calibration = fit_calibration([predictor.raw(a) for a in archs], calibration["measured_ms"],
-                                        calibration["archs"], [len(space.units(a)) for a in archs],
-                                        predictor.overhead, min_layers(space))
+    table.calibration = _fit(predictor, archs, calibration["measured_ms"])
     if validation:
         predictor = LatencyPredictor(table, space)
         predicted = [predictor.predict(space.parse(a)) for a in validation["archs"]]

@@ -296,12 +296,14 @@ def test_killed_profile_resumes_and_finishes(tmp_path):
     database = tmp_path / "table.json.work" / "samples.sqlite"
 
     def stored() -> int:
+        if not database.exists():  # connecting would create it
+            return 0
         try:
             return sqlite3.connect(database).execute("SELECT count(*) FROM batches").fetchone()[0]
-        except sqlite3.OperationalError:  # not created yet
+        except sqlite3.OperationalError:  # the table is not created yet
             return 0
 
-    kill_when([sys.executable, "-c", PROFILE_SCRIPT, str(out)], lambda: database.exists() and stored() >= 150)
+    kill_when([sys.executable, "-c", PROFILE_SCRIPT, str(out)], lambda: stored() >= 150)
     assert not out.exists(), "the profile finished before it could be killed; make it longer"
     assert stored() >= 150
     before = sqlite3.connect(database).execute("SELECT key, round, times FROM batches").fetchall()

@@ -71,8 +71,7 @@ def run_demo(args: argparse.Namespace) -> int:
         profile_space(space, runtime, table_path, PROFILE_PROTOCOL, calibrate=10, validate=20, jobs=1)
     table = LatencyTable.load(table_path, space)
     if table.validation and table.validation.get("warning"):
-        print(f"warning: {table.validation['warning']}; here: delete {table_path} and rerun 'hwnas demo'",
-              file=sys.stderr)
+        print(f"warning: {_table_warning(table.validation, table_path)}", file=sys.stderr)
     timings["profile"] = time.perf_counter() - t
 
     t = _stage(2, "train the teacher on digits (the largest member of the space)")
@@ -184,6 +183,11 @@ def _supernet_line(check: dict[str, Any]) -> str:
             f"per epoch); {counted}. {verdict}")
 
 
+def _table_warning(validation: dict[str, Any], table_file: Path | str) -> str:
+    """The latency table's drift warning with what to do about it in the demo."""
+    return f"{validation['warning']}; here: delete {table_file} and rerun 'hwnas demo'"
+
+
 def _markdown(report: dict[str, Any]) -> str:
     v = report["latency_table"]["validation"]
     runtime, device, search = report["runtime"], report["device"], report["search"]
@@ -200,9 +204,8 @@ def _markdown(report: dict[str, Any]) -> str:
         f"{report['latency_table']['units']} latency units. On {v['n']} held-out networks: mean abs error "
         f"{v['mean_abs_pct_error']:.2f}% (re-measuring the same networks: {v['remeasure_mean_abs_pct']:.2f}%), "
         f"{100 * v['within_5pct']:.0f}% within 5%, {100 * v['within_10pct']:.0f}% within 10%, Kendall tau "
-        f"{v['kendall_tau']:.3f}." + (f" **Warning:** {v['warning']}; here: delete "
-                                      f"`{report['latency_table']['file']}` and rerun `hwnas demo`."
-                                      if v.get("warning") else ""),
+        f"{v['kendall_tau']:.3f}."
+        + (f" **Warning:** {_table_warning(v, report['latency_table']['file'])}." if v.get("warning") else ""),
         "",
         f"![predicted vs measured]({report['plots']['predicted_vs_measured']})",
         "",

@@ -35,6 +35,10 @@ def main() -> None:
     parser.add_argument("--table", type=Path, default=ROOT / "latency_tables" / "mbconv-224_onnxruntime-cpu_1t.json")
     parser.add_argument("--finalists", type=int, default=6)
     args = parser.parse_args()
+    if args.budgets < 1 or args.finalists < 1:
+        parser.error(f"--budgets and --finalists must be >= 1, got {args.budgets} and {args.finalists}")
+    if not args.table.is_file():
+        parser.error(f"no latency table at {args.table}; profile one with 'hwnas profile' or pass --table")
 
     space = get_space("mbconv")
     table = LatencyTable.load(args.table, space)

@@ -39,6 +39,13 @@ def main() -> None:
                         help="with --table: refit the calibration (per-layer term) on the networks the table already "
                              "measured and re-predict its stored held-out measurements; measure nothing")
     args = parser.parse_args()
+    if (args.report_only or args.refit) and args.table is None:
+        parser.error("--report-only and --refit read an existing table: pass it with --table")
+    if args.table is not None and not args.table.is_file():
+        parser.error(f"no latency table at {args.table}")
+    if args.calibrate < 4 or args.validate < 2 or args.jobs < 1:
+        parser.error(f"needs --calibrate >= 4 networks to fit, --validate >= 2 and --jobs >= 1, got "
+                     f"{args.calibrate}, {args.validate} and {args.jobs}")
 
     space = get_space(args.space)
     runtime = get_runtime(args.runtime, args.threads)

@@ -1,0 +1,44 @@
+"""The benchmarks refuse bad arguments before any work, with a message that says what was wrong (exit status 2)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CASES = [
+    ("ranking.py", ["--seeds", "1"], "--seeds >= 2"),
+    ("ranking.py", ["--archs", "0", "--full-range-archs", "2"], "at least 3 architectures"),
+    ("ranking.py", ["--full-range-archs", "1"], "--full-range-archs needs 0 or >= 2"),
+    ("ranking.py", ["--test-copies", "-1"], "--test-copies must be >= 0"),
+    ("eval_noise.py", ["--seeds", "1"], "--seeds >= 2"),
+    ("rating_variants.py", ["--result", "no/such/result.json"], "no ranking result at no/such/result.json"),
+    ("rating_variants.py", ["--teacher-epochs", "0"], "--teacher-epochs must be >= 1"),
+    ("rating_variants.py", ["--calibration-samples", "8"], "--calibration-samples must be >= 16"),
+    ("budget_sweep.py", ["--budgets", "0"], "--budgets and --finalists must be >= 1"),
+    ("budget_sweep.py", ["--table", "no/such/table.json"], "no latency table at no/such/table.json"),
+    ("profile_fidelity.py", ["--refit"], "pass it with --table"),
+    ("profile_fidelity.py", ["--calibrate", "3"], "--calibrate >= 4"),
+]
+
+
+@pytest.mark.parametrize(("script", "args", "message"), CASES, ids=[f"{s}{' '.join(a)}" for s, a, _ in CASES])
+def test_bad_benchmark_arguments_are_refused(script: str, args: list[str], message: str, tmp_path: Path) -> None:
+    if script == "rating_variants.py" and "--result" not in args:
+        result = ROOT / "benchmarks" / "results" / "ranking_full.json"
+        args = [*args, "--result", str(result)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    results = ROOT / "benchmarks" / "results"
+    before = {path.name: path.stat().st_mtime_ns for path in results.iterdir()}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], capture_output=True, text=True,
+                          cwd=tmp_path, env=env, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
+    assert not list(tmp_path.iterdir()), "a refused benchmark must not write anything"
+    assert {path.name: path.stat().st_mtime_ns for path in results.iterdir()} == before
+    assert "Traceback" not in done.stderr

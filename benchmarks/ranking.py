@@ -36,6 +36,8 @@ which method looks better. No score from the block supernets beat l1_rel on seed
 orders these per-block quantiles the same way). A stronger teacher does not help: trained 60 epochs instead of 20
 (98.5% vs 96.5%, better than every child), its supernets give l1_rel tau 0.259 on ``ranking_full`` and 0.431 on
 ``ranking_wide`` (``rating_variants.py --run runs/bench-teacher60/run``; 0.427 and 0.445 with the 20-epoch teacher).
+Nor does averaging supernets: distilled with three seeds (``--rating-seeds 3``, ``ranking_full_r3``), the ratings
+score 0.427, 0.501 and 0.354 on ``ranking_full`` and agree with each other at 0.663; their mean scores 0.438.
 
 Reported: Kendall tau and Spearman rho of each method's score against the seed-averaged test accuracy; the spread of
 accuracies across architectures next to the seed-to-seed spread (pooled over every architecture); the agreement of

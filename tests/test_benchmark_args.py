@@ -22,6 +22,8 @@ CASES = [
     ("rating_variants.py", ["--calibration-samples", "8"], "--calibration-samples must be >= 16"),
     ("budget_sweep.py", ["--budgets", "0"], "--budgets and --finalists must be >= 1"),
     ("budget_sweep.py", ["--table", "no/such/table.json"], "no latency table at no/such/table.json"),
+    ("rating_reliability.py", ["--runs", "no/such/run"], "--runs needs >= 2 rated runs"),
+    ("rating_reliability.py", ["--runs", "no/run1", "no/run2"], "no/run1 has no ratings.json"),
     ("profile_fidelity.py", ["--refit"], "pass it with --table"),
     ("profile_fidelity.py", ["--calibrate", "3"], "--calibrate >= 4"),
 ]

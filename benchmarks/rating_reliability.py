@@ -11,8 +11,11 @@ reliability-weighted mean, and MACs. ``ranking`` and ``ranking_wide`` share 20 a
 ``ranking_full`` is a separate set.
 
 Measured on ``runs/bench-ranking-lr`` (3 seeds, 10 epochs each): the first two blocks reproduce at tau 0.78, block 2
-at 0.53, block 3 at 0.42, blocks 4 and 5 not at all (0.09, -0.16; at 2x2 and 1x1 pixels a kernel's size means
-little). Weighted, Kendall tau rises on every result: ``ranking_full`` 0.427 -> 0.459, ``ranking_wide`` 0.445 ->
+at 0.53, block 3 at 0.42, blocks 4 and 5 not at all (0.09, -0.16). At 32 px the later blocks run on 4x4, 2x2 and
+1x1 maps, where a depthwise kernel wider than the map only adds taps that read padding: of blocks 2-5's 42, 84, 84
+and 6 candidates only 18, 12, 12 and 2 compute different functions (``distinct_candidates``), so much of what those
+blocks' ratings tell apart is the seed. (DNA's space at 224 px has no such duplicates: its smallest maps are 7x7.)
+Weighted, Kendall tau rises on every result: ``ranking_full`` 0.427 -> 0.459, ``ranking_wide`` 0.445 ->
 0.495, ``ranking`` 0.316 -> 0.421 (the ratings those two results stored came from another distillation: 0.399 and
 0.253); still short of the 0.65 target and, on ``ranking_full``, of SPOS (0.543).
 
@@ -32,6 +35,23 @@ from scipy.stats import kendalltau
 
 WORK = ROOT / "runs" / "bench-ranking-lr"
 DEFAULT_RESULTS = [RESULTS / f"{name}.json" for name in ("ranking_full", "ranking_wide", "ranking")]
+
+
+def distinct_candidates(space: Any, block: int) -> int:
+    """How many of a block's candidates compute different functions: a depthwise kernel wider than ``2 * res - 1``
+    on a ``res`` x ``res`` input (zero padding) only adds taps that always read padding, so ``k7`` on a 2x2 map is
+    the ``k3`` layer with unused weights."""
+    state = space.initial_state() if block == 0 else space.block_output_state(block - 1,
+                                                                                space.block_candidates(block - 1)[-1])
+    functions = set()
+    for candidate in space.block_candidates(block):
+        layers = []
+        for unit in space.block_units(block, candidate, state):
+            params = dict(unit.params)
+            params["k"] = min(int(params["k"]), 2 * unit.input_shape[-1] - 1)
+            layers.append(tuple(sorted(params.items())))
+        functions.add(tuple(layers))
+    return len(functions)
 
 
 def arch_scores(space: Any, ratings: list[dict[str, float]], archs: list[str]) -> list[float]:
@@ -100,8 +120,9 @@ def main() -> None:
     reliability = block_reliability(seeds)
     weighted = reliability_weighted(seeds)
     mean = [{n: sum(s[b][n] for s in seeds) / len(seeds) for n in seeds[0][b]} for b in range(len(seeds[0]))]
-    print("block reproducibility across seeds (mean pairwise Kendall tau of its candidates' ratings): "
-          + ", ".join(f"{b}: {r:.3f}" for b, r in enumerate(reliability)))
+    distinct = [distinct_candidates(space, b) for b in range(space.num_blocks)]
+    print_table([[b, len(space.block_candidates(b)), distinct[b], f"{r:.3f}"] for b, r in enumerate(reliability)],
+                ["block", "candidates", "distinct functions", "reproducibility (Kendall tau across seeds)"])
     taus: dict[str, dict[str, float]] = {}
     ceilings: dict[str, float | None] = {}
     rows = []
@@ -127,6 +148,8 @@ def main() -> None:
     plot(png, taus, ceilings)
     write_result(args.name, {
         "runs": [str(p) for p in args.runs], "space": space.name, "block_reliability": reliability,
+        "block_candidates": [len(space.block_candidates(b)) for b in range(space.num_blocks)],
+        "block_distinct_functions": distinct,
         "block_weights": [max(0.0, r) for r in reliability], "kendall_tau": taus, "noise_ceiling_kendall_tau": ceilings,
         "results": [str(p.relative_to(ROOT) if p.is_relative_to(ROOT) else p) for p in args.results],
         "wall_s": time.perf_counter() - started, "plot": str(png.relative_to(ROOT)),

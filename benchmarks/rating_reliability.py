@@ -105,7 +105,7 @@ def main() -> None:
     for path in args.results:
         if not path.exists():
             parser.error(f"no ranking result at {path}; run benchmarks/ranking.py first or pass --results")
-    from hwnas.rating_seeds import block_reliability, reliability_weighted
+    from hwnas.rating_seeds import block_reliability, mean_ratings, reliability_weighted
     from hwnas.run import open_run
     from hwnas.stages import load_ratings
     from profilers._files import read_json
@@ -119,7 +119,7 @@ def main() -> None:
     seeds = [load_ratings(run) for run in runs]
     reliability = block_reliability(seeds)
     weighted = reliability_weighted(seeds)
-    mean = [{n: sum(s[b][n] for s in seeds) / len(seeds) for n in seeds[0][b]} for b in range(len(seeds[0]))]
+    mean = mean_ratings(seeds)
     distinct = [distinct_candidates(space, b) for b in range(space.num_blocks)]
     print_table([[b, len(space.block_candidates(b)), distinct[b], f"{r:.3f}"] for b, r in enumerate(reliability)],
                 ["block", "candidates", "distinct functions", "reproducibility (Kendall tau across seeds)"])

@@ -49,9 +49,16 @@ def block_reliability(runs: list[Ratings]) -> list[float]:
     return reliability
 
 
+def mean_ratings(runs: list[Ratings]) -> Ratings:
+    """The seeds' mean rating of every candidate of every block."""
+    _check(runs)
+    return [{name: statistics.fmean(run[block][name] for run in runs) for name in runs[0][block]}
+            for block in range(len(runs[0]))]
+
+
 def reliability_weighted(runs: list[Ratings]) -> Ratings:
     """The seeds' mean rating of every candidate, each block scaled by ``max(0, block_reliability)``: a block whose
     order does not reproduce across seeds stops counting (lower is still better)."""
     weights = [max(0.0, r) for r in block_reliability(runs)]
-    return [{name: weight * statistics.fmean(run[block][name] for run in runs) for name in runs[0][block]}
-            for block, weight in enumerate(weights)]
+    return [{name: weight * value for name, value in block.items()}
+            for block, weight in zip(mean_ratings(runs), weights)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hwnas.rating_seeds import block_reliability, reliability_weighted
+from hwnas.rating_seeds import block_reliability, mean_ratings, reliability_weighted
 
 STEADY = {"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0}
 
@@ -21,6 +21,7 @@ def test_weighted_rating_keeps_reliable_blocks_and_drops_the_rest() -> None:
     weighted = reliability_weighted([seed0, seed1])
     assert weighted[0] == pytest.approx({k: v + 0.5 for k, v in STEADY.items()})  # the seeds' mean, weight 1
     assert weighted[1] == pytest.approx({"a": 0.0, "b": 0.0, "c": 0.0})  # reversed: weight max(0, -1) = 0
+    assert mean_ratings([seed0, seed1])[1] == pytest.approx({"a": 2.0, "b": 2.0, "c": 2.0})
 
 
 def test_partial_agreement_scales_a_block_between_zero_and_one() -> None:

@@ -33,7 +33,7 @@ Nor does a teacher from outside the space. DNA's teacher (EfficientNet-B7) is la
 embedded default's is the space's own largest member, whose stages the largest candidates copy exactly. timm's
 ``efficientnet_b0`` (5.3M parameters, 7x the largest member; 20 epochs with augmentation, 96.9% test; 1x1 adapters to
 the space's widths) made by ``hwnas teacher train --teacher efficientnet_b0``, ``hwnas distill``, ``hwnas rate`` in
-``runs/bench-b0teacher/run`` (26 min on 2 cores) scores l1_rel tau 0.406 on ``ranking_full``
+``runs/bench-b0teacher/run`` (22 min on 2 cores) scores l1_rel tau 0.406 on ``ranking_full``
 (``rating_variants_b0_full``; 0.427 with the default teacher, ``rating_variants_full``) and 0.145 on ``ranking_wide``
 (``rating_variants_b0_wide``; 0.445). Its block weights calibrated on ``ranking_full`` reached 0.691 (leave-one-out)
 but 0.357 on ``ranking_wide``: no robust gain.

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import RESULTS, ROOT, print_table, write_result
+from ranking import rating_of
 from scipy.stats import kendalltau
 
 WORK = ROOT / "runs" / "bench-ranking-lr"
@@ -52,11 +53,6 @@ def distinct_candidates(space: Any, block: int) -> int:
             layers.append(tuple(sorted(params.items())))
         functions.add(tuple(layers))
     return len(functions)
-
-
-def arch_scores(space: Any, ratings: list[dict[str, float]], archs: list[str]) -> list[float]:
-    """Each architecture's score: minus the sum of its blocks' ratings (higher is better)."""
-    return [-sum(ratings[b][str(c)] for b, c in enumerate(space.blocks_of(space.parse(a)))) for a in archs]
 
 
 def plot(path: Path, taus: dict[str, dict[str, float]], ceilings: dict[str, float | None]) -> None:
@@ -134,10 +130,12 @@ def main() -> None:
         if result["space"] != space.name:
             parser.error(f"{path} ranks {result['space']}, the runs rate {space.name}")
         archs, accuracies = result["archs"], result["test_accuracy"]
+        parsed = [space.parse(a) for a in archs]
         scores = {"result's own rating": [-r for r in result["ratings"]],
-                  "one seed (hwnas)": arch_scores(space, seeds[0], archs),
-                  f"mean of {len(seeds)} seeds": arch_scores(space, mean, archs),
-                  "reliability-weighted": arch_scores(space, weighted, archs), "MACs (proxy)": result["macs"]}
+                  **{name: [-rating_of(space, ratings, a) for a in parsed] for name, ratings in (
+                      ("one seed (hwnas)", seeds[0]), (f"mean of {len(seeds)} seeds", mean),
+                      ("reliability-weighted", weighted))},
+                  "MACs (proxy)": result["macs"]}
         taus[path.stem] = {name: float(kendalltau(values, accuracies).statistic) for name, values in scores.items()}
         ceilings[path.stem] = result.get("noise_ceiling_kendall_tau")
         ceiling = ceilings[path.stem]

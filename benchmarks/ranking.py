@@ -95,7 +95,7 @@ def _setup_worker() -> None:
 
 
 def hwnas_stage(work: str, data: str, teacher_epochs: int, distill_epochs: int, distill_lr: float, augment: bool,
-                strength: float, clip: float | None, device: str) -> float:
+                strength: float, clip: float | None, device: str, share_twins: bool = True) -> float:
     """Teacher, block-wise distillation, rating (each resumable); returns the teacher's test accuracy."""
     from hwnas.distill import DistillConfig
     from hwnas.run import create_or_open_run
@@ -105,12 +105,14 @@ def hwnas_stage(work: str, data: str, teacher_epochs: int, distill_epochs: int, 
     run = create_or_open_run(Path(work) / "run", SPACE, data)
     config = TrainConfig(epochs=teacher_epochs, augment=augment, augment_strength=strength, grad_clip=clip)
     teacher = train_teacher(run, config=config, show_progress=False, device=device)
-    distill(run, config=DistillConfig(epochs=distill_epochs, lr=distill_lr), show_progress=False, device=device)
+    distill(run, config=DistillConfig(epochs=distill_epochs, lr=distill_lr, share_twins=share_twins),
+            show_progress=False, device=device)
     rate(run, show_progress=False, device=device)
     return float(teacher["test_accuracy"])
 
 
-def rating_seed_stage(work: str, seed: int, distill_epochs: int, distill_lr: float, device: str) -> str:
+def rating_seed_stage(work: str, seed: int, distill_epochs: int, distill_lr: float, device: str,
+                      share_twins: bool = True) -> str:
     """Block supernets distilled again with another seed from the same teacher (``work/run-seedK``, the teacher and
     feature cache copied from ``work/run``), then rated: how much of the rating is the supernets' own noise."""
     import shutil
@@ -130,8 +132,8 @@ def rating_seed_stage(work: str, seed: int, distill_epochs: int, distill_lr: flo
             shutil.copytree(source / "cache", partial / "cache")
         partial.rename(target)
     run = open_run(target)
-    distill(run, config=DistillConfig(epochs=distill_epochs, lr=distill_lr, seed=seed), show_progress=False,
-            device=device)
+    distill(run, config=DistillConfig(epochs=distill_epochs, lr=distill_lr, seed=seed, share_twins=share_twins),
+            show_progress=False, device=device)
     rate(run, show_progress=False, device=device)
     return str(target)
 
@@ -283,6 +285,9 @@ def main() -> None:
     parser.add_argument("--distill-lr", type=float, default=0.02,
                         help="block supernets' Adam learning rate (0.002, DNA's, gave every result before ``ranking``: "
                              "under-trained supernets)")
+    parser.add_argument("--no-share-twins", dest="share_twins", action="store_false",
+                        help="distill every kernel as its own module (the supernets of every result before twins "
+                             "shared a module; needed to reuse their work folders)")
     parser.add_argument("--spos-epochs", type=int, default=40)
     parser.add_argument("--spos-sharing", choices=("entangled", "separate"), default="entangled",
                         help="SPOS weight sharing: one sliced weight per layer (default) or the SPOS paper's separate "
@@ -322,6 +327,7 @@ def main() -> None:
     from hwnas.data import load_data
     from hwnas.devices import load_checkpoint, resolve_device
     from hwnas.rank_noise import noise_ceiling_tau, seed_noise_variance
+    from hwnas.rating_pool import pool_equivalent
     from hwnas.rating_seeds import reliability_weighted
     from hwnas.run import create_or_open_run
     from hwnas.spos import SPOSSupernet, spos_accuracy
@@ -336,7 +342,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"), initializer=_setup_worker) as pool:
         hwnas_job = pool.submit(hwnas_stage, str(work), args.data, args.teacher_epochs, args.distill_epochs,
-                                args.distill_lr, args.augment, args.augment_strength, clip, device)
+                                args.distill_lr, args.augment, args.augment_strength, clip, device, args.share_twins)
         spos_job = pool.submit(spos_stage, str(work), args.data, args.spos_epochs, args.spos_augment, clip,
                                args.spos_sharing, args.spos_warmup, device)
         teacher_accuracy = hwnas_job.result()
@@ -344,7 +350,7 @@ def main() -> None:
         print(f"hwnas: teacher {teacher_accuracy:.4f}, distilled and rated ({hwnas_s:.0f} s)", flush=True)
         space = get_space(SPACE)
         hwnas_run = create_or_open_run(work / "run", SPACE, args.data)
-        ratings, run_config = load_ratings(hwnas_run), hwnas_run.config
+        ratings, run_config = load_ratings(hwnas_run, pooled=False), hwnas_run.config
         if args.archs_from:
             archs = [str(space.parse(a)) for a in read_json(args.archs_from, "earlier ranking result")["archs"]]
         elif args.archs:
@@ -353,8 +359,8 @@ def main() -> None:
             archs = []
         if args.full_range_archs:
             archs += [str(a) for a in full_range_archs(space, ratings, args.full_range_archs) if str(a) not in archs]
-        seed_jobs = [pool.submit(rating_seed_stage, str(work), seed, args.distill_epochs, args.distill_lr, device)
-                     for seed in range(1, args.rating_seeds)]
+        seed_jobs = [pool.submit(rating_seed_stage, str(work), seed, args.distill_epochs, args.distill_lr, device,
+                                 args.share_twins) for seed in range(1, args.rating_seeds)]
         jobs = {(arch, seed): pool.submit(stand_alone, str(work), args.data, arch, seed, args.epochs, args.augment,
                                           args.augment_strength, clip, device, args.test_copies)
                 for seed in range(args.seeds) for arch in archs}
@@ -384,13 +390,16 @@ def main() -> None:
     per_seed = [[results[(a, s)][accuracy_key] for a in archs] for s in range(args.seeds)]
     small_split = [[results[(a, s)]["test_accuracy"] for a in archs] for s in range(args.seeds)]
     accuracies = [statistics.fmean(values) for values in zip(*per_seed)]
-    rating_runs = [ratings, *(load_ratings(create_or_open_run(path, SPACE, args.data)) for path in seed_runs)]
+    rating_runs = [ratings, *(load_ratings(create_or_open_run(path, SPACE, args.data), pooled=False)
+                              for path in seed_runs)]
     ratings_by_seed = [[rating_of(space, r, space.parse(a)) for a in archs] for r in rating_runs]
     rating = ratings_by_seed[0]  # the hwnas row: seed 0, the recipe's own supernets
     params = [sum(p.numel() for p in space.build(space.parse(a)).parameters()) for a in archs]
     macs = [count_macs(space.build(space.parse(a)), space.example_input()) for a in archs]
     table = {
         "hwnas (DNA block-wise)": correlation([-r for r in rating], accuracies),
+        "hwnas, twins pooled (the search's rating)": correlation(
+            [-rating_of(space, pool_equivalent(space, ratings), space.parse(a)) for a in archs], accuracies),
         "SPOS baseline": correlation(spos_scores, accuracies),
         "parameters (proxy)": correlation(params, accuracies),
         "MACs (proxy)": correlation(macs, accuracies),

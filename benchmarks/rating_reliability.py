@@ -13,7 +13,7 @@ reliability-weighted mean, and MACs. ``ranking`` and ``ranking_wide`` share 20 a
 Measured on ``runs/bench-ranking-lr`` (3 seeds, 10 epochs each): the first two blocks reproduce at tau 0.78, block 2
 at 0.53, block 3 at 0.42, blocks 4 and 5 not at all (0.09, -0.16). At 32 px the later blocks run on 4x4, 2x2 and
 1x1 maps, where a depthwise kernel wider than the map only adds taps that read padding: of blocks 2-5's 42, 84, 84
-and 6 candidates only 18, 12, 12 and 2 compute different functions (``distinct_candidates``), so much of what those
+and 6 candidates only 18, 12, 12 and 2 compute different functions (``SearchSpace.function_key``), so much of what those
 blocks' ratings tell apart is the seed. (DNA's space at 224 px has no such duplicates: its smallest maps are 7x7.)
 Weighted, Kendall tau rises on every result: ``ranking_full`` 0.427 -> 0.459, ``ranking_wide`` 0.445 ->
 0.495, ``ranking`` 0.316 -> 0.421 (the ratings those two results stored came from another distillation: 0.399 and
@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
 
 from _common import RESULTS, ROOT, print_table, write_result
 from ranking import rating_of
@@ -36,23 +35,6 @@ from scipy.stats import kendalltau
 
 WORK = ROOT / "runs" / "bench-ranking-lr"
 DEFAULT_RESULTS = [RESULTS / f"{name}.json" for name in ("ranking_full", "ranking_wide", "ranking")]
-
-
-def distinct_candidates(space: Any, block: int) -> int:
-    """How many of a block's candidates compute different functions: a depthwise kernel wider than ``2 * res - 1``
-    on a ``res`` x ``res`` input (zero padding) only adds taps that always read padding, so ``k7`` on a 2x2 map is
-    the ``k3`` layer with unused weights."""
-    state = space.initial_state() if block == 0 else space.block_output_state(block - 1,
-                                                                                space.block_candidates(block - 1)[-1])
-    functions = set()
-    for candidate in space.block_candidates(block):
-        layers = []
-        for unit in space.block_units(block, candidate, state):
-            params = dict(unit.params)
-            params["k"] = min(int(params["k"]), 2 * unit.input_shape[-1] - 1)
-            layers.append(tuple(sorted(params.items())))
-        functions.add(tuple(layers))
-    return len(functions)
 
 
 def plot(path: Path, taus: dict[str, dict[str, float]], ceilings: dict[str, float | None]) -> None:
@@ -101,6 +83,7 @@ def main() -> None:
     for path in args.results:
         if not path.exists():
             parser.error(f"no ranking result at {path}; run benchmarks/ranking.py first or pass --results")
+    from hwnas.rating_pool import equivalence_classes, pool_equivalent
     from hwnas.rating_seeds import block_reliability, mean_ratings, reliability_weighted
     from hwnas.run import open_run
     from hwnas.stages import load_ratings
@@ -112,11 +95,11 @@ def main() -> None:
     if len(spaces) != 1:
         parser.error(f"the runs rate different spaces: {sorted(spaces)}")
     space = runs[0].space
-    seeds = [load_ratings(run) for run in runs]
+    seeds = [load_ratings(run, pooled=False) for run in runs]
     reliability = block_reliability(seeds)
     weighted = reliability_weighted(seeds)
     mean = mean_ratings(seeds)
-    distinct = [distinct_candidates(space, b) for b in range(space.num_blocks)]
+    distinct = [len(equivalence_classes(space, b)) for b in range(space.num_blocks)]
     print_table([[b, len(space.block_candidates(b)), distinct[b], f"{r:.3f}"] for b, r in enumerate(reliability)],
                 ["block", "candidates", "distinct functions", "reproducibility (Kendall tau across seeds)"])
     taus: dict[str, dict[str, float]] = {}
@@ -133,8 +116,8 @@ def main() -> None:
         parsed = [space.parse(a) for a in archs]
         scores = {"result's own rating": [-r for r in result["ratings"]],
                   **{name: [-rating_of(space, ratings, a) for a in parsed] for name, ratings in (
-                      ("one seed (hwnas)", seeds[0]), (f"mean of {len(seeds)} seeds", mean),
-                      ("reliability-weighted", weighted))},
+                      ("one seed", seeds[0]), ("one seed, twins pooled (hwnas)", pool_equivalent(space, seeds[0])),
+                      (f"mean of {len(seeds)} seeds", mean), ("reliability-weighted", weighted))},
                   "MACs (proxy)": result["macs"]}
         taus[path.stem] = {name: float(kendalltau(values, accuracies).statistic) for name, values in scores.items()}
         ceilings[path.stem] = result.get("noise_ceiling_kendall_tau")

@@ -218,7 +218,7 @@ def main() -> None:
     space = scorer.space
     archs = [space.parse(a) for a in result["archs"]]
     accuracies = result["test_accuracy"]
-    l1, mse = load_ratings(scorer.run, "l1_rel"), load_ratings(scorer.run, "mse_rel")
+    l1, mse = load_ratings(scorer.run, "l1_rel", pooled=False), load_ratings(scorer.run, "mse_rel", pooled=False)
     blocks = np.array([[l1[b][str(c)] for b, c in enumerate(space.blocks_of(a))] for a in archs])
     mse_sum = [sum(mse[b][str(c)] for b, c in enumerate(space.blocks_of(a))) for a in archs]
     stitched, swap = [], []

@@ -16,24 +16,24 @@ $PY benchmarks/export.py --child-run runs/demo
 $PY benchmarks/eval_noise.py --seeds 4
 # the 20 architectures of ranking_lr002 (spread over its ratings), 5 seeds, SPOS entangled with 5 warm-up epochs (the
 # defaults); without --archs-from a fresh spread is drawn; the results before it add --spos-sharing separate --spos-warmup 0
-$PY benchmarks/ranking.py --archs 20 --seeds 5 --epochs 20 --teacher-epochs 20 --spos-epochs 40 --rating-seeds 3 --archs-from benchmarks/results/ranking_lr002.json --work runs/bench-ranking-lr --name ranking
+$PY benchmarks/ranking.py --archs 20 --seeds 5 --epochs 20 --teacher-epochs 20 --spos-epochs 40 --rating-seeds 3 --archs-from benchmarks/results/ranking_lr002.json --work runs/bench-ranking-lr --name ranking --no-share-twins
 # the same 20 plus 10 from hwnas's best to its worst over the whole space, 3 seeds (arch spread > seed spread)
-$PY benchmarks/ranking.py --archs 20 --seeds 3 --epochs 20 --teacher-epochs 20 --spos-epochs 40 --rating-seeds 3 --full-range-archs 10 --archs-from benchmarks/results/ranking_lr002.json --work runs/bench-ranking-lr --name ranking_wide
+$PY benchmarks/ranking.py --archs 20 --seeds 3 --epochs 20 --teacher-epochs 20 --spos-epochs 40 --rating-seeds 3 --full-range-archs 10 --archs-from benchmarks/results/ranking_lr002.json --work runs/bench-ranking-lr --name ranking_wide --no-share-twins
 # other scores (stitched students, swap KL, calibrated block weights, ...) from the supernets of that run, on ranking_wide's accuracies
 $PY benchmarks/rating_variants.py --result benchmarks/results/ranking_wide.json --run runs/bench-ranking-lr/run
 # 20 archs from hwnas's best to its worst only, 2 seeds, 3 distillation seeds (ranking_full is the same with --rating-seeds 1)
-$PY benchmarks/ranking.py --archs 0 --full-range-archs 20 --seeds 2 --rating-seeds 3 --work runs/bench-ranking-lr --name ranking_full_r3
+$PY benchmarks/ranking.py --archs 0 --full-range-archs 20 --seeds 2 --rating-seeds 3 --work runs/bench-ranking-lr --name ranking_full_r3 --no-share-twins
 $PY benchmarks/rating_variants.py --result benchmarks/results/ranking_full.json --run runs/bench-ranking-lr/run --name rating_variants_full
 # block ratings weighted by their reproducibility across those 3 distillation seeds, on ranking_full, ranking_wide, ranking
 $PY benchmarks/rating_reliability.py
 # a teacher from outside the space (timm's EfficientNet-B0), scored on ranking_full's and ranking_wide's accuracies:
 # .venv/bin/hwnas teacher train --run runs/bench-b0teacher/run --space mbconv-tiny --data digits-distorted-4 --teacher efficientnet_b0 --epochs 20 --augment
-# .venv/bin/hwnas distill --run runs/bench-b0teacher/run --epochs 10 --lr 0.02 && .venv/bin/hwnas rate --run runs/bench-b0teacher/run
+# .venv/bin/hwnas distill --run runs/bench-b0teacher/run --epochs 10 --lr 0.02 --no-share-twins && .venv/bin/hwnas rate --run runs/bench-b0teacher/run
 # $PY benchmarks/rating_variants.py --run runs/bench-b0teacher/run --result benchmarks/results/ranking_full.json --name rating_variants_b0_full
 # the same before the distillation lr went from DNA's 0.002 to 0.02 (3 seeds):
-# $PY benchmarks/ranking.py --archs 20 --seeds 3 --distill-lr 0.002 --work runs/bench-ranking-clip --name ranking_lr002 --spos-sharing separate --spos-warmup 0
+# $PY benchmarks/ranking.py --archs 20 --seeds 3 --distill-lr 0.002 --work runs/bench-ranking-clip --name ranking_lr002 --spos-sharing separate --spos-warmup 0 --no-share-twins
 # the same before gradient clipping (some seeds blew up early), at full and at half augmentation strength:
-# $PY benchmarks/ranking.py --seeds 3 --distill-lr 0.002 --grad-clip 0 --work runs/bench-ranking-aug --name ranking_noclip --spos-sharing separate --spos-warmup 0
-# $PY benchmarks/ranking.py --seeds 3 --distill-lr 0.002 --grad-clip 0 --augment-strength 0.5 --work runs/bench-ranking-m5 --name ranking_m5 --spos-sharing separate --spos-warmup 0
+# $PY benchmarks/ranking.py --seeds 3 --distill-lr 0.002 --grad-clip 0 --work runs/bench-ranking-aug --name ranking_noclip --spos-sharing separate --spos-warmup 0 --no-share-twins
+# $PY benchmarks/ranking.py --seeds 3 --distill-lr 0.002 --grad-clip 0 --augment-strength 0.5 --work runs/bench-ranking-m5 --name ranking_m5 --spos-sharing separate --spos-warmup 0 --no-share-twins
 # the earlier, unaugmented recipes (ranking_e14, ranking_e8 were measured before SPOS moved to AdamW):
-# $PY benchmarks/ranking.py --distill-lr 0.002 --grad-clip 0 --no-augment --teacher-epochs 12 --spos-epochs 30 --epochs 14 --name ranking_e14 --work runs/bench-ranking-e14 --spos-sharing separate --spos-warmup 0
+# $PY benchmarks/ranking.py --distill-lr 0.002 --grad-clip 0 --no-augment --teacher-epochs 12 --spos-epochs 30 --epochs 14 --name ranking_e14 --work runs/bench-ranking-e14 --spos-sharing separate --spos-warmup 0 --no-share-twins

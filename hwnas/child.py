@@ -14,7 +14,7 @@ from torch import nn
 
 from hwnas.data import load_data
 from hwnas.devices import load_checkpoint
-from hwnas.distill import checkpoint_path
+from hwnas.distill import checkpoint_path, shares_twins
 from hwnas.run import RunDir
 from hwnas.supernet import layer_key
 from hwnas.training import TrainConfig, train_classifier
@@ -40,24 +40,42 @@ def _child_layers(model: nn.Module) -> list[nn.Module]:
 
 @torch.no_grad()
 def init_from_supernet(run: RunDir, model: nn.Module, arch: Hashable) -> int:
-    """Copy each layer's weights from its block supernet (same module, same key); returns layers copied."""
+    """Copy each layer's weights from its block supernet (same module, same key; a wide kernel from the narrow
+    twin it shared a module with); returns layers copied."""
     space = run.space
     layers = iter(_child_layers(model))
     copied, state = 0, space.initial_state()
     for block, candidate in enumerate(space.blocks_of(arch)):
         path = checkpoint_path(run, block)
-        saved = load_checkpoint(path)["model"] if path.exists() else None
+        checkpoint = load_checkpoint(path) if path.exists() else None
         for position, unit in enumerate(space.block_units(block, candidate, state)):
             layer = next(layers)
-            if saved is None:
+            if checkpoint is None:
                 continue
-            prefix = f"layers.{layer_key(position, unit)}."
-            weights = {k[len(prefix):]: v for k, v in saved.items() if k.startswith(prefix)}
+            module_unit = space.twin_unit(unit) if shares_twins(checkpoint["config"]) else unit
+            prefix = f"layers.{layer_key(position, module_unit)}."
+            weights = {k[len(prefix):]: v for k, v in checkpoint["model"].items() if k.startswith(prefix)}
             if weights:
-                layer.load_state_dict(weights)
+                layer.load_state_dict({name: _fit_kernel(value, layer.state_dict()[name])
+                                       for name, value in weights.items()})
                 copied += 1
         state = space.block_output_state(block, candidate)
     return copied
+
+
+def _fit_kernel(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``source`` shaped as ``target``: a narrower convolution kernel (a twin's module) centred in zeros. The taps
+    it lacks only ever read padding, so the wide layer computes what the narrow one did."""
+    if source.shape == target.shape:
+        return source
+    if source.dim() != 4 or source.shape[:2] != target.shape[:2] or any(
+            (t - s) % 2 or t < s for s, t in zip(source.shape[2:], target.shape[2:])):
+        raise ValueError(f"supernet weights of shape {tuple(source.shape)} do not fit a layer of shape "
+                         f"{tuple(target.shape)}")
+    fitted = torch.zeros_like(target)
+    top, left = (target.shape[2] - source.shape[2]) // 2, (target.shape[3] - source.shape[3]) // 2
+    fitted[..., top:top + source.shape[2], left:left + source.shape[3]] = source
+    return fitted
 
 
 def train_child(run: RunDir, arch_text: str, config: TrainConfig, distill: bool = False, init_supernet: bool = False,

@@ -39,6 +39,8 @@ class DistillConfig:
     the first blocks rated worse than its own shorter prefix, and the ratings ranked 20 stand-alone-trained
     architectures at Kendall tau -0.005. With 0.02 the same teacher and data give 0-3% of such pairs in blocks 0-2, a
     35% lower mean validation error and tau 0.29 (lr 0.01: 0.34, 0.05: 0.34). ``lr=0.002`` is DNA's published recipe.
+    ``share_twins`` trains one module for kernels that compute the same on their map (``SearchSpace.twin_unit``);
+    checkpoints written before it existed trained each kernel alone and resume with ``share_twins=False``.
     """
 
     epochs: int = 20
@@ -46,6 +48,7 @@ class DistillConfig:
     lr_decay: float = 0.9
     batch_size: int = 64
     seed: int = 0
+    share_twins: bool = True  # one module per family of kernels that compute the same on their map
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.lr <= 0 or not 0 < self.lr_decay <= 1 or self.batch_size < 1:
@@ -59,8 +62,9 @@ def _rank_world() -> tuple[int, int]:
 
 
 def _without_epochs(config: dict[str, Any]) -> dict[str, Any]:
-    """A recipe without its length: a run may be extended (the learning rate decays per epoch, not to a horizon)."""
-    return {k: v for k, v in config.items() if k != "epochs"}
+    """A recipe without its length: a run may be extended (the learning rate decays per epoch, not to a horizon).
+    Checkpoints from before ``share_twins`` existed trained every twin on its own."""
+    return {"share_twins": False} | {k: v for k, v in config.items() if k != "epochs"}
 
 
 def checkpoint_path(run: RunDir, block: int) -> Path:
@@ -73,10 +77,15 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def build_supernet(run: RunDir, teacher: TeacherStages, block: int) -> BlockSupernet:
+def build_supernet(run: RunDir, teacher: TeacherStages, block: int, share_twins: bool = True) -> BlockSupernet:
     """Block ``block``'s supernet, shaped by the teacher's boundaries at the space's resolution."""
     shapes = check_teacher(teacher, run.space)
-    return BlockSupernet(run.space, block, shapes[block], shapes[block + 1])
+    return BlockSupernet(run.space, block, shapes[block], shapes[block + 1], share_twins)
+
+
+def shares_twins(saved_config: dict[str, Any]) -> bool:
+    """Whether a checkpoint's recipe trained twins as one module (absent in checkpoints older than the option)."""
+    return bool(saved_config.get("share_twins", False))
 
 
 def distill_block(
@@ -87,7 +96,7 @@ def distill_block(
     rank, world = _rank_world()
     device = resolve_device(device)
     torch.manual_seed(config.seed + block)
-    supernet = build_supernet(run, teacher, block).train().to(device)
+    supernet = build_supernet(run, teacher, block, config.share_twins).train().to(device)
     optimizer = torch.optim.Adam(supernet.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
     path = checkpoint_path(run, block)
@@ -95,8 +104,9 @@ def distill_block(
     if path.exists():
         saved = load_checkpoint(path)
         if _without_epochs(saved["config"]) != _without_epochs(asdict(config)):
-            raise ValueError(f"{path} was trained with other settings ({saved['config']}); use the same settings to "
-                             "resume (only --epochs may change), or delete it to start over")
+            raise ValueError(f"{path} was trained with other settings ({_without_epochs(saved['config'])}); use the "
+                             "same settings to resume (only --epochs may change; --no-share-twins for a supernet "
+                             "trained before twins shared a module), or delete it to start over")
         supernet.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
@@ -146,6 +156,6 @@ def load_supernet(run: RunDir, teacher: TeacherStages, block: int) -> tuple[Bloc
         raise FileNotFoundError(f"block {block} has no supernet checkpoint ({path}); run 'hwnas distill --run "
                                 f"{run.path} --block {block}' first")
     saved = load_checkpoint(path)
-    supernet = build_supernet(run, teacher, block)
+    supernet = build_supernet(run, teacher, block, shares_twins(saved["config"]))
     supernet.load_state_dict(saved["model"])
     return supernet.eval(), {"epochs": saved["epoch"], "config": saved["config"], "sha256": file_digest(path)}

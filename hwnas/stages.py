@@ -13,6 +13,7 @@ from hwnas.devices import resolve_device
 from hwnas.distill import DistillConfig, distill_block, load_supernet
 from hwnas.features import TeacherFeatures
 from hwnas.rating import DEFAULT_MAX_CANDIDATES, deeper_worse, rate_block, rating_summary, undertrained_warning
+from hwnas.rating_pool import pool_equivalent, pooled_counts
 from hwnas.run import RunDir
 from hwnas.teacher import (
     TeacherStages,
@@ -147,15 +148,18 @@ def assemble_ratings(run: RunDir) -> dict[str, Any]:
     return summary
 
 
-def load_ratings(run: RunDir, score: str = "l1_rel") -> list[dict[str, float]]:
-    """Per block: candidate string -> score; FileNotFoundError says how to make them."""
+def load_ratings(run: RunDir, score: str = "l1_rel", pooled: bool = True) -> list[dict[str, float]]:
+    """Per block: candidate string -> score; FileNotFoundError says how to make them. ``pooled`` (what the search
+    uses) gives candidates that compute the same functions their family's mean rating (``hwnas.rating_pool``);
+    ``pooled=False`` returns each candidate's own rating as ``ratings.json`` stores it."""
     path = ratings_path(run)
     if not path.exists():
         raise FileNotFoundError(f"run {run.path} has no ratings.json; run 'hwnas rate --run {run.path}'")
     data = read_json(path, "ratings file")
     if data.get("space_hash") != run.space.definition_hash():
         raise ValueError(f"{path} rates another definition of {run.space.name}; re-run 'hwnas rate'")
-    return [{name: float(s[score]) for name, s in block["ratings"].items()} for block in data["blocks"]]
+    ratings = [{name: float(s[score]) for name, s in block["ratings"].items()} for block in data["blocks"]]
+    return pool_equivalent(run.space, ratings) if pooled else ratings
 
 
 def search(
@@ -242,7 +246,9 @@ def search(
         rating_of = {a: sum(ratings[b][str(c)] for b, c in enumerate(space.blocks_of(space.parse(a))))
                      for a in candidates}
         feasible = [a for a in candidates if measured[a] <= budget]
-        pick = min(feasible, key=rating_of.get) if feasible else min(candidates, key=measured.get)
+        # equal ratings (twins pooled by rating_pool): the faster one
+        pick = (min(feasible, key=lambda a: (rating_of[a], measured[a])) if feasible
+                else min(candidates, key=measured.get))
         chosen = {"arch": pick, "rating": rating_of[pick], "cost": predictor.predict(space.parse(pick)),
                   "source": "combiner" if pick == str(best.arch) else "optuna refinement",
                   "predicted_ms": predictor.predict(space.parse(pick)), "measured_ms": measured[pick],
@@ -259,7 +265,8 @@ def search(
         "timm_arch_def": space.to_timm_arch_def(arch) if hasattr(space, "to_timm_arch_def") else None,
         "params": info["params"], "macs": info["macs"], "table": str(table_path) if table_path else None,
         "table_metadata": predictor.table.metadata if predictor else None,
-        "ratings": str(ratings_path(run)), "refinement": refinement, "front_size": len(front),
+        "ratings": str(ratings_path(run)), "rating_families": pooled_counts(space, ratings),
+        "refinement": refinement, "front_size": len(front),
     }
     folder = run.path / "search" / f"{objective}-{budget:g}"
     atomic_write_json(folder / "result.json", result)

@@ -1,9 +1,11 @@
-"""Block supernets: every candidate of one block, weights shared along prefixes.
+"""Block supernets: every candidate of one block, weights shared along prefixes (and between twins).
 
 Layer ``j`` of a candidate is the module keyed by ``(j, latency unit of that layer)``, built by the space's own
 ``build_unit`` (so it is the very timm module the child network uses). Two candidates that agree on their first
 ``j`` layers therefore share those layers' weights, their outputs and their BatchNorm statistics: a depth choice is
-a prefix, and rating can walk a prefix tree. Adapters map the teacher's features to the student's input width and
+a prefix, and rating can walk a prefix tree. With ``share_twins`` a layer whose kernel is wider than its input
+map can reach is the module of the narrowest kernel it equals (``SearchSpace.twin_unit``): twins get one module, all
+of its training steps and one rating. Adapters map the teacher's features to the student's input width and
 the student's output back to the teacher's width (1x1 convolutions for feature maps, linear maps for tokens).
 """
 
@@ -41,9 +43,10 @@ def layer_key(position: int, unit: LatencyUnit) -> str:
 class BlockSupernet(nn.Module):
     """All candidates of block ``block`` of ``space``, trained to mimic the teacher's matching stage."""
 
-    def __init__(self, space: SearchSpace, block: int, teacher_in: tuple[int, ...], teacher_out: tuple[int, ...]):
+    def __init__(self, space: SearchSpace, block: int, teacher_in: tuple[int, ...], teacher_out: tuple[int, ...],
+                 share_twins: bool = False):
         super().__init__()
-        self.space, self.block = space, block
+        self.space, self.block, self.share_twins = space, block, share_twins
         self.candidates = space.block_candidates(block)
         self.states = space.block_input_states(block)
         self.teacher_in, self.teacher_out = tuple(teacher_in), tuple(teacher_out)
@@ -72,8 +75,10 @@ class BlockSupernet(nn.Module):
         return f"s{state}"
 
     def units(self, candidate: Any, state: Hashable) -> list[LatencyUnit]:
-        """The candidate's layers as latency units (cached)."""
-        return _units(self.space, self.block, candidate, state)
+        """The modules of the candidate's layers, as latency units (cached): its own units, or with ``share_twins``
+        each layer's ``space.twin_unit`` (a kernel wider than its map is trained as the narrow one it equals)."""
+        units = _units(self.space, self.block, candidate, state)
+        return [self.space.twin_unit(u) for u in units] if self.share_twins else units
 
     @torch.no_grad()
     def _student_output_shape(self, candidate: Any) -> tuple[int, ...]:

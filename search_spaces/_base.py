@@ -119,6 +119,16 @@ class SearchSpace(ABC):
     def head_units(self, state: Hashable) -> list[LatencyUnit]:
         """Units after the last block, given its output state."""
 
+    def function_key(self, block: int, candidate: Any) -> Hashable:
+        """Candidates of one block with equal keys compute the same family of functions in this space (at its input
+        resolution), so they deserve one rating. By default every candidate is its own family."""
+        return candidate
+
+    def twin_unit(self, unit: LatencyUnit) -> LatencyUnit:
+        """The unit that computes the same family of functions as ``unit`` and is the smallest this space offers
+        (a supernet may train one module for both). By default every unit is its own."""
+        return unit
+
     def block_input_states(self, block: int) -> list[Hashable]:
         """Every state block ``block`` can receive."""
         if block == 0:

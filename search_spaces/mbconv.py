@@ -357,6 +357,28 @@ class MBConvSpace(SearchSpace):
         """The units of ``candidate`` in block ``block`` when the previous block outputs ``state``."""
         return self._stage_units(block, candidate, self._round(state), self._stage_input_res(block))
 
+    def function_key(self, block: int, candidate: MBConvStage) -> tuple[Any, ...]:
+        """The candidate with every depthwise kernel cut to what its input map can reach: on an ``r`` x ``r`` map
+        (zero padding ``k // 2``, stride 1 or 2) a kernel wider than ``2r - 1`` only adds taps that always read
+        padding, so ``e6k7`` on a 2x2 map computes what ``e6k3`` computes, and every kernel is a per-channel scale on
+        1x1. DNA's space at 224 px has no such twins (its smallest map is 7x7); at 32 px most late candidates do."""
+        first = self._stage_input_res(block)  # the first layer's input; it strides, the others see its output
+        reach = (2 * first - 1, 2 * math.ceil(first / self.stages[block].stride) - 1)
+        return (candidate.width, tuple((op.expansion, min(op.kernel, reach[layer > 0]))
+                                       for layer, op in enumerate(candidate.ops)))
+
+    def twin_unit(self, unit: LatencyUnit) -> LatencyUnit:
+        """For an inverted-residual layer, the same layer with the smallest offered kernel that reaches as far on its
+        input map (``e6k7`` on 2x2 -> ``e6k3``); other units are their own."""
+        if unit.kind != "mbconv_ir":
+            return unit
+        reach = 2 * unit.input_shape[-1] - 1
+        kernel = int(unit.param("k"))
+        smallest = min(op.kernel for op in self.ops if min(op.kernel, reach) == min(kernel, reach))
+        if smallest == kernel:
+            return unit
+        return LatencyUnit.of(unit.kind, unit.input_shape, **(dict(unit.params) | {"k": smallest}))
+
     def stem_units(self) -> list[LatencyUnit]:
         """Units before the first block."""
         return [self._stem_unit()]

@@ -49,6 +49,9 @@ def test_ratings_cover_every_candidate_with_finite_scores(tiny_run):
         assert len(entry["supernet"]["sha256"]) == 16 and entry["supernet"]["epochs"] == 1
     ratings = load_ratings(run)
     assert len(ratings) == space.num_blocks
+    # on the last block's 1x1 map every kernel is one module (twins shared it): one rating, not three
+    last = data["blocks"][5]["ratings"]
+    assert last["320:e6k3"] == last["320:e6k5"] == last["320:e6k7"] != last["320:e3k3"]
 
 
 def test_prefix_sharing_gives_the_same_scores_with_fewer_layer_evaluations(tiny_run):
@@ -89,6 +92,68 @@ def test_supernet_shares_layers_along_prefixes():
     state, candidate = supernet.sample_path(__import__("random").Random(0))
     out = supernet(torch.randn(2, *shapes[4]), state, candidate)
     assert out.shape == (2, *shapes[5])
+
+
+def test_twins_share_one_module():
+    """Block 4 runs on 2x2 then 1x1 maps, where k5 and k7 reach no further than k3: with ``share_twins`` the 36
+    modules become 12, and twin candidates compute the same output."""
+    import random
+
+    space = get_space("mbconv-tiny")
+    teacher = space_teacher(space, space.assemble([space.block_candidates(b)[-1] for b in range(space.num_blocks)]))
+    shapes = check_teacher(teacher, space)
+    supernet = BlockSupernet(space, 4, shapes[4], shapes[5], share_twins=True).eval()
+    assert len(supernet.layers) == 2 * 2 * 2 + 2 * 2
+    x, state = torch.randn(2, *shapes[4]), supernet.states[0]
+    narrow, wide = space.parse("24:e3k3|40:e3k3|80:e3k3|96:e3k3|160:e6k3,e3k5|320:e3k3").stages[4], \
+        space.parse("24:e3k3|40:e3k3|80:e3k3|96:e3k3|160:e6k7,e3k7|320:e3k3").stages[4]
+    assert torch.equal(supernet(x, state, narrow), supernet(x, state, wide))
+    other = space.parse("24:e3k3|40:e3k3|80:e3k3|96:e3k3|160:e3k3,e3k5|320:e3k3").stages[4]
+    assert not torch.allclose(supernet(x, state, narrow), supernet(x, state, other))
+    assert supernet.sample_path(random.Random(0))
+
+
+def test_wide_kernel_child_starts_from_its_narrow_twin(tiny_run):
+    """A child with k7 on the last blocks' 2x2 and 1x1 maps, initialised from supernets whose twins shared the k3
+    module, computes what that module computes."""
+    from hwnas.child import _child_layers, init_from_supernet
+    from hwnas.distill import load_supernet
+    from hwnas.supernet import layer_key
+
+    run = open_run(tiny_run)
+    space = run.space
+    arch = space.parse("24:e3k3|40:e3k3|80:e3k3|96:e6k7|160:e6k7|320:e6k7")
+    model = space.build(arch)
+    assert init_from_supernet(run, model, arch) == 6
+    supernet, record = load_supernet(run, open_teacher(run), 5)
+    assert record["config"]["share_twins"] is True
+    unit = space.block_units(5, arch.stages[5], 160)[0]
+    module = supernet.layers[layer_key(0, space.twin_unit(unit))]
+    assert module.conv_dw.kernel_size == (3, 3) and _child_layers(model)[-1].conv_dw.kernel_size == (7, 7)
+    x = space.unit_input(unit, batch=2)
+    with torch.no_grad():
+        torch.testing.assert_close(_child_layers(model)[-1].eval()(x), module.eval()(x))
+
+
+def test_supernets_from_before_twins_shared_resume_with_no_share_twins(tmp_path, tiny_run):
+    import shutil
+
+    from hwnas.devices import load_checkpoint
+    from hwnas.distill import load_supernet
+    from profilers._files import atomic_torch_save
+
+    run_path = tmp_path / "old"
+    shutil.copytree(tiny_run, run_path, ignore=shutil.ignore_patterns("ratings*"))
+    run = open_run(run_path)
+    path = checkpoint_path(run, 0)
+    saved = load_checkpoint(path)
+    del saved["config"]["share_twins"]  # as written before the option existed
+    atomic_torch_save(saved, path)
+    with pytest.raises(ValueError, match="--no-share-twins"):
+        distill(run, block=0, config=DistillConfig(epochs=1), show_progress=False)
+    distill(run, block=0, config=DistillConfig(epochs=1, share_twins=False), show_progress=False)  # resumes: done
+    supernet, _ = load_supernet(run, open_teacher(run), 0)
+    assert supernet.share_twins is False
 
 
 def test_teacher_whose_stages_do_not_match_is_refused():

@@ -26,6 +26,9 @@ def test_search_writes_result_front_and_plot(tiny_run, tiny_table):
     assert result["params"] > 0 and result["macs"] > 0 and result["table"] == str(tiny_table)
     assert result["refinement"]["trials"] == 3 and result["refinement"]["failed"] == 0
     assert "measurement_warning" in chosen and chosen["finalist_passes_measured_over_predicted"]
+    # kernels wider than the 1x1 map of the last block are twins: the search rated 6 candidates, 2 functions
+    assert result["rating_families"][5] == {"rated": 6, "functions": 2}
+    assert result["rating_families"][0]["rated"] == result["rating_families"][0]["functions"]
     front = json.loads(open(result["files"]["front"]).read())
     assert len(front) == result["front_size"] >= 2
     assert all(a["cost"] < b["cost"] and a["rating"] > b["rating"] for a, b in zip(front, front[1:]))

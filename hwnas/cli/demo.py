@@ -161,7 +161,8 @@ def _report(folder: Path, table: Any, teacher: dict[str, Any], result: dict[str,
                           "validation": validation},
         "teacher": {"arch": teacher["teacher"]["name"], "test_accuracy": teacher.get("test_accuracy")},
         "search": {"budget_ms": result["budget"], "chosen": result["chosen"], "refinement": result["refinement"],
-                   "front_size": result["front_size"], "params": result["params"], "macs": result["macs"]},
+                   "front_size": result["front_size"], "params": result["params"], "macs": result["macs"],
+                   "rating_families": result.get("rating_families")},
         "child": {"arch": child["arch"], "test_accuracy": child["test_accuracy"], "epochs": len(child["history"]),
                   "layers_from_supernet": child["layers_from_supernet"]},
         "exports": [{k: e.get(k) for k in ("format", "precision", "file", "size_bytes", "parity", "accuracy_change",
@@ -181,6 +182,17 @@ def _supernet_line(check: dict[str, Any]) -> str:
     verdict = f"**Warning:** {check['undertrained']}." if check.get("undertrained") else "The supernets look trained."
     return (f"Supernets: {recipe.get('epochs')} epochs per block, Adam lr {recipe.get('lr')} (x{recipe.get('lr_decay')} "
             f"per epoch); {counted}. {verdict}")
+
+
+def _families_line(families: list[dict[str, int]] | None) -> list[str]:
+    """The report's note on candidates that compute the same functions (none: no line)."""
+    twins = [f"block {b}: {f['rated']} candidates, {f['functions']} functions" for b, f in enumerate(families or [])
+             if f["functions"] < f["rated"]]
+    if not twins:
+        return []
+    return ["", "Candidates that compute the same functions at this resolution (a depthwise kernel wider than its map "
+            "only reads padding) share their mean rating, so the search takes the cheapest of them: "
+            + "; ".join(twins) + "."]
 
 
 def _table_warning(validation: dict[str, Any], table_file: Path | str) -> str:
@@ -222,6 +234,7 @@ def _markdown(report: dict[str, Any]) -> str:
         f"({'within' if chosen['within_budget'] else 'OVER'} budget); {search['params']:,} params, "
         f"{search['macs']:,} MACs." + (f" **Warning:** {chosen['measurement_warning']}."
                                        if chosen.get("measurement_warning") else ""),
+        *_families_line(search.get("rating_families")),
         "",
         f"![Pareto front]({report['plots']['pareto_front']})",
         "",

@@ -43,6 +43,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                               "leaves supernets under-trained on small data sets: 'rate' warns when they are)")
     distill.add_argument("--batch-size", type=int, default=64)
     distill.add_argument("--no-cache", action="store_true", help="run the teacher every step (no feature cache)")
+    distill.add_argument("--no-share-twins", dest="share_twins", action="store_false",
+                         help="train every kernel as its own module, even one wider than its map can reach (as "
+                              "supernets were trained before twins shared a module: to resume such a run)")
     add_device_argument(distill)
     distill.add_argument("--json", action="store_true", help="machine-readable output")
     distill.set_defaults(handler=run_distill)
@@ -89,7 +92,8 @@ def run_distill(args: argparse.Namespace) -> int:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
         run = open_run(args.run)
-        config = DistillConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size)
+        config = DistillConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                               share_twins=args.share_twins)
         results = distill(run, args.block, config, cache=not args.no_cache, device=str(device))
     finally:
         if world > 1:

@@ -17,7 +17,10 @@ and 6 candidates only 18, 12, 12 and 2 compute different functions (``SearchSpac
 blocks' ratings tell apart is the seed. (DNA's space at 224 px has no such duplicates: its smallest maps are 7x7.)
 Weighted, Kendall tau rises on every result: ``ranking_full`` 0.427 -> 0.459, ``ranking_wide`` 0.445 ->
 0.495, ``ranking`` 0.316 -> 0.421 (the ratings those two results stored came from another distillation: 0.399 and
-0.253); still short of the 0.65 target and, on ``ranking_full``, of SPOS (0.543).
+0.253); still short of the 0.65 target and, on ``ranking_full``, of SPOS (0.543). Each seed's rating with twins
+pooled (what the search loads, ``hwnas.rating_pool``) scores 0.449, 0.438, 0.417 on ``ranking_full``: the raw
+seeds' mean, a third of their spread. Supernets distilled with twins sharing one module (the default now;
+``--name rating_reliability_twins`` on ``runs/bench-twins``) score 0.427, 0.512, 0.533 there.
 
     python benchmarks/rating_reliability.py --runs runs/bench-ranking-lr/run runs/bench-ranking-lr/run-seed1 \
         runs/bench-ranking-lr/run-seed2
@@ -104,6 +107,7 @@ def main() -> None:
                 ["block", "candidates", "distinct functions", "reproducibility (Kendall tau across seeds)"])
     taus: dict[str, dict[str, float]] = {}
     ceilings: dict[str, float | None] = {}
+    each_seed: dict[str, list[float]] = {}
     rows = []
     for path in args.results:
         result = read_json(path, "ranking result")
@@ -120,18 +124,23 @@ def main() -> None:
                       (f"mean of {len(seeds)} seeds", mean), ("reliability-weighted", weighted))},
                   "MACs (proxy)": result["macs"]}
         taus[path.stem] = {name: float(kendalltau(values, accuracies).statistic) for name, values in scores.items()}
+        each_seed[path.stem] = [float(kendalltau([-rating_of(space, pooled, a) for a in parsed], accuracies).statistic)
+                                for pooled in (pool_equivalent(space, ratings) for ratings in seeds)]
         ceilings[path.stem] = result.get("noise_ceiling_kendall_tau")
         ceiling = ceilings[path.stem]
         rows.append([path.stem, len(archs), *(f"{t:.3f}" for t in taus[path.stem].values()),
                      "-" if ceiling is None else f"{ceiling:.3f}"])
     print_table(rows, ["result", "archs", *next(iter(taus.values())), "noise ceiling"])
+    print("each seed, twins pooled: " + "; ".join(f"{name} {', '.join(f'{t:.3f}' for t in values)}"
+                                                 for name, values in each_seed.items()))
     png = RESULTS / f"{args.name}.png"
     plot(png, taus, ceilings)
     write_result(args.name, {
         "runs": [str(p) for p in args.runs], "space": space.name, "block_reliability": reliability,
         "block_candidates": [len(space.block_candidates(b)) for b in range(space.num_blocks)],
         "block_distinct_functions": distinct,
-        "block_weights": [max(0.0, r) for r in reliability], "kendall_tau": taus, "noise_ceiling_kendall_tau": ceilings,
+        "block_weights": [max(0.0, r) for r in reliability], "kendall_tau": taus,
+        "each_seed_twins_pooled_kendall_tau": each_seed, "noise_ceiling_kendall_tau": ceilings,
         "results": [str(p.relative_to(ROOT) if p.is_relative_to(ROOT) else p) for p in args.results],
         "wall_s": time.perf_counter() - started, "plot": str(png.relative_to(ROOT)),
     })

@@ -26,6 +26,15 @@ $PY benchmarks/ranking.py --archs 0 --full-range-archs 20 --seeds 2 --rating-see
 $PY benchmarks/rating_variants.py --result benchmarks/results/ranking_full.json --run runs/bench-ranking-lr/run --name rating_variants_full
 # block ratings weighted by their reproducibility across those 3 distillation seeds, on ranking_full, ranking_wide, ranking
 $PY benchmarks/rating_reliability.py
+# the same teacher's supernets distilled with twins sharing one module (the default now), 3 seeds, scored the same way
+for s in 0 1 2; do
+  R=runs/bench-twins/run-seed$s
+  if [ ! -e $R/run.json ]; then
+    mkdir -p $R && cp runs/bench-ranking-lr/run/{run.json,teacher.pt,teacher_training.pt} $R/ && cp -r runs/bench-ranking-lr/run/cache $R/
+  fi
+  .venv/bin/hwnas distill --run $R --epochs 10 --lr 0.02 --seed $s && .venv/bin/hwnas rate --run $R
+done
+$PY benchmarks/rating_reliability.py --runs runs/bench-twins/run-seed0 runs/bench-twins/run-seed1 runs/bench-twins/run-seed2 --name rating_reliability_twins
 # a teacher from outside the space (timm's EfficientNet-B0), scored on ranking_full's and ranking_wide's accuracies:
 # .venv/bin/hwnas teacher train --run runs/bench-b0teacher/run --space mbconv-tiny --data digits-distorted-4 --teacher efficientnet_b0 --epochs 20 --augment
 # .venv/bin/hwnas distill --run runs/bench-b0teacher/run --epochs 10 --lr 0.02 --no-share-twins && .venv/bin/hwnas rate --run runs/bench-b0teacher/run

@@ -42,6 +42,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                          help="Adam learning rate, x0.9 per epoch (default 0.02; DNA's ImageNet recipe: 0.002, which "
                               "leaves supernets under-trained on small data sets: 'rate' warns when they are)")
     distill.add_argument("--batch-size", type=int, default=64)
+    distill.add_argument("--seed", type=int, default=0, help="seed of the sampled paths and the data order")
     distill.add_argument("--no-cache", action="store_true", help="run the teacher every step (no feature cache)")
     distill.add_argument("--no-share-twins", dest="share_twins", action="store_false",
                          help="train every kernel as its own module, even one wider than its map can reach (as "
@@ -92,7 +93,7 @@ def run_distill(args: argparse.Namespace) -> int:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
         run = open_run(args.run)
-        config = DistillConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+        config = DistillConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
                                share_twins=args.share_twins)
         results = distill(run, args.block, config, cache=not args.no_cache, device=str(device))
     finally:

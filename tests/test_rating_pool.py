@@ -103,3 +103,21 @@ def test_combiner_takes_the_cheapest_twin_after_pooling():
     assert str(space.blocks_of(best.arch)[5]) == "320:e6k3"
     assert best.rating == pytest.approx(-1.1)  # the family's mean
     assert best.cost < raw.best_under(budget).cost
+
+
+def test_function_key_and_twin_units_agree():
+    """Two candidates are one family exactly when their layers map to the same twin units, for every input width
+    (the pooled ratings and the shared supernet modules group the same candidates)."""
+    space = get_space("mbconv-tiny")
+    for block in range(space.num_blocks):
+        states = space.block_input_states(block)
+        by_key, by_units = {}, {}
+        for candidate in space.block_candidates(block):
+            by_key.setdefault(space.function_key(block, candidate), set()).add(str(candidate))
+            units = tuple(tuple(space.twin_unit(u) for u in space.block_units(block, candidate, s)) for s in states)
+            by_units.setdefault(units, set()).add(str(candidate))
+        assert sorted(map(sorted, by_key.values())) == sorted(map(sorted, by_units.values())), block
+    unit = space.block_units(5, space.block_candidates(5)[-1], 160)[0]
+    assert unit.param("k") == 7 and space.twin_unit(unit).param("k") == 3  # the narrowest kernel the space offers
+    stem = space.stem_units()[0]
+    assert space.twin_unit(stem) is stem

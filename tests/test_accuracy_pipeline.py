@@ -4,6 +4,7 @@ import json
 import math
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
@@ -151,6 +152,10 @@ def test_supernets_from_before_twins_shared_resume_with_no_share_twins(tmp_path,
     atomic_torch_save(saved, path)
     with pytest.raises(ValueError, match="--no-share-twins"):
         distill(run, block=0, config=DistillConfig(epochs=1), show_progress=False)
+    from hwnas.cli.demo import DISTILL, _distill_config
+
+    assert _distill_config(run) == replace(DISTILL, share_twins=False)  # the demo resumes such a run as it was
+    assert _distill_config(open_run(tiny_run)) == DISTILL
     distill(run, block=0, config=DistillConfig(epochs=1, share_twins=False), show_progress=False)  # resumes: done
     supernet, _ = load_supernet(run, open_teacher(run), 0)
     assert supernet.share_twins is False

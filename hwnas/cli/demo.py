@@ -14,6 +14,7 @@ import json
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +84,7 @@ def run_demo(args: argparse.Namespace) -> int:
     timings["teacher"] = time.perf_counter() - t
 
     t = _stage(3, f"distill the {space.num_blocks} block supernets ({DISTILL.epochs} epochs each, teacher cache)")
-    distill(run, config=DISTILL, cache=True, device=device)
+    distill(run, config=_distill_config(run), cache=True, device=device)
     timings["distill"] = time.perf_counter() - t
 
     t = _stage(4, "rate every candidate of every block")
@@ -116,6 +117,19 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"\nreport: {run.path / 'report.md'}", file=sys.stderr)
     print(json.dumps(report, indent=2) if args.json else _summary(report))
     return 0
+
+
+def _distill_config(run: Any) -> DistillConfig:
+    """The demo's recipe; a run folder whose supernets were trained before twins shared a module keeps them."""
+    from hwnas.devices import load_checkpoint
+    from hwnas.distill import checkpoint_path, shares_twins
+
+    path = checkpoint_path(run, 0)
+    if path.exists() and not shares_twins(load_checkpoint(path)["config"]):
+        print(f"note: {run.path}'s supernets were trained with every kernel as its own module (an older hwnas); "
+              "resuming them so (delete its supernet/ and ratings/ to train twins as one module)", file=sys.stderr)
+        return replace(DISTILL, share_twins=False)
+    return DISTILL
 
 
 def _pick_budget(run: Any, table_path: Path) -> float:

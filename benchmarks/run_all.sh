@@ -24,7 +24,9 @@ $PY benchmarks/rating_variants.py --result benchmarks/results/ranking_wide.json 
 # 20 archs from hwnas's best to its worst only, 2 seeds, 3 distillation seeds (ranking_full is the same with --rating-seeds 1)
 $PY benchmarks/ranking.py --archs 0 --full-range-archs 20 --seeds 2 --rating-seeds 3 --work runs/bench-ranking-lr --name ranking_full_r3 --no-share-twins
 $PY benchmarks/rating_variants.py --result benchmarks/results/ranking_full.json --run runs/bench-ranking-lr/run --name rating_variants_full
-# block ratings weighted by their reproducibility across those 3 distillation seeds, on ranking_full, ranking_wide, ranking
+# the same 20 archs with a third stand-alone seed (noise ceiling 0.687)
+$PY benchmarks/ranking.py --archs 0 --full-range-archs 20 --seeds 3 --rating-seeds 3 --work runs/bench-ranking-lr --name ranking_full_s3 --no-share-twins
+# block ratings weighted by their reproducibility across those 3 distillation seeds, on ranking_full_s3, ranking_full, ranking_wide, ranking
 $PY benchmarks/rating_reliability.py
 # the same teacher's supernets distilled with twins sharing one module (the default now), 3 seeds, scored the same way
 for s in 0 1 2; do

@@ -205,7 +205,7 @@ def _families_line(families: list[dict[str, int]] | None) -> list[str]:
     if not twins:
         return []
     return ["", "Candidates that compute the same functions at this resolution (a depthwise kernel wider than its map "
-            "only reads padding) share their mean rating, so the search takes the cheapest of them: "
+            "only reads padding) share their mean rating, so the search takes whichever the latency table says is fastest: "
             + "; ".join(twins) + "."]
 
 

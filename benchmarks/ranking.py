@@ -396,10 +396,11 @@ def main() -> None:
     rating = ratings_by_seed[0]  # the hwnas row: seed 0, the recipe's own supernets
     params = [sum(p.numel() for p in space.build(space.parse(a)).parameters()) for a in archs]
     macs = [count_macs(space.build(space.parse(a)), space.example_input()) for a in archs]
+    pooled = pool_equivalent(space, ratings)
     table = {
         "hwnas (DNA block-wise)": correlation([-r for r in rating], accuracies),
         "hwnas, twins pooled (the search's rating)": correlation(
-            [-rating_of(space, pool_equivalent(space, ratings), space.parse(a)) for a in archs], accuracies),
+            [-rating_of(space, pooled, space.parse(a)) for a in archs], accuracies),
         "SPOS baseline": correlation(spos_scores, accuracies),
         "parameters (proxy)": correlation(params, accuracies),
         "MACs (proxy)": correlation(macs, accuracies),

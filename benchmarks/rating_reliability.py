@@ -102,6 +102,7 @@ def main() -> None:
     reliability = block_reliability(seeds)
     weighted = reliability_weighted(seeds)
     mean = mean_ratings(seeds)
+    pooled_seeds = [pool_equivalent(space, ratings) for ratings in seeds]
     distinct = [len(equivalence_classes(space, b)) for b in range(space.num_blocks)]
     print_table([[b, len(space.block_candidates(b)), distinct[b], f"{r:.3f}"] for b, r in enumerate(reliability)],
                 ["block", "candidates", "distinct functions", "reproducibility (Kendall tau across seeds)"])
@@ -120,12 +121,12 @@ def main() -> None:
         parsed = [space.parse(a) for a in archs]
         scores = {"result's own rating": [-r for r in result["ratings"]],
                   **{name: [-rating_of(space, ratings, a) for a in parsed] for name, ratings in (
-                      ("one seed", seeds[0]), ("one seed, twins pooled (hwnas)", pool_equivalent(space, seeds[0])),
+                      ("one seed", seeds[0]), ("one seed, twins pooled (hwnas)", pooled_seeds[0]),
                       (f"mean of {len(seeds)} seeds", mean), ("reliability-weighted", weighted))},
                   "MACs (proxy)": result["macs"]}
         taus[path.stem] = {name: float(kendalltau(values, accuracies).statistic) for name, values in scores.items()}
         each_seed[path.stem] = [float(kendalltau([-rating_of(space, pooled, a) for a in parsed], accuracies).statistic)
-                                for pooled in (pool_equivalent(space, ratings) for ratings in seeds)]
+                                for pooled in pooled_seeds]
         ceilings[path.stem] = result.get("noise_ceiling_kendall_tau")
         ceiling = ceilings[path.stem]
         rows.append([path.stem, len(archs), *(f"{t:.3f}" for t in taus[path.stem].values()),

@@ -56,8 +56,8 @@ def init_from_supernet(run: RunDir, model: nn.Module, arch: Hashable) -> int:
             prefix = f"layers.{layer_key(position, module_unit)}."
             weights = {k[len(prefix):]: v for k, v in checkpoint["model"].items() if k.startswith(prefix)}
             if weights:
-                layer.load_state_dict({name: _fit_kernel(value, layer.state_dict()[name])
-                                       for name, value in weights.items()})
+                own = layer.state_dict()
+                layer.load_state_dict({name: _fit_kernel(value, own[name]) for name, value in weights.items()})
                 copied += 1
         state = space.block_output_state(block, candidate)
     return copied

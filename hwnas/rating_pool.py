@@ -18,39 +18,46 @@ from search_spaces import SearchSpace
 Ratings = list[dict[str, float]]
 
 
-def equivalence_classes(space: SearchSpace, block: int, names: Sequence[str] | None = None) -> list[list[str]]:
-    """The block's candidates (or only ``names``, candidate strings) grouped by ``space.function_key``, in the
-    block's candidate order; a class of one is a candidate with no twin."""
-    wanted = None if names is None else set(names)
+def equivalence_classes(space: SearchSpace, block: int) -> list[list[str]]:
+    """The block's candidate strings grouped by ``space.function_key``, in the block's candidate order; a class of
+    one is a candidate with no twin."""
     classes: dict[Hashable, list[str]] = {}
     for candidate in space.block_candidates(block):
-        name = str(candidate)
-        if wanted is None or name in wanted:
-            classes.setdefault(space.function_key(block, candidate), []).append(name)
+        classes.setdefault(space.function_key(block, candidate), []).append(str(candidate))
     return list(classes.values())
+
+
+def _rated_classes(space: SearchSpace, block: int, rated: Mapping[str, float]) -> list[list[str]]:
+    """The block's classes cut to its rated candidates (empty classes dropped); ValueError on a name the block does
+    not offer."""
+    classes = equivalence_classes(space, block)
+    unknown = sorted(set(rated).difference(*classes))
+    if unknown:
+        raise ValueError(f"block {block} rates {unknown[:3]}, not candidates of {space.name}; rate this space's "
+                         "supernets again ('hwnas rate')")
+    return [present for members in classes if (present := [m for m in members if m in rated])]
+
+
+def _check_blocks(space: SearchSpace, ratings: Sequence[Mapping[str, float]]) -> None:
+    if len(ratings) != space.num_blocks:
+        raise ValueError(f"{len(ratings)} blocks of ratings for {space.name}, which has {space.num_blocks}; rate "
+                         "every block of this space ('hwnas rate')")
 
 
 def pool_equivalent(space: SearchSpace, ratings: Sequence[Mapping[str, float]]) -> Ratings:
     """Per block, every rated candidate's rating replaced by the mean over the rated members of its family."""
-    if len(ratings) != space.num_blocks:
-        raise ValueError(f"{len(ratings)} blocks of ratings for {space.name}, which has {space.num_blocks}; rate "
-                         "every block of this space ('hwnas rate')")
+    _check_blocks(space, ratings)
     pooled: Ratings = []
     for block, rated in enumerate(ratings):
-        known = {str(c) for c in space.block_candidates(block)}
-        unknown = sorted(set(rated) - known)
-        if unknown:
-            raise ValueError(f"block {block} rates {unknown[:3]}, not candidates of {space.name}; rate this space's "
-                             "supernets again ('hwnas rate')")
         means = {}
-        for members in equivalence_classes(space, block, list(rated)):
-            mean = statistics.fmean(rated[name] for name in members)
-            means.update(dict.fromkeys(members, mean))
+        for members in _rated_classes(space, block, rated):
+            means.update(dict.fromkeys(members, statistics.fmean(rated[name] for name in members)))
         pooled.append({name: means[name] for name in rated})
     return pooled
 
 
 def pooled_counts(space: SearchSpace, ratings: Sequence[Mapping[str, float]]) -> list[dict[str, int]]:
     """Per block, how many candidates were rated and how many different functions they compute."""
-    return [{"rated": len(rated), "functions": len(equivalence_classes(space, block, list(rated)))}
+    _check_blocks(space, ratings)
+    return [{"rated": len(rated), "functions": len(_rated_classes(space, block, rated))}
             for block, rated in enumerate(ratings)]

@@ -77,8 +77,7 @@ class BlockSupernet(nn.Module):
     def units(self, candidate: Any, state: Hashable) -> list[LatencyUnit]:
         """The modules of the candidate's layers, as latency units (cached): its own units, or with ``share_twins``
         each layer's ``space.twin_unit`` (a kernel wider than its map is trained as the narrow one it equals)."""
-        units = _units(self.space, self.block, candidate, state)
-        return [self.space.twin_unit(u) for u in units] if self.share_twins else units
+        return _units(self.space, self.block, candidate, state, self.share_twins)
 
     @torch.no_grad()
     def _student_output_shape(self, candidate: Any) -> tuple[int, ...]:
@@ -109,5 +108,6 @@ class BlockSupernet(nn.Module):
 
 
 @cache
-def _units(space: SearchSpace, block: int, candidate: Any, state: Hashable) -> list[LatencyUnit]:
-    return space.block_units(block, candidate, state)
+def _units(space: SearchSpace, block: int, candidate: Any, state: Hashable, twins: bool) -> list[LatencyUnit]:
+    units = space.block_units(block, candidate, state)
+    return [space.twin_unit(u) for u in units] if twins else units

@@ -5,6 +5,12 @@ so even a perfect score (the architectures' true accuracies) reaches a tau below
 that ceiling from the per-seed accuracies themselves: the spread between architectures is split into a true part and
 the seed noise left in a mean of ``k`` trainings, and the tau of the true values against true-plus-noise is averaged
 over simulated draws (both parts Gaussian). A target tau above this ceiling cannot be shown on that benchmark.
+
+A tau measured on 20 architectures is itself a rough number. ``tau_intervals`` bootstraps it: the architectures are
+drawn again with replacement, each with its score and its seed-averaged accuracy (so each draw carries the seed
+noise that architecture's mean happened to get: the noise is part of the unit drawn, and drawing seeds as well would
+count it twice and pull every interval down); ``difference_interval`` does the same for the gap between two scores on
+the same draws (is hwnas really 0.2 above SPOS?).
 """
 
 from __future__ import annotations
@@ -12,7 +18,9 @@ from __future__ import annotations
 import math
 import random
 import statistics
+from collections.abc import Sequence
 
+import numpy as np
 from scipy.stats import kendalltau
 
 
@@ -30,11 +38,11 @@ def noise_ceiling_tau(per_seed: list[list[float]], trials: int = 2000, seed: int
     ``per_seed[s][a]`` is architecture a's accuracy with seed s. Returns 0 when the spread between architectures is no
     larger than the noise of their means (nothing to rank), 1 when the seeds agree exactly.
     """
-    seeds, archs = len(per_seed), len(per_seed[0])
+    archs = len(per_seed[0])
     if archs < 3:
         raise ValueError(f"a ranking needs >= 3 architectures, got {archs}")
     means = [statistics.fmean(values) for values in zip(*per_seed)]
-    noise = seed_noise_variance(per_seed) / seeds
+    noise = seed_noise_variance(per_seed) / len(per_seed)
     true = statistics.variance(means) - noise
     if true <= 0:
         return 0.0
@@ -47,3 +55,54 @@ def noise_ceiling_tau(per_seed: list[list[float]], trials: int = 2000, seed: int
         measured = [v + rng.gauss(0.0, math.sqrt(noise)) for v in values]
         taus.append(float(kendalltau(values, measured).statistic))
     return statistics.fmean(taus)
+
+
+def _check_scores(scores: dict[str, Sequence[float]], per_seed: list[list[float]]) -> None:
+    archs = len(per_seed[0]) if per_seed else 0
+    if len(per_seed) < 2 or archs < 3 or any(len(seed) != archs for seed in per_seed):
+        raise ValueError(f"per_seed must hold >= 2 seeds of the same >= 3 architectures, got {len(per_seed)} seed(s) "
+                         f"of {sorted({len(seed) for seed in per_seed})} architectures")
+    for name, values in scores.items():
+        if len(values) != archs:
+            raise ValueError(f"score {name!r} has {len(values)} values for {archs} architectures")
+
+
+def bootstrap_taus(scores: dict[str, Sequence[float]], per_seed: list[list[float]], resamples: int = 2000,
+                   seed: int = 0) -> dict[str, np.ndarray]:
+    """Each score's Kendall tau against the seed-averaged accuracies on ``resamples`` bootstrap draws of the
+    architectures (with replacement); the same draws for every score, so differences between scores can be read off
+    draw by draw. Higher scores should mean higher accuracy."""
+    _check_scores(scores, per_seed)
+    means = np.asarray([statistics.fmean(values) for values in zip(*per_seed)])
+    archs = len(means)
+    values = {name: np.asarray(v, dtype=float) for name, v in scores.items()}
+    rng = np.random.default_rng(seed)
+    taus = {name: np.empty(resamples) for name in scores}
+    for draw in range(resamples):
+        picked = rng.integers(0, archs, archs)
+        for name, score in values.items():
+            tau = kendalltau(score[picked], means[picked]).statistic
+            taus[name][draw] = 0.0 if tau != tau else tau  # NaN: a draw of one architecture only
+    return taus
+
+
+def tau_intervals(scores: dict[str, Sequence[float]], per_seed: list[list[float]], level: float = 0.95,
+                  resamples: int = 2000, seed: int = 0) -> dict[str, tuple[float, float]]:
+    """Each score's bootstrap percentile interval of Kendall tau (see ``bootstrap_taus``)."""
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    tail = 100 * (1 - level) / 2
+    return {name: (float(np.percentile(t, tail)), float(np.percentile(t, 100 - tail)))
+            for name, t in bootstrap_taus(scores, per_seed, resamples, seed).items()}
+
+
+def difference_interval(first: Sequence[float], second: Sequence[float], per_seed: list[list[float]],
+                        level: float = 0.95, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Bootstrap percentile interval of tau(first) - tau(second), both scored on the same draws."""
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    taus = bootstrap_taus({"first": first, "second": second}, per_seed, resamples, seed)
+    gap = taus["first"] - taus["second"]
+    tail = 100 * (1 - level) / 2
+    return float(np.percentile(gap, tail)), float(np.percentile(gap, 100 - tail))
+

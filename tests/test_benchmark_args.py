@@ -24,6 +24,9 @@ CASES = [
     ("budget_sweep.py", ["--table", "no/such/table.json"], "no latency table at no/such/table.json"),
     ("rating_reliability.py", ["--runs", "no/such/run"], "--runs needs >= 2 rated runs"),
     ("rating_reliability.py", ["--runs", "no/run1", "no/run2"], "no/run1 has no ratings.json"),
+    ("rank_confidence.py", ["--resamples", "10"], "--resamples must be >= 100"),
+    ("rank_confidence.py", ["--results", "no/such/result.json"], "no ranking result at no/such/result.json"),
+    ("rank_confidence.py", ["--runs", "no/run1"], "no/run1 has no ratings.json"),
     ("profile_fidelity.py", ["--refit"], "pass it with --table"),
     ("profile_fidelity.py", ["--calibrate", "3"], "--calibrate >= 4"),
 ]

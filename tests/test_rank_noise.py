@@ -3,8 +3,14 @@
 import random
 
 import pytest
+from scipy.stats import kendalltau
 
-from hwnas.rank_noise import noise_ceiling_tau, seed_noise_variance
+from hwnas.rank_noise import (
+    difference_interval,
+    noise_ceiling_tau,
+    seed_noise_variance,
+    tau_intervals,
+)
 
 
 def _accuracies(true: list[float], noise: float, seeds: int, seed: int = 0) -> list[list[float]]:
@@ -33,3 +39,44 @@ def test_ceiling_refuses_one_seed_or_too_few_archs():
         noise_ceiling_tau([[0.9, 0.8, 0.7]])
     with pytest.raises(ValueError, match="3 architectures"):
         noise_ceiling_tau([[0.9, 0.8], [0.9, 0.8]])
+
+
+def _mean(per_seed: list[list[float]]) -> list[float]:
+    return [sum(values) / len(values) for values in zip(*per_seed)]
+
+
+def test_tau_intervals_cover_the_measured_tau_and_narrow_with_more_architectures():
+    rng = random.Random(1)
+    intervals = {}
+    for archs in (20, 200):
+        true = [rng.gauss(0.95, 0.006) for _ in range(archs)]
+        per_seed = _accuracies(true, 0.006, seeds=3, seed=archs)
+        score = [t + rng.gauss(0, 0.004) for t in true]
+        measured = kendalltau(score, _mean(per_seed)).statistic
+        low, high = tau_intervals({"score": score}, per_seed, resamples=400)["score"]
+        assert low < measured < high
+        intervals[archs] = high - low
+    assert intervals[200] < intervals[20] / 2
+    exact = [0.90 + 0.005 * i for i in range(12)]
+    assert tau_intervals({"perfect": exact}, [exact, exact], resamples=100)["perfect"] == pytest.approx((1.0, 1.0))
+
+
+def test_difference_interval_is_zero_for_one_score_and_positive_for_a_clearly_better_one():
+    rng = random.Random(2)
+    true = [rng.gauss(0.95, 0.006) for _ in range(60)]
+    per_seed = _accuracies(true, 0.002, seeds=3)
+    good = [t + rng.gauss(0, 0.001) for t in true]
+    blind = [rng.random() for _ in true]
+    assert difference_interval(good, good, per_seed, resamples=200) == (0.0, 0.0)
+    low, high = difference_interval(good, blind, per_seed, resamples=400)
+    assert 0.4 < low < high
+
+
+def test_intervals_refuse_mismatched_scores_and_bad_levels():
+    per_seed = [[0.9, 0.8, 0.7, 0.6], [0.91, 0.79, 0.7, 0.62]]
+    with pytest.raises(ValueError, match="3 values for 4 architectures"):
+        tau_intervals({"short": [1, 2, 3]}, per_seed)
+    with pytest.raises(ValueError, match=">= 2 seeds"):
+        tau_intervals({"score": [1, 2, 3, 4]}, per_seed[:1])
+    with pytest.raises(ValueError, match="level"):
+        difference_interval([1, 2, 3, 4], [4, 3, 2, 1], per_seed, level=95)

@@ -1,0 +1,172 @@
+"""Benchmark: how sure are the ranking results? Bootstrap intervals of every score's Kendall tau.
+
+Each ranking result (``ranking.py``) ranks about 20 architectures, and each architecture's accuracy is the mean of a
+few stand-alone trainings. Its taus are therefore rough numbers. For every stored result, this draws the
+architectures again with replacement, each with its score and seed-averaged accuracy (``hwnas.rank_noise``, 2000
+draws), and reports each score's 95% interval, the interval of the gap between hwnas and SPOS on the same draws (the second
+target asks for a gap of 0.2), and the share of draws in which hwnas reaches 0.65. No child is trained again.
+
+Scores: the rating stored in the result (its run's first distillation seed), SPOS, MACs and, where ``--runs`` are
+rated hwnas runs of the same teacher (default: ``runs/bench-twins/run-seed{0,1,2}``, the supernets distilled with
+twins sharing one module, as ``hwnas distill`` does by default; ``run_all.sh`` makes them), that first run's rating
+and the runs' mean rating.
+
+    python benchmarks/rank_confidence.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from _common import RESULTS, ROOT, print_table, write_result
+from ranking import rating_of
+from scipy.stats import kendalltau
+
+RESULT_NAMES = ("ranking", "ranking_wide", "ranking_full", "ranking_full_s3", "ranking_full_s4")
+TWIN_RUNS = [ROOT / "runs" / "bench-twins" / f"run-seed{s}" for s in range(3)]
+TARGET = 0.65
+STORED_SCORE = "hwnas, the result's rating"
+PRODUCT_SCORE = "hwnas, twins shared (1 seed)"  # what hwnas distill + rate give by default
+
+
+def scores_of(result: dict[str, Any], space: Any, run_ratings: list[Any]) -> dict[str, list[float]]:
+    """Every score of one ranking result (higher should mean more accurate)."""
+    scores = {STORED_SCORE: [-r for r in result["ratings"]]}
+    if run_ratings:
+        parsed = [space.parse(a) for a in result["archs"]]
+        by_run = [[rating_of(space, ratings, a) for a in parsed] for ratings in run_ratings]
+        scores[PRODUCT_SCORE] = [-r for r in by_run[0]]
+        if len(by_run) > 1:
+            scores[f"hwnas, twins shared (mean of {len(by_run)} seeds)"] = [-statistics.fmean(v) for v in zip(*by_run)]
+    scores["SPOS baseline"] = result["spos_val_accuracy"]
+    scores["MACs (proxy)"] = result["macs"]
+    return scores
+
+
+def plot(path: Path, summary: dict[str, dict[str, Any]]) -> None:
+    """Per result, every score's tau with its 95% interval, the noise ceiling and the target."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(summary)
+    scores = list(dict.fromkeys(s for entry in summary.values() for s in entry["scores"]))
+    width = 0.8 / len(scores)
+    figure, axis = plt.subplots(figsize=(2.4 * len(names) + 2.5, 4.2))
+    for index, score in enumerate(scores):
+        xs, taus, errors = [], [], [[], []]
+        for r, name in enumerate(names):
+            entry = summary[name]["scores"].get(score)
+            if entry is None:
+                continue
+            xs.append(r + index * width)
+            taus.append(entry["kendall_tau"])
+            errors[0].append(entry["kendall_tau"] - entry["interval_95"][0])
+            errors[1].append(entry["interval_95"][1] - entry["kendall_tau"])
+        axis.errorbar(xs, taus, yerr=errors, fmt="o", capsize=3, label=score)
+    for r, name in enumerate(names):
+        axis.hlines(summary[name]["noise_ceiling_kendall_tau"], r - width / 2, r + 0.8 - width / 2, colors="black",
+                    linestyles="--")
+    axis.axhline(TARGET, color="grey", linewidth=0.8)
+    axis.set_xticks([r + 0.4 - width / 2 for r in range(len(names))], names)
+    axis.set_ylabel("Kendall tau vs stand-alone accuracy")
+    axis.set_title("each score's tau with its 95% bootstrap interval (architectures drawn again)\n"
+                   "black dashes: noise ceiling; grey: the 0.65 target", fontsize=10)
+    axis.legend(fontsize=7, loc="lower left")
+    axis.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", type=Path, nargs="+", default=None,
+                        help="ranking benchmark results (default: those of " + ", ".join(RESULT_NAMES) + " present)")
+    parser.add_argument("--runs", type=Path, nargs="*", default=None,
+                        help="rated hwnas runs of the results' teacher, one per distillation seed (default: "
+                             "runs/bench-twins/run-seed0..2 when rated; none: the results' own ratings only)")
+    parser.add_argument("--resamples", type=int, default=2000)
+    parser.add_argument("--name", default="rank_confidence")
+    args = parser.parse_args()
+    if args.resamples < 100:
+        parser.error(f"--resamples must be >= 100 for a 95% interval, got {args.resamples}")
+    results = args.results or [RESULTS / f"{n}.json" for n in RESULT_NAMES if (RESULTS / f"{n}.json").exists()]
+    for path in results:
+        if not path.exists():
+            parser.error(f"no ranking result at {path}; run benchmarks/ranking.py first or pass --results")
+    runs = args.runs
+    if runs is None:
+        runs = TWIN_RUNS if all((p / "ratings.json").exists() for p in TWIN_RUNS) else []
+        if not runs:
+            print("note: runs/bench-twins is not rated (run_all.sh makes it): scoring the results' own ratings only")
+    for path in runs:
+        if not (path / "ratings.json").exists():
+            parser.error(f"{path} has no ratings.json; rate it with 'hwnas rate --run {path}'")
+
+    from hwnas.rank_noise import bootstrap_taus
+    from hwnas.run import open_run
+    from hwnas.stages import load_ratings
+    from profilers._files import read_json
+    from search_spaces import get_space
+
+    started = time.perf_counter()
+    run_ratings = [load_ratings(open_run(path)) for path in runs]
+    summary: dict[str, dict[str, Any]] = {}
+    rows = []
+    for path in results:
+        result = read_json(path, "ranking result")
+        for key in ("archs", "test_accuracy_per_seed", "ratings", "spos_val_accuracy", "macs", "space"):
+            if key not in result:
+                parser.error(f"{path} has no {key!r}: it is not a ranking benchmark result")
+        space = get_space(result["space"])
+        if runs and open_run(runs[0]).config["space"] != space.name:
+            parser.error(f"{path} ranks {space.name}, the runs rate {open_run(runs[0]).config['space']}")
+        per_seed = result["test_accuracy_per_seed"]
+        means = [statistics.fmean(v) for v in zip(*per_seed)]
+        scores = scores_of(result, space, run_ratings)
+        draws = bootstrap_taus(scores, per_seed, args.resamples)
+        entry: dict[str, Any] = {"archs": len(result["archs"]), "seeds": len(per_seed),
+                                 "accuracy_measure": result.get("accuracy_measure") or "test_accuracy",
+                                 "noise_ceiling_kendall_tau": result["noise_ceiling_kendall_tau"], "scores": {}}
+        for score, values in scores.items():
+            tau = float(kendalltau(values, means).statistic)
+            interval = [float(np.percentile(draws[score], 2.5)), float(np.percentile(draws[score], 97.5))]
+            entry["scores"][score] = {"kendall_tau": tau, "interval_95": interval,
+                                      "share_of_draws_at_target": float(np.mean(draws[score] >= TARGET))}
+            rows.append([path.stem, score, f"{tau:.3f}", f"[{interval[0]:.2f}, {interval[1]:.2f}]",
+                         f"{100 * np.mean(draws[score] >= TARGET):.0f}%"])
+        hwnas = PRODUCT_SCORE if run_ratings else STORED_SCORE
+        gap = draws[hwnas] - draws["SPOS baseline"]
+        entry["hwnas_minus_spos"] = {
+            "hwnas_score": hwnas, "kendall_tau": entry["scores"][hwnas]["kendall_tau"]
+            - entry["scores"]["SPOS baseline"]["kendall_tau"],
+            "interval_95": [float(np.percentile(gap, 2.5)), float(np.percentile(gap, 97.5))],
+            "share_of_draws_at_0.2": float(np.mean(gap >= 0.2))}
+        summary[path.stem] = entry
+    print_table(rows, ["result", "score", "Kendall tau", "95% interval", f"draws >= {TARGET}"])
+    gap_rows = [[name, e["hwnas_minus_spos"]["hwnas_score"], f"{e['hwnas_minus_spos']['kendall_tau']:+.3f}",
+                 "[{:+.2f}, {:+.2f}]".format(*e["hwnas_minus_spos"]["interval_95"]),
+                 f"{100 * e['hwnas_minus_spos']['share_of_draws_at_0.2']:.0f}%",
+                 f"{e['noise_ceiling_kendall_tau']:.3f}"] for name, e in summary.items()]
+    print_table(gap_rows, ["result", "hwnas score", "hwnas - SPOS", "95% interval", "draws >= +0.2",
+                           "noise ceiling"])
+    png = RESULTS / f"{args.name}.png"
+    plot(png, summary)
+    write_result(args.name, {
+        "results": [str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p) for p in results],
+        "runs": [str(p) for p in runs], "resamples": args.resamples,
+        "method": "percentile bootstrap: architectures drawn with replacement, each with its score and seed-averaged "
+                  "accuracy; the same draws for every score",
+        "summary": summary, "wall_s": time.perf_counter() - started, "plot": str(png.relative_to(ROOT)),
+    })
+
+
+if __name__ == "__main__":
+    main()

@@ -16,6 +16,7 @@ from torch import nn
 from tqdm import tqdm
 
 from hwnas.data import DataBundle, augment_batch
+from hwnas.depthwise import fast_small_depthwise
 from hwnas.devices import load_checkpoint, resolve_device
 from profilers._files import atomic_torch_save
 
@@ -84,7 +85,8 @@ def train_classifier(
         raise ValueError("distillation asked for (distill_weight > 0) but no teacher given")
     device = resolve_device(device)
     try:
-        return _train(model, bundle, config, Path(checkpoint), teacher, show_progress, label, device)
+        with fast_small_depthwise(model):  # the same function, computed faster on small CPU maps
+            return _train(model, bundle, config, Path(checkpoint), teacher, show_progress, label, device)
     finally:
         model.to("cpu")
         if teacher is not None:

@@ -58,7 +58,7 @@ def plot(path: Path, summary: dict[str, dict[str, Any]]) -> None:
     names = list(summary)
     scores = list(dict.fromkeys(s for entry in summary.values() for s in entry["scores"]))
     width = 0.8 / len(scores)
-    figure, axis = plt.subplots(figsize=(2.4 * len(names) + 2.5, 4.2))
+    figure, axis = plt.subplots(figsize=(2.4 * len(names) + 5, 4.2))
     for index, score in enumerate(scores):
         xs, taus, errors = [], [], [[], []]
         for r, name in enumerate(names):
@@ -78,7 +78,7 @@ def plot(path: Path, summary: dict[str, dict[str, Any]]) -> None:
     axis.set_ylabel("Kendall tau vs stand-alone accuracy")
     axis.set_title("each score's tau with its 95% bootstrap interval (architectures drawn again)\n"
                    "black dashes: noise ceiling; grey: the 0.65 target", fontsize=10)
-    axis.legend(fontsize=7, loc="lower left")
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     axis.grid(axis="y", alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=110)

@@ -37,7 +37,8 @@ from ranking import rating_of
 from scipy.stats import kendalltau
 
 WORK = ROOT / "runs" / "bench-ranking-lr"
-DEFAULT_RESULTS = [RESULTS / f"{name}.json" for name in ("ranking_full_s3", "ranking_full", "ranking_wide", "ranking")]
+DEFAULT_RESULTS = [RESULTS / f"{name}.json"
+                   for name in ("ranking_full_s4", "ranking_full_s3", "ranking_full", "ranking_wide", "ranking")]
 
 
 def plot(path: Path, taus: dict[str, dict[str, float]], ceilings: dict[str, float | None]) -> None:

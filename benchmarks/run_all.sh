@@ -11,6 +11,7 @@ $PY benchmarks/profile_fidelity.py --space mbconv-tiny --runtime litert --calibr
 $PY benchmarks/combiner.py
 $PY benchmarks/budget_sweep.py --budgets 12
 $PY benchmarks/supernet_costs.py
+$PY benchmarks/training_speed.py --archs 6 --rounds 5
 .venv/bin/hwnas demo --out runs/demo
 $PY benchmarks/export.py --child-run runs/demo
 $PY benchmarks/eval_noise.py --seeds 4
@@ -26,7 +27,9 @@ $PY benchmarks/ranking.py --archs 0 --full-range-archs 20 --seeds 2 --rating-see
 $PY benchmarks/rating_variants.py --result benchmarks/results/ranking_full.json --run runs/bench-ranking-lr/run --name rating_variants_full
 # the same 20 archs with a third stand-alone seed (noise ceiling 0.687)
 $PY benchmarks/ranking.py --archs 0 --full-range-archs 20 --seeds 3 --rating-seeds 3 --work runs/bench-ranking-lr --name ranking_full_s3 --no-share-twins
-# block ratings weighted by their reproducibility across those 3 distillation seeds, on ranking_full_s3, ranking_full, ranking_wide, ranking
+# and a fourth (noise ceiling 0.71)
+$PY benchmarks/ranking.py --archs 0 --full-range-archs 20 --seeds 4 --rating-seeds 3 --work runs/bench-ranking-lr --name ranking_full_s4 --no-share-twins
+# block ratings weighted by their reproducibility across those 3 distillation seeds, on ranking_full_s4, ranking_full_s3, ranking_full, ranking_wide, ranking
 $PY benchmarks/rating_reliability.py
 # the same teacher's supernets distilled with twins sharing one module (the default now), 3 seeds, scored the same way
 for s in 0 1 2; do
@@ -37,6 +40,8 @@ for s in 0 1 2; do
   .venv/bin/hwnas distill --run $R --epochs 10 --lr 0.02 --seed $s && .venv/bin/hwnas rate --run $R
 done
 $PY benchmarks/rating_reliability.py --runs runs/bench-twins/run-seed0 runs/bench-twins/run-seed1 runs/bench-twins/run-seed2 --name rating_reliability_twins
+# every ranking result's taus with 95% bootstrap intervals, and the gap between hwnas and SPOS
+$PY benchmarks/rank_confidence.py
 # a teacher from outside the space (timm's EfficientNet-B0), scored on ranking_full's and ranking_wide's accuracies:
 # .venv/bin/hwnas teacher train --run runs/bench-b0teacher/run --space mbconv-tiny --data digits-distorted-4 --teacher efficientnet_b0 --epochs 20 --augment
 # .venv/bin/hwnas distill --run runs/bench-b0teacher/run --epochs 10 --lr 0.02 --no-share-twins && .venv/bin/hwnas rate --run runs/bench-b0teacher/run

@@ -154,16 +154,24 @@ def deeper_worse(supernet: BlockSupernet, ratings: dict[str, dict[str, float]]) 
     return worse, pairs
 
 
-UNDERTRAINED_FRACTION = 0.6  # trained supernets on digits: 0-25% in blocks 0-2, 39-51% where the first layer changes width
+# trained supernets on digits: 0-25% in blocks 0-2, 39-51% where the first layer changes width, and in the blocks on
+# 2x2 and 1x1 maps, whose few distinct functions make the share coarse, anywhere from 12% to 100% (unchanged by 50%
+# more epochs); under-trained ones (DNA's lr 0.002 here): 96% over every block
+UNDERTRAINED_FRACTION = 0.6
 
 
 def undertrained_warning(deeper_worse_by_block: list[tuple[int, int]]) -> str | None:
-    """A warning naming the blocks where over ``UNDERTRAINED_FRACTION`` of extensions rate worse than their
-    prefixes, or None."""
-    bad = [(b, w, n) for b, (w, n) in enumerate(deeper_worse_by_block) if n and w / n > UNDERTRAINED_FRACTION]
-    if not bad:
+    """A warning when, averaged over the blocks that have extensions, over ``UNDERTRAINED_FRACTION`` of extensions
+    rate worse than their prefixes (naming the blocks above it), or None.
+
+    The average, not any one block: an under-trained supernet fails in every block, while one trained supernet's
+    late blocks on 2x2 and 1x1 maps can be all or nothing (block 4 of the demo's space has 216 pairs but only 12
+    distinct functions, and one distillation seed had 216 of them worse, another 27), so a single block says more
+    about which twin family won than about training."""
+    checked = [(b, w, n) for b, (w, n) in enumerate(deeper_worse_by_block) if n]
+    if not checked or sum(w / n for _, w, n in checked) / len(checked) <= UNDERTRAINED_FRACTION:
         return None
-    where = ", ".join(f"block {b}: {w}/{n}" for b, w, n in bad)
+    where = ", ".join(f"block {b}: {w}/{n}" for b, w, n in checked if w / n > UNDERTRAINED_FRACTION)
     return (f"the block supernets look under-trained: deeper candidates rate worse than their own shorter prefixes "
             f"({where}), so the ratings favour the shallowest networks. Distill longer (--epochs) or with a higher "
             "--lr, then rate again")

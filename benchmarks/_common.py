@@ -35,3 +35,23 @@ def print_table(rows: list[list[Any]], header: list[str]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
         if index == 0:
             print("  ".join("-" * w for w in widths))
+
+
+def finish_tau_plot(figure: Any, axis: Any, path: Path, title: str, groups: list[str], width: float,
+                    ceilings: list[float | None], **legend: Any) -> None:
+    """The ending the grouped Kendall-tau plots share (one group of bars or points per ranking result, ``width``
+    apart): each group's noise ceiling dashed, the 0.65 target, labels, legend and grid; written to ``path``."""
+    import matplotlib.pyplot as plt
+
+    for group, ceiling in enumerate(ceilings):
+        if ceiling is not None:
+            axis.hlines(ceiling, group - width / 2, group + 0.8 - width / 2, colors="black", linestyles="--")
+    axis.axhline(0.65, color="grey", linewidth=0.8)
+    axis.set_xticks([group + 0.4 - width / 2 for group in range(len(groups))], groups)
+    axis.set_ylabel("Kendall tau vs stand-alone accuracy")
+    axis.set_title(title, fontsize=10)
+    axis.legend(**legend)
+    axis.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

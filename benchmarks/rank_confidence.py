@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import RESULTS, ROOT, print_table, write_result
+from _common import RESULTS, ROOT, finish_tau_plot, print_table, write_result
 from ranking import rating_of
 from scipy.stats import kendalltau
 
@@ -70,19 +70,10 @@ def plot(path: Path, summary: dict[str, dict[str, Any]]) -> None:
             errors[0].append(entry["kendall_tau"] - entry["interval_95"][0])
             errors[1].append(entry["interval_95"][1] - entry["kendall_tau"])
         axis.errorbar(xs, taus, yerr=errors, fmt="o", capsize=3, label=score)
-    for r, name in enumerate(names):
-        axis.hlines(summary[name]["noise_ceiling_kendall_tau"], r - width / 2, r + 0.8 - width / 2, colors="black",
-                    linestyles="--")
-    axis.axhline(TARGET, color="grey", linewidth=0.8)
-    axis.set_xticks([r + 0.4 - width / 2 for r in range(len(names))], names)
-    axis.set_ylabel("Kendall tau vs stand-alone accuracy")
-    axis.set_title("each score's tau with its 95% bootstrap interval (architectures drawn again)\n"
-                   "black dashes: noise ceiling; grey: the 0.65 target", fontsize=10)
-    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    axis.grid(axis="y", alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    finish_tau_plot(figure, axis, path, "each score's tau with its 95% bootstrap interval (architectures drawn again)\n"
+                    "black dashes: noise ceiling; grey: the 0.65 target", names, width,
+                    [summary[name]["noise_ceiling_kendall_tau"] for name in names],
+                    fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
 def main() -> None:

@@ -41,6 +41,9 @@ score 0.427, 0.501 and 0.354 on ``ranking_full`` and agree with each other at 0.
 Weighting each block by how well its candidates' order reproduces across those seeds (``hwnas.rating_seeds``; the
 last two blocks, at 2x2 and 1x1 pixels, do not reproduce) scores 0.459 here, and 0.495 / 0.421 on the architectures
 of ``ranking_wide`` / ``ranking`` (``rating_reliability.py``).
+A third and a fourth stand-alone seed on ``ranking_full``'s architectures (``--seeds 4``, ``ranking_full_s4``) raise
+the noise ceiling to 0.723: hwnas 0.474, SPOS 0.557, MACs 0.463. On 20 architectures each of these taus has a 95%
+interval about 0.6 wide (``rank_confidence.py``), so no result here separates hwnas from SPOS or MACs.
 
 Reported: Kendall tau and Spearman rho of each method's score against the seed-averaged test accuracy; the spread of
 accuracies across architectures next to the seed-to-seed spread (pooled over every architecture); the agreement of

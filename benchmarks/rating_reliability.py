@@ -32,7 +32,7 @@ import argparse
 import time
 from pathlib import Path
 
-from _common import RESULTS, ROOT, print_table, write_result
+from _common import RESULTS, ROOT, finish_tau_plot, print_table, write_result
 from ranking import rating_of
 from scipy.stats import kendalltau
 
@@ -50,23 +50,13 @@ def plot(path: Path, taus: dict[str, dict[str, float]], ceilings: dict[str, floa
 
     results, scores = list(taus), list(next(iter(taus.values())))
     width = 0.8 / len(scores)
-    figure, axis = plt.subplots(figsize=(2.6 * len(results) + 2, 4))
+    figure, axis = plt.subplots(figsize=(2.6 * len(results) + 4.5, 4))
     for index, score in enumerate(scores):
         axis.bar([r + index * width for r in range(len(results))], [taus[n][score] for n in results], width,
                  label=score)
-    for r, name in enumerate(results):
-        if ceilings[name] is not None:
-            axis.hlines(ceilings[name], r - width / 2, r + 0.8 - width / 2, colors="black", linestyles="--")
-    axis.axhline(0.65, color="grey", linewidth=0.8)
-    axis.set_xticks([r + 0.4 - width / 2 for r in range(len(results))], results)
-    axis.set_ylabel("Kendall tau vs stand-alone accuracy")
-    axis.set_title("block ratings weighted by their reproducibility across distillation seeds\n"
-                   "(black dashes: noise ceiling; grey: the 0.65 target)", fontsize=10)
-    axis.legend(fontsize=8, loc="upper left")
-    axis.grid(axis="y", alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    finish_tau_plot(figure, axis, path, "block ratings weighted by their reproducibility across distillation seeds\n"
+                    "(black dashes: noise ceiling; grey: the 0.65 target)", results, width,
+                    [ceilings[name] for name in results], fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
 def main() -> None:

@@ -108,7 +108,11 @@ def main() -> None:
     from search_spaces import get_space
 
     started = time.perf_counter()
-    run_ratings = [load_ratings(open_run(path)) for path in runs]
+    opened = [open_run(path) for path in runs]
+    run_spaces = {run.config["space"] for run in opened}
+    if len(run_spaces) > 1:
+        parser.error(f"the runs rate different spaces: {sorted(run_spaces)}")
+    run_ratings = [load_ratings(run) for run in opened]
     summary: dict[str, dict[str, Any]] = {}
     rows = []
     for path in results:
@@ -117,8 +121,8 @@ def main() -> None:
             if key not in result:
                 parser.error(f"{path} has no {key!r}: it is not a ranking benchmark result")
         space = get_space(result["space"])
-        if runs and open_run(runs[0]).config["space"] != space.name:
-            parser.error(f"{path} ranks {space.name}, the runs rate {open_run(runs[0]).config['space']}")
+        if run_spaces and run_spaces != {space.name}:
+            parser.error(f"{path} ranks {space.name}, the runs rate {run_spaces.pop()}")
         per_seed = result["test_accuracy_per_seed"]
         means = [statistics.fmean(v) for v in zip(*per_seed)]
         scores = scores_of(result, space, run_ratings)

@@ -55,7 +55,8 @@ def dense_depthwise(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     """``conv(x)`` for a depthwise ``conv`` (groups = channels, multiplier 1, zero padding), as one batched product
     with each channel's ``(H'W') x (HW)`` matrix of taps."""
     batch, channels, height, width = x.shape
-    kernel, stride, padding = conv.kernel_size, conv.stride, conv.padding
+    kernel = tuple(conv.weight.shape[-2:])  # as F.conv2d reads it (a functional_call may pass other weights)
+    stride, padding = conv.stride, conv.padding
     index = tap_index(height, width, kernel, stride, padding)
     taps = torch.cat([conv.weight.reshape(channels, -1), conv.weight.new_zeros(channels, 1)], dim=1)
     out = torch.einsum("nci,coi->nco", x.reshape(batch, channels, height * width), taps[:, index])
@@ -73,7 +74,7 @@ def is_plain_depthwise(module: nn.Module) -> bool:
 
 
 def _forward(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    if x.device.type == "cpu" and x.dim() == 4 and uses_dense(x.shape[-2], x.shape[-1], conv.kernel_size):
+    if x.device.type == "cpu" and x.dim() == 4 and uses_dense(x.shape[-2], x.shape[-1], tuple(conv.weight.shape[-2:])):
         return dense_depthwise(x, conv)
     return F.conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
 

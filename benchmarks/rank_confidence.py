@@ -101,7 +101,7 @@ def main() -> None:
         if not (path / "ratings.json").exists():
             parser.error(f"{path} has no ratings.json; rate it with 'hwnas rate --run {path}'")
 
-    from hwnas.rank_noise import bootstrap_taus
+    from hwnas.rank_noise import bootstrap_taus, percentile_interval
     from hwnas.run import open_run
     from hwnas.stages import load_ratings
     from profilers._files import read_json
@@ -132,7 +132,7 @@ def main() -> None:
                                  "noise_ceiling_kendall_tau": result["noise_ceiling_kendall_tau"], "scores": {}}
         for score, values in scores.items():
             tau = float(kendalltau(values, means).statistic)
-            interval = [float(np.percentile(draws[score], 2.5)), float(np.percentile(draws[score], 97.5))]
+            interval = list(percentile_interval(draws[score]))
             entry["scores"][score] = {"kendall_tau": tau, "interval_95": interval,
                                       "share_of_draws_at_target": float(np.mean(draws[score] >= TARGET))}
             rows.append([path.stem, score, f"{tau:.3f}", f"[{interval[0]:.2f}, {interval[1]:.2f}]",
@@ -142,7 +142,7 @@ def main() -> None:
         entry["hwnas_minus_spos"] = {
             "hwnas_score": hwnas, "kendall_tau": entry["scores"][hwnas]["kendall_tau"]
             - entry["scores"]["SPOS baseline"]["kendall_tau"],
-            "interval_95": [float(np.percentile(gap, 2.5)), float(np.percentile(gap, 97.5))],
+            "interval_95": list(percentile_interval(gap)),
             "share_of_draws_at_0.2": float(np.mean(gap >= 0.2))}
         summary[path.stem] = entry
     print_table(rows, ["result", "score", "Kendall tau", "95% interval", f"draws >= {TARGET}"])

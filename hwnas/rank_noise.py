@@ -86,23 +86,25 @@ def bootstrap_taus(scores: dict[str, Sequence[float]], per_seed: list[list[float
     return taus
 
 
-def tau_intervals(scores: dict[str, Sequence[float]], per_seed: list[list[float]], level: float = 0.95,
-                  resamples: int = 2000, seed: int = 0) -> dict[str, tuple[float, float]]:
-    """Each score's bootstrap percentile interval of Kendall tau (see ``bootstrap_taus``)."""
+def percentile_interval(draws: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """The central ``level`` percentile interval of bootstrap draws."""
     if not 0 < level < 1:
         raise ValueError(f"level must lie in (0, 1), got {level}")
     tail = 100 * (1 - level) / 2
-    return {name: (float(np.percentile(t, tail)), float(np.percentile(t, 100 - tail)))
+    return float(np.percentile(draws, tail)), float(np.percentile(draws, 100 - tail))
+
+
+def tau_intervals(scores: dict[str, Sequence[float]], per_seed: list[list[float]], level: float = 0.95,
+                  resamples: int = 2000, seed: int = 0) -> dict[str, tuple[float, float]]:
+    """Each score's bootstrap percentile interval of Kendall tau (see ``bootstrap_taus``)."""
+    percentile_interval(np.zeros(1), level)  # refuse a bad level before any work
+    return {name: percentile_interval(t, level)
             for name, t in bootstrap_taus(scores, per_seed, resamples, seed).items()}
 
 
 def difference_interval(first: Sequence[float], second: Sequence[float], per_seed: list[list[float]],
                         level: float = 0.95, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
     """Bootstrap percentile interval of tau(first) - tau(second), both scored on the same draws."""
-    if not 0 < level < 1:
-        raise ValueError(f"level must lie in (0, 1), got {level}")
+    percentile_interval(np.zeros(1), level)
     taus = bootstrap_taus({"first": first, "second": second}, per_seed, resamples, seed)
-    gap = taus["first"] - taus["second"]
-    tail = 100 * (1 - level) / 2
-    return float(np.percentile(gap, tail)), float(np.percentile(gap, 100 - tail))
-
+    return percentile_interval(taus["first"] - taus["second"], level)

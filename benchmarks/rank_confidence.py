@@ -122,7 +122,7 @@ def main() -> None:
                 parser.error(f"{path} has no {key!r}: it is not a ranking benchmark result")
         space = get_space(result["space"])
         if run_spaces and run_spaces != {space.name}:
-            parser.error(f"{path} ranks {space.name}, the runs rate {run_spaces.pop()}")
+            parser.error(f"{path} ranks {space.name}, the runs rate {next(iter(run_spaces))}")
         per_seed = result["test_accuracy_per_seed"]
         means = [statistics.fmean(v) for v in zip(*per_seed)]
         scores = scores_of(result, space, run_ratings)
@@ -133,10 +133,10 @@ def main() -> None:
         for score, values in scores.items():
             tau = float(kendalltau(values, means).statistic)
             interval = list(percentile_interval(draws[score]))
-            entry["scores"][score] = {"kendall_tau": tau, "interval_95": interval,
-                                      "share_of_draws_at_target": float(np.mean(draws[score] >= TARGET))}
+            at_target = float(np.mean(draws[score] >= TARGET))
+            entry["scores"][score] = {"kendall_tau": tau, "interval_95": interval, "share_of_draws_at_target": at_target}
             rows.append([path.stem, score, f"{tau:.3f}", f"[{interval[0]:.2f}, {interval[1]:.2f}]",
-                         f"{100 * np.mean(draws[score] >= TARGET):.0f}%"])
+                         f"{100 * at_target:.0f}%"])
         hwnas = PRODUCT_SCORE if run_ratings else STORED_SCORE
         gap = draws[hwnas] - draws["SPOS baseline"]
         entry["hwnas_minus_spos"] = {

@@ -149,7 +149,8 @@ def main() -> None:
     gap_rows = [[name, e["hwnas_minus_spos"]["hwnas_score"], f"{e['hwnas_minus_spos']['kendall_tau']:+.3f}",
                  "[{:+.2f}, {:+.2f}]".format(*e["hwnas_minus_spos"]["interval_95"]),
                  f"{100 * e['hwnas_minus_spos']['share_of_draws_at_0.2']:.0f}%",
-                 f"{e['noise_ceiling_kendall_tau']:.3f}"] for name, e in summary.items()]
+                 "n/a" if e["noise_ceiling_kendall_tau"] is None else f"{e['noise_ceiling_kendall_tau']:.3f}"]
+                for name, e in summary.items()]
     print_table(gap_rows, ["result", "hwnas score", "hwnas - SPOS", "95% interval", "draws >= +0.2",
                            "noise ceiling"])
     png = RESULTS / f"{args.name}.png"

@@ -172,6 +172,32 @@ def large_test_accuracy(model: torch.nn.Module, data: str, copies: int) -> float
     return evaluate(model, bundle, "test")
 
 
+def recipe_tag(epochs: int, augment: bool, strength: float, clip: float | None) -> str:
+    """The part of a child's file name that says which recipe trained it (``_e20_aug_clip1``)."""
+    tag = ("_aug" if strength == 1 else f"_aug{strength:g}") if augment else ""
+    return f"_e{epochs}{tag}" + ("" if clip is None else f"_clip{clip:g}")
+
+
+def child_name(arch: str, seed: int, epochs: int, augment: bool, strength: float, clip: float | None) -> str:
+    """The file name (without suffix) of one stand-alone training in ``work/children``."""
+    return f"{hashlib.sha1(arch.encode()).hexdigest()[:12]}{recipe_tag(epochs, augment, strength, clip)}_s{seed}"
+
+
+def recipe_seed_variance(folder: Path, tag: str, key: str) -> tuple[float, int] | None:
+    """Seed-to-seed variance of one training with the recipe ``tag``, pooled over every architecture in ``folder``
+    trained with at least two seeds (accuracy ``key``), and how many architectures that is; None when there are
+    none. It lets a ranking of one seed per architecture still estimate its noise ceiling."""
+    from profilers._files import read_json
+
+    by_arch: dict[str, list[float]] = {}
+    for path in folder.glob(f"*{tag}_s*.json"):  # ``_e20_aug_clip1_s`` matches neither ``_clip10_s`` nor ``_aug0.5``
+        result = read_json(path, "stand-alone result")
+        if result.get(key) is not None:
+            by_arch.setdefault(result["arch"], []).append(result[key])
+    variances = [statistics.variance(values) for values in by_arch.values() if len(values) >= 2]
+    return (statistics.fmean(variances), len(variances)) if variances else None
+
+
 def stand_alone(work: str, data: str, arch: str, seed: int, epochs: int, augment: bool, strength: float,
                 clip: float | None, device: str, test_copies: int) -> dict[str, Any]:
     """Train one architecture from scratch with the fixed recipe (resumable); the result is kept as JSON and the
@@ -184,9 +210,7 @@ def stand_alone(work: str, data: str, arch: str, seed: int, epochs: int, augment
 
     folder = Path(work) / "children"
     folder.mkdir(parents=True, exist_ok=True)
-    tag = ("_aug" if strength == 1 else f"_aug{strength:g}") if augment else ""
-    tag += "" if clip is None else f"_clip{clip:g}"
-    name = f"{hashlib.sha1(arch.encode()).hexdigest()[:12]}_e{epochs}{tag}_s{seed}"
+    name = child_name(arch, seed, epochs, augment, strength, clip)
     result_path, weights = folder / f"{name}.json", folder / f"{name}_weights.pt"
     space = get_space(SPACE)
     if result_path.exists():
@@ -312,6 +336,10 @@ def main() -> None:
                         help="also evaluate every child on the test digits under this many fixed distortions of their "
                              "own (hwnas.data.large_distorted_test_set) and rank by that accuracy: less sampling noise "
                              "than the data's own test split (0: the data's test split only)")
+    parser.add_argument("--done-only", action="store_true",
+                        help="train no child: rank the architectures whose first --seeds stand-alone trainings are "
+                             "already in --work (an interim result of a long run; --seeds 1 allowed, the seed spread "
+                             "then pooled over the folder's architectures trained with more seeds)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", default="auto", help="where every training runs: auto (a CUDA GPU when torch "
                         "sees one), cpu, cuda or cuda:N; the recipe is the same, so a GPU runs more seeds in less time")
@@ -323,10 +351,13 @@ def main() -> None:
         parser.error("--full-range-archs needs 0 or >= 2 (the two ends at least)")
     if args.test_copies < 0:
         parser.error(f"--test-copies must be >= 0 (0: the data's own test split only), got {args.test_copies}")
-    if args.seeds < 2 or args.archs in (1, 2) or args.archs < 0 or args.archs + args.full_range_archs < 3 \
-            or args.rating_seeds < 1:
-        parser.error("the benchmark needs --seeds >= 2 (seed-to-seed spread), --archs 0 or >= 3, at least 3 "
-                     "architectures in all (--archs plus --full-range-archs) and --rating-seeds >= 1")
+    if args.seeds < (1 if args.done_only else 2) or args.archs in (1, 2) or args.archs < 0 \
+            or args.archs + args.full_range_archs < 3 or args.rating_seeds < 1:
+        parser.error("the benchmark needs --seeds >= 2 (seed-to-seed spread; >= 1 with --done-only), --archs 0 or "
+                     ">= 3, at least 3 architectures in all (--archs plus --full-range-archs) and --rating-seeds >= 1")
+    if args.done_only and not (Path(args.work) / "run" / "ratings.json").exists():
+        parser.error(f"--done-only needs a rated run at {Path(args.work) / 'run'} (it trains nothing); run without "
+                     "--done-only first")
     from hwnas.data import load_data
     from hwnas.devices import load_checkpoint, resolve_device
     from hwnas.rank_noise import noise_ceiling_tau, seed_noise_variance
@@ -364,9 +395,22 @@ def main() -> None:
             archs += [str(a) for a in full_range_archs(space, ratings, args.full_range_archs) if str(a) not in archs]
         seed_jobs = [pool.submit(rating_seed_stage, str(work), seed, args.distill_epochs, args.distill_lr, device,
                                  args.share_twins) for seed in range(1, args.rating_seeds)]
+        pairs = [(arch, seed) for seed in range(args.seeds) for arch in archs]
+        if args.done_only:
+            done = {pair for pair in pairs if (work / "children" / (child_name(*pair, args.epochs, args.augment,
+                                                                                  args.augment_strength, clip)
+                                                                       + ".json")).exists()}
+            planned = len(archs)
+            archs = [a for a in archs if all((a, s) in done for s in range(args.seeds))]
+            print(f"--done-only: {len(archs)} of {planned} architectures have their first {args.seeds} seed(s) "
+                  "trained", flush=True)
+            if len(archs) < 3:
+                sys.exit(f"error: --done-only needs >= 3 architectures with their first {args.seeds} seed(s) "
+                         f"trained in {work / 'children'}, found {len(archs)}; train more or lower --seeds")
+            pairs = [(arch, seed) for seed in range(args.seeds) for arch in archs]
         jobs = {(arch, seed): pool.submit(stand_alone, str(work), args.data, arch, seed, args.epochs, args.augment,
                                           args.augment_strength, clip, device, args.test_copies)
-                for seed in range(args.seeds) for arch in archs}
+                for arch, seed in pairs}
         spos_history = spos_job.result()
         spos_s = time.perf_counter() - started
         print(f"SPOS: trained {len(spos_history)} epochs, last loss {spos_history[-1]['loss']:.3f}, sampled-path "
@@ -419,23 +463,37 @@ def main() -> None:
                                    accuracies)["kendall_tau"]
     seed_vs_seed = [correlation(per_seed[i], per_seed[j])["kendall_tau"]
                     for i in range(args.seeds) for j in range(i + 1, args.seeds)]
-    seed_std = math.sqrt(seed_noise_variance(per_seed))
-    small_split_seed_std = math.sqrt(seed_noise_variance(small_split))
+    if args.seeds >= 2:
+        seed_variance, small_variance = seed_noise_variance(per_seed), seed_noise_variance(small_split)
+        seed_source = f"pooled over all {len(archs)} archs"
+    else:  # one seed each (--done-only): the recipe's seed noise measured on the folder's other architectures
+        tag, folder = recipe_tag(args.epochs, args.augment, args.augment_strength, clip), work / "children"
+        measured, small_measured = (recipe_seed_variance(folder, tag, key) for key in (accuracy_key, "test_accuracy"))
+        seed_variance = measured[0] if measured else None
+        small_variance = small_measured[0] if small_measured else None
+        seed_source = (f"pooled over the {measured[1]} archs of {folder} trained with >= 2 seeds" if measured
+                       else "not measured: one seed, and no architecture in the folder has two")
+    seed_std = None if seed_variance is None else math.sqrt(seed_variance)
+    small_split_seed_std = None if small_variance is None else math.sqrt(small_variance)
     arch_std = statistics.pstdev(accuracies)
-    ceiling = noise_ceiling_tau(per_seed)
+    ceiling = None if seed_variance is None else noise_ceiling_tau(per_seed, seed_variance=seed_variance)
+    small_ceiling = None if small_variance is None else noise_ceiling_tau(small_split, seed_variance=small_variance)
     print_table([[name, f"{v['kendall_tau']:.3f}", f"{v['spearman_rho']:.3f}"] for name, v in table.items()],
                 ["score", "Kendall tau", "Spearman rho"])
     print(f"stand-alone accuracy across {len(archs)} archs (mean of {args.seeds} seeds): std {100 * arch_std:.2f} pts, "
           f"range {100 * min(accuracies):.1f}-{100 * max(accuracies):.1f}%; seed-to-seed std of one training "
-          f"{100 * seed_std:.2f} pts (pooled over all archs), so the mean of {args.seeds} has "
-          f"{100 * seed_std / math.sqrt(args.seeds):.2f} pts; stand-alone ranking vs itself across seeds: Kendall tau "
-          f"{statistics.fmean(seed_vs_seed):.3f}; a perfect score would reach Kendall tau {ceiling:.3f} (noise ceiling)")
+          + (f"{100 * seed_std:.2f} pts ({seed_source}), so the mean of {args.seeds} has "
+             f"{100 * seed_std / math.sqrt(args.seeds):.2f} pts" if seed_std is not None else seed_source)
+          + (f"; stand-alone ranking vs itself across seeds: Kendall tau {statistics.fmean(seed_vs_seed):.3f}"
+             if seed_vs_seed else "")
+          + (f"; a perfect score would reach Kendall tau {ceiling:.3f} (noise ceiling)" if ceiling is not None else ""))
     if large:
         small_tau = correlation([-r for r in rating], [statistics.fmean(v) for v in zip(*small_split)])["kendall_tau"]
         print(f"accuracies on the large test set ({args.test_copies} distortions of each test digit); on the data's "
-              f"own test split ({len(bundle.datasets['test'])} images) the seed-to-seed std is "
-              f"{100 * small_split_seed_std:.2f} pts, its noise ceiling {noise_ceiling_tau(small_split):.3f}, hwnas tau "
-              f"{small_tau:.3f}")
+              f"own test split ({len(bundle.datasets['test'])} images) "
+              + (f"the seed-to-seed std is {100 * small_split_seed_std:.2f} pts, its noise ceiling {small_ceiling:.3f}, "
+                 if small_split_seed_std is not None and small_ceiling is not None else "")
+              + f"hwnas tau {small_tau:.3f}")
     if rating_self_tau:
         print(f"hwnas over {len(rating_runs)} distillation seeds: ratings vs each other Kendall tau "
               f"{statistics.fmean(rating_self_tau):.3f}; each seed vs accuracy "
@@ -450,7 +508,7 @@ def main() -> None:
         "archs": archs, "ratings": rating, "spos_val_accuracy": spos_scores, "test_accuracy": accuracies,
         "test_accuracy_per_seed": per_seed, "accuracy_measure": accuracy_key,
         "own_test_split": {"test_accuracy_per_seed": small_split, "seed_std": small_split_seed_std,
-                           "noise_ceiling_kendall_tau": noise_ceiling_tau(small_split)},
+                           "noise_ceiling_kendall_tau": small_ceiling},
         "params": params, "macs": macs, "methods": table,
         "seed_vs_seed_kendall_tau": seed_vs_seed,
         "rating_seeds": {"ratings": ratings_by_seed, "vs_each_other_kendall_tau": rating_self_tau,
@@ -467,11 +525,12 @@ def main() -> None:
         "spos_augment": args.spos_augment, "spos_sharing": args.spos_sharing, "spos_warmup_epochs": args.spos_warmup,
         "spos_history": spos_history, "teacher_test_accuracy": teacher_accuracy,
         "accuracy_std_across_archs": arch_std, "accuracy_std_across_seeds": seed_std,
+        "seed_std_measured_on": seed_source, "done_only": args.done_only,
         "hwnas_teacher_distill_rate_s": hwnas_s, "training_device": device, "wall_s": time.perf_counter() - started,
         "plot": str(png.relative_to(ROOT)),
         "targets": {"tau>=0.65": bool(hwnas_tau >= 0.65), "tau>=spos+0.2": bool(hwnas_tau >= spos_tau + 0.2),
-                    "arch_spread>seed_spread": bool(arch_std > seed_std),
-                    "noise_ceiling>=0.65": bool(ceiling >= 0.65)},
+                    "arch_spread>seed_spread": None if seed_std is None else bool(arch_std > seed_std),
+                    "noise_ceiling>=0.65": None if ceiling is None else bool(ceiling >= 0.65)},
     })
     print(json.dumps({"hwnas_tau": hwnas_tau, "spos_tau": spos_tau}), file=sys.stderr)
 

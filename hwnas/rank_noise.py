@@ -32,17 +32,22 @@ def seed_noise_variance(per_seed: list[list[float]]) -> float:
     return statistics.fmean(statistics.variance(values) for values in zip(*per_seed))
 
 
-def noise_ceiling_tau(per_seed: list[list[float]], trials: int = 2000, seed: int = 0) -> float:
+def noise_ceiling_tau(per_seed: list[list[float]], trials: int = 2000, seed: int = 0,
+                      seed_variance: float | None = None) -> float:
     """Expected Kendall tau of a perfect score against the seed-averaged accuracies of ``per_seed``.
 
-    ``per_seed[s][a]`` is architecture a's accuracy with seed s. Returns 0 when the spread between architectures is no
-    larger than the noise of their means (nothing to rank), 1 when the seeds agree exactly.
+    ``per_seed[s][a]`` is architecture a's accuracy with seed s. ``seed_variance`` is one training's variance across
+    seeds when it was measured elsewhere (other architectures, same recipe); by default it is measured on
+    ``per_seed``, which then needs >= 2 seeds. Returns 0 when the spread between architectures is no larger than the
+    noise of their means (nothing to rank), 1 when the seeds agree exactly.
     """
     archs = len(per_seed[0])
     if archs < 3:
         raise ValueError(f"a ranking needs >= 3 architectures, got {archs}")
     means = [statistics.fmean(values) for values in zip(*per_seed)]
-    noise = seed_noise_variance(per_seed) / len(per_seed)
+    if seed_variance is not None and seed_variance < 0:
+        raise ValueError(f"seed_variance must be >= 0, got {seed_variance}")
+    noise = (seed_noise_variance(per_seed) if seed_variance is None else seed_variance) / len(per_seed)
     true = statistics.variance(means) - noise
     if true <= 0:
         return 0.0
@@ -59,8 +64,8 @@ def noise_ceiling_tau(per_seed: list[list[float]], trials: int = 2000, seed: int
 
 def _check_scores(scores: dict[str, Sequence[float]], per_seed: list[list[float]]) -> None:
     archs = len(per_seed[0]) if per_seed else 0
-    if len(per_seed) < 2 or archs < 3 or any(len(seed) != archs for seed in per_seed):
-        raise ValueError(f"per_seed must hold >= 2 seeds of the same >= 3 architectures, got {len(per_seed)} seed(s) "
+    if archs < 3 or any(len(seed) != archs for seed in per_seed):
+        raise ValueError(f"per_seed must hold >= 1 seed of the same >= 3 architectures, got {len(per_seed)} seed(s) "
                          f"of {sorted({len(seed) for seed in per_seed})} architectures")
     for name, values in scores.items():
         if len(values) != archs:

@@ -16,6 +16,7 @@ CASES = [
     ("ranking.py", ["--archs", "0", "--full-range-archs", "2"], "at least 3 architectures"),
     ("ranking.py", ["--full-range-archs", "1"], "--full-range-archs needs 0 or >= 2"),
     ("ranking.py", ["--test-copies", "-1"], "--test-copies must be >= 0"),
+    ("ranking.py", ["--done-only", "--seeds", "1", "--work", "no/work"], "--done-only needs a rated run at no/work/run"),
     ("eval_noise.py", ["--seeds", "1"], "--seeds >= 2"),
     ("rating_variants.py", ["--result", "no/such/result.json"], "no ranking result at no/such/result.json"),
     ("rating_variants.py", ["--teacher-epochs", "0"], "--teacher-epochs must be >= 1"),

@@ -76,7 +76,23 @@ def test_intervals_refuse_mismatched_scores_and_bad_levels():
     per_seed = [[0.9, 0.8, 0.7, 0.6], [0.91, 0.79, 0.7, 0.62]]
     with pytest.raises(ValueError, match="3 values for 4 architectures"):
         tau_intervals({"short": [1, 2, 3]}, per_seed)
-    with pytest.raises(ValueError, match=">= 2 seeds"):
-        tau_intervals({"score": [1, 2, 3, 4]}, per_seed[:1])
+    with pytest.raises(ValueError, match="same >= 3 architectures"):
+        tau_intervals({"score": [1, 2, 3, 4]}, [per_seed[0], per_seed[1][:3]])
+    low, high = tau_intervals({"score": [4, 3, 2, 1]}, per_seed[:1], resamples=200)["score"]  # one seed: allowed
+    assert low <= 1.0 == high
     with pytest.raises(ValueError, match="level"):
         difference_interval([1, 2, 3, 4], [4, 3, 2, 1], per_seed, level=95)
+
+
+def test_ceiling_of_one_seed_from_a_variance_measured_elsewhere():
+    true = [0.005 * i for i in range(30)]
+    noise = 0.02
+    measured_elsewhere = seed_noise_variance(_accuracies(true, noise, seeds=8, seed=1))
+    one_seed = _accuracies(true, noise, seeds=1, seed=2)
+    ceiling = noise_ceiling_tau(one_seed, seed_variance=measured_elsewhere)
+    simulated = [kendalltau(true, _accuracies(true, noise, seeds=1, seed=10 + i)[0]).statistic for i in range(300)]
+    assert ceiling == pytest.approx(sum(simulated) / len(simulated), abs=0.1)
+    assert noise_ceiling_tau(one_seed, seed_variance=0.0) == 1.0
+    assert noise_ceiling_tau(one_seed, seed_variance=4 * measured_elsewhere) < ceiling
+    with pytest.raises(ValueError, match="seed_variance must be >= 0"):
+        noise_ceiling_tau(one_seed, seed_variance=-1.0)

@@ -65,6 +65,9 @@ Work lives in ``--work`` (default ``runs/bench-ranking``): every stage and every
 killed run resumes. Two worker processes (1 thread each) share the CPU. ``--device cuda`` trains everything on a GPU
 (same recipe), where many more seeds per architecture, and so a higher noise ceiling, fit in minutes; the machine
 needs torch, timm, scikit-learn and scipy (``PYTHONPATH=. python benchmarks/ranking.py --device cuda --seeds 8``).
+A run of many hours (``--archs 50 --full-range-archs 50 --seeds 4``: 400 trainings) trains seed 0 of every
+architecture first, then seed 1, and so on; ``--done-only`` with the same arguments (and ``--seeds 1`` for seed 0
+alone) ranks what is already trained, without training anything, while the run goes on or after it was stopped.
 
     python benchmarks/ranking.py --archs 20 --seeds 2
 """

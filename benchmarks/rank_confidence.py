@@ -11,6 +11,10 @@ rated hwnas runs of the same teacher (default: ``runs/bench-twins/run-seed{0,1,2
 twins sharing one module, as ``hwnas distill`` does by default; ``run_all.sh`` makes them), that first run's rating
 and the runs' mean rating.
 
+A rating that only knows size ranks like MACs. Each score's partial Kendall tau with MACs held fixed
+(``hwnas.rank_noise.partial_tau``, with its interval on the same draws) says what it orders beyond size: 0 when
+nothing.
+
     python benchmarks/rank_confidence.py
 """
 
@@ -27,11 +31,13 @@ from _common import RESULTS, ROOT, finish_tau_plot, print_table, write_result
 from ranking import rating_of
 from scipy.stats import kendalltau
 
-RESULT_NAMES = ("ranking", "ranking_wide", "ranking_full", "ranking_full_s3", "ranking_full_s4")
+RESULT_NAMES = ("ranking", "ranking_wide", "ranking_full", "ranking_full_s3", "ranking_full_s4", "ranking_100_s1",
+                "ranking_100")
 TWIN_RUNS = [ROOT / "runs" / "bench-twins" / f"run-seed{s}" for s in range(3)]
 TARGET = 0.65
 STORED_SCORE = "hwnas, the result's rating"
 PRODUCT_SCORE = "hwnas, twins shared (1 seed)"  # what hwnas distill + rate give by default
+MACS = "MACs (proxy)"
 
 
 def scores_of(result: dict[str, Any], space: Any, run_ratings: list[Any]) -> dict[str, list[float]]:
@@ -44,7 +50,7 @@ def scores_of(result: dict[str, Any], space: Any, run_ratings: list[Any]) -> dic
         if len(by_run) > 1:
             scores[f"hwnas, twins shared (mean of {len(by_run)} seeds)"] = [-statistics.fmean(v) for v in zip(*by_run)]
     scores["SPOS baseline"] = result["spos_val_accuracy"]
-    scores["MACs (proxy)"] = result["macs"]
+    scores[MACS] = result["macs"]
     return scores
 
 
@@ -101,7 +107,7 @@ def main() -> None:
         if not (path / "ratings.json").exists():
             parser.error(f"{path} has no ratings.json; rate it with 'hwnas rate --run {path}'")
 
-    from hwnas.rank_noise import bootstrap_taus, percentile_interval
+    from hwnas.rank_noise import bootstrap_taus, partial_tau, percentile_interval
     from hwnas.run import open_run
     from hwnas.stages import load_ratings
     from profilers._files import read_json
@@ -127,6 +133,8 @@ def main() -> None:
         means = [statistics.fmean(v) for v in zip(*per_seed)]
         scores = scores_of(result, space, run_ratings)
         draws = bootstrap_taus(scores, per_seed, args.resamples)
+        beyond = {name: values for name, values in scores.items() if name != MACS}
+        partial_draws = bootstrap_taus(beyond, per_seed, args.resamples, control=result["macs"])  # the same draws
         entry: dict[str, Any] = {"archs": len(result["archs"]), "seeds": len(per_seed),
                                  "accuracy_measure": result.get("accuracy_measure") or "test_accuracy",
                                  "noise_ceiling_kendall_tau": result["noise_ceiling_kendall_tau"], "scores": {}}
@@ -135,8 +143,13 @@ def main() -> None:
             interval = list(percentile_interval(draws[score]))
             at_target = float(np.mean(draws[score] >= TARGET))
             entry["scores"][score] = {"kendall_tau": tau, "interval_95": interval, "share_of_draws_at_target": at_target}
-            rows.append([path.stem, score, f"{tau:.3f}", f"[{interval[0]:.2f}, {interval[1]:.2f}]",
-                         f"{100 * at_target:.0f}%"])
+            row = [path.stem, score, f"{tau:.3f}", f"[{interval[0]:.2f}, {interval[1]:.2f}]", f"{100 * at_target:.0f}%"]
+            if score in beyond:
+                partial = partial_tau(values, means, result["macs"])
+                partial_interval = list(percentile_interval(partial_draws[score]))
+                entry["scores"][score]["partial_given_macs"] = {"kendall_tau": partial, "interval_95": partial_interval}
+                row += [f"{partial:.3f} [{partial_interval[0]:.2f}, {partial_interval[1]:.2f}]"]
+            rows.append(row + [""] * (6 - len(row)))
         hwnas = PRODUCT_SCORE if run_ratings else STORED_SCORE
         gap = draws[hwnas] - draws["SPOS baseline"]
         entry["hwnas_minus_spos"] = {
@@ -145,7 +158,8 @@ def main() -> None:
             "interval_95": list(percentile_interval(gap)),
             "share_of_draws_at_0.2": float(np.mean(gap >= 0.2))}
         summary[path.stem] = entry
-    print_table(rows, ["result", "score", "Kendall tau", "95% interval", f"draws >= {TARGET}"])
+    print_table(rows, ["result", "score", "Kendall tau", "95% interval", f"draws >= {TARGET}",
+                       "partial tau given MACs [95%]"])
     gap_rows = [[name, e["hwnas_minus_spos"]["hwnas_score"], f"{e['hwnas_minus_spos']['kendall_tau']:+.3f}",
                  "[{:+.2f}, {:+.2f}]".format(*e["hwnas_minus_spos"]["interval_95"]),
                  f"{100 * e['hwnas_minus_spos']['share_of_draws_at_0.2']:.0f}%",
@@ -159,7 +173,8 @@ def main() -> None:
         "results": [str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p) for p in results],
         "runs": [str(p) for p in runs], "resamples": args.resamples,
         "method": "percentile bootstrap: architectures drawn with replacement, each with its score and seed-averaged "
-                  "accuracy; the same draws for every score",
+                  "accuracy; the same draws for every score; partial tau given MACs: Kendall's partial tau with "
+                  "MACs held fixed (what a score orders beyond size)",
         "summary": summary, "wall_s": time.perf_counter() - started, "plot": str(png.relative_to(ROOT)),
     })
 

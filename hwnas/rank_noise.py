@@ -11,6 +11,10 @@ drawn again with replacement, each with its score and its seed-averaged accuracy
 noise that architecture's mean happened to get: the noise is part of the unit drawn, and drawing seeds as well would
 count it twice and pull every interval down); ``difference_interval`` does the same for the gap between two scores on
 the same draws (is hwnas really 0.2 above SPOS?).
+
+A rating that only knows size ranks as well as MACs do. ``partial_tau`` (Kendall's partial tau) asks what a score
+orders beyond a control such as MACs: 0 when it adds nothing to it, and ``bootstrap_taus(..., control=macs)`` gives
+its interval.
 """
 
 from __future__ import annotations
@@ -72,21 +76,44 @@ def _check_scores(scores: dict[str, Sequence[float]], per_seed: list[list[float]
             raise ValueError(f"score {name!r} has {len(values)} values for {archs} architectures")
 
 
+def partial_tau(x: Sequence[float], y: Sequence[float], control: Sequence[float]) -> float:
+    """Kendall's partial tau of ``x`` and ``y`` with ``control`` held fixed: (t_xy - t_xc t_yc) / sqrt((1 - t_xc^2)
+    (1 - t_yc^2)). 0 when either ranks exactly as the control does (nothing left to order) or a tau is undefined."""
+    xy, xc, yc = (float(kendalltau(a, b).statistic) for a, b in ((x, y), (x, control), (y, control)))
+    return _partial_from_taus(xy, xc, yc)
+
+
+def _partial_from_taus(xy: float, xc: float, yc: float) -> float:
+    if not abs(xc) < 1 - 1e-9 or not abs(yc) < 1 - 1e-9:  # ranks as the control does (or NaN: a constant input)
+        return 0.0
+    value = (xy - xc * yc) / math.sqrt((1 - xc * xc) * (1 - yc * yc))
+    return 0.0 if value != value else value
+
+
 def bootstrap_taus(scores: dict[str, Sequence[float]], per_seed: list[list[float]], resamples: int = 2000,
-                   seed: int = 0) -> dict[str, np.ndarray]:
+                   seed: int = 0, control: Sequence[float] | None = None) -> dict[str, np.ndarray]:
     """Each score's Kendall tau against the seed-averaged accuracies on ``resamples`` bootstrap draws of the
-    architectures (with replacement); the same draws for every score, so differences between scores can be read off
-    draw by draw. Higher scores should mean higher accuracy."""
+    architectures (with replacement); the same draws for every score (and for every call with the same ``seed`` and
+    number of architectures), so differences between scores can be read off draw by draw. Higher scores should mean
+    higher accuracy. With ``control`` (one value per architecture, e.g. MACs), each draw's partial tau given it."""
     _check_scores(scores, per_seed)
+    if control is not None:
+        _check_scores({"control": control}, per_seed)
     means = np.asarray([statistics.fmean(values) for values in zip(*per_seed)])
     archs = len(means)
     values = {name: np.asarray(v, dtype=float) for name, v in scores.items()}
+    held = None if control is None else np.asarray(control, dtype=float)
     rng = np.random.default_rng(seed)
     taus = {name: np.empty(resamples) for name in scores}
     for draw in range(resamples):
         picked = rng.integers(0, archs, archs)
+        if held is not None:  # the accuracies' tau with the control, shared by every score of this draw
+            accuracy_control = float(kendalltau(means[picked], held[picked]).statistic)
         for name, score in values.items():
             tau = kendalltau(score[picked], means[picked]).statistic
+            if held is not None:
+                tau = _partial_from_taus(tau, float(kendalltau(score[picked], held[picked]).statistic),
+                                         accuracy_control)
             taus[name][draw] = 0.0 if tau != tau else tau  # NaN: a draw of one architecture only
     return taus
 

@@ -2,12 +2,15 @@
 
 import random
 
+import numpy as np
 import pytest
 from scipy.stats import kendalltau
 
 from hwnas.rank_noise import (
+    bootstrap_taus,
     difference_interval,
     noise_ceiling_tau,
+    partial_tau,
     seed_noise_variance,
     tau_intervals,
 )
@@ -96,3 +99,20 @@ def test_ceiling_of_one_seed_from_a_variance_measured_elsewhere():
     assert noise_ceiling_tau(one_seed, seed_variance=4 * measured_elsewhere) < ceiling
     with pytest.raises(ValueError, match="seed_variance must be >= 0"):
         noise_ceiling_tau(one_seed, seed_variance=-1.0)
+
+
+def test_partial_tau_is_what_a_score_orders_beyond_the_control():
+    rng = random.Random(3)
+    size = [rng.random() for _ in range(60)]
+    other = [rng.random() for _ in range(60)]
+    accuracy = [s + o for s, o in zip(size, other)]  # size explains half, the other half is something else
+    assert partial_tau(size, accuracy, size) == 0.0  # a score that is the control itself adds nothing
+    assert partial_tau(other, accuracy, size) > 0.4  # the part size does not explain
+    assert kendalltau(other, accuracy).statistic < partial_tau(other, accuracy, size)
+    assert abs(partial_tau([rng.random() for _ in range(60)], accuracy, size)) < 0.2  # a blind score: about 0
+    per_seed = [accuracy]
+    draws = bootstrap_taus({"other": other, "size": size}, per_seed, resamples=200, control=size)
+    assert (draws["size"] == 0.0).all()
+    assert 0.3 < np.percentile(draws["other"], 2.5)
+    with pytest.raises(ValueError, match="'control' has 59 values"):
+        bootstrap_taus({"other": other}, per_seed, resamples=10, control=size[:-1])

@@ -55,7 +55,8 @@ def scores_of(result: dict[str, Any], space: Any, run_ratings: list[Any]) -> dic
 
 
 def plot(path: Path, summary: dict[str, dict[str, Any]]) -> None:
-    """Per result, every score's tau with its 95% interval, the noise ceiling and the target."""
+    """Per result, every score's tau with its 95% interval, the noise ceiling and the target (top), and its partial
+    tau with MACs held fixed (bottom: what it orders beyond size)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -64,18 +65,29 @@ def plot(path: Path, summary: dict[str, dict[str, Any]]) -> None:
     names = list(summary)
     scores = list(dict.fromkeys(s for entry in summary.values() for s in entry["scores"]))
     width = 0.8 / len(scores)
-    figure, axis = plt.subplots(figsize=(2.4 * len(names) + 5, 4.2))
+    figure, (axis, lower) = plt.subplots(2, 1, figsize=(2.4 * len(names) + 5, 7.6), height_ratios=(3, 2),
+                                         sharex=True)
     for index, score in enumerate(scores):
-        xs, taus, errors = [], [], [[], []]
-        for r, name in enumerate(names):
-            entry = summary[name]["scores"].get(score)
-            if entry is None:
-                continue
-            xs.append(r + index * width)
-            taus.append(entry["kendall_tau"])
-            errors[0].append(entry["kendall_tau"] - entry["interval_95"][0])
-            errors[1].append(entry["interval_95"][1] - entry["kendall_tau"])
-        axis.errorbar(xs, taus, yerr=errors, fmt="o", capsize=3, label=score)
+        for target, key in ((axis, None), (lower, "partial_given_macs")):
+            xs, taus, errors = [], [], [[], []]
+            for r, name in enumerate(names):
+                entry = summary[name]["scores"].get(score)
+                entry = entry if key is None or entry is None else entry.get(key)
+                if entry is None:
+                    continue
+                xs.append(r + index * width)
+                taus.append(entry["kendall_tau"])
+                errors[0].append(entry["kendall_tau"] - entry["interval_95"][0])
+                errors[1].append(entry["interval_95"][1] - entry["kendall_tau"])
+            if xs:
+                target.errorbar(xs, taus, yerr=errors, fmt="o", capsize=3, color=f"C{index}",
+                                label=score if key is None else None)
+    lower.axhline(0.0, color="grey", linewidth=0.8)
+    axis.tick_params(labelbottom=True)
+    lower.set_xticks([group + 0.4 - width / 2 for group in range(len(names))], names)
+    lower.set_ylabel("partial tau given MACs")
+    lower.set_title("what each score orders beyond size (Kendall's partial tau, MACs held fixed)", fontsize=10)
+    lower.grid(axis="y", alpha=0.3)
     finish_tau_plot(figure, axis, path, "each score's tau with its 95% bootstrap interval (architectures drawn again)\n"
                     "black dashes: noise ceiling; grey: the 0.65 target", names, width,
                     [summary[name]["noise_ceiling_kendall_tau"] for name in names],

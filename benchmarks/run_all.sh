@@ -40,7 +40,13 @@ for s in 0 1 2; do
   .venv/bin/hwnas distill --run $R --epochs 10 --lr 0.02 --seed $s && .venv/bin/hwnas rate --run $R
 done
 $PY benchmarks/rating_reliability.py --runs runs/bench-twins/run-seed0 runs/bench-twins/run-seed1 runs/bench-twins/run-seed2 --name rating_reliability_twins
-# every ranking result's taus with 95% bootstrap intervals, and the gap between hwnas and SPOS
+# 100 archs (50 spread over the ratings, 50 full-range) x 4 seeds: 400 trainings, about 12 h on 2 cores (resumable;
+# seed 0 of every arch first). --done-only ranks what is trained so far: ranking_100_s1 is seed 0 of the first 87.
+$PY benchmarks/ranking.py --archs 50 --full-range-archs 50 --seeds 4 --rating-seeds 3 --work runs/bench-ranking-lr --name ranking_100 --no-share-twins
+# $PY benchmarks/ranking.py --archs 50 --full-range-archs 50 --seeds 1 --rating-seeds 3 --work runs/bench-ranking-lr --name ranking_100_s1 --no-share-twins --done-only
+$PY benchmarks/rating_variants.py --result benchmarks/results/ranking_100_s1.json --block-scores-only --name rating_variants_100_s1
+# every ranking result's taus with 95% bootstrap intervals, the gap between hwnas and SPOS, and what each score
+# orders beyond MACs (partial tau)
 $PY benchmarks/rank_confidence.py
 # a teacher from outside the space (timm's EfficientNet-B0), scored on ranking_full's and ranking_wide's accuracies:
 # .venv/bin/hwnas teacher train --run runs/bench-b0teacher/run --space mbconv-tiny --data digits-distorted-4 --teacher efficientnet_b0 --epochs 20 --augment

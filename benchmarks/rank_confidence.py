@@ -160,8 +160,10 @@ def main() -> None:
                 partial = partial_tau(values, means, result["macs"])
                 partial_interval = list(percentile_interval(partial_draws[score]))
                 entry["scores"][score]["partial_given_macs"] = {"kendall_tau": partial, "interval_95": partial_interval}
-                row += [f"{partial:.3f} [{partial_interval[0]:.2f}, {partial_interval[1]:.2f}]"]
-            rows.append(row + [""] * (6 - len(row)))
+                row.append(f"{partial:.3f} [{partial_interval[0]:.2f}, {partial_interval[1]:.2f}]")
+            else:
+                row.append("")  # MACs itself: nothing beyond MACs to measure
+            rows.append(row)
         hwnas = PRODUCT_SCORE if run_ratings else STORED_SCORE
         gap = draws[hwnas] - draws["SPOS baseline"]
         entry["hwnas_minus_spos"] = {

@@ -401,22 +401,19 @@ def main() -> None:
             archs += [str(a) for a in full_range_archs(space, ratings, args.full_range_archs) if str(a) not in archs]
         seed_jobs = [pool.submit(rating_seed_stage, str(work), seed, args.distill_epochs, args.distill_lr, device,
                                  args.share_twins) for seed in range(1, args.rating_seeds)]
-        pairs = [(arch, seed) for seed in range(args.seeds) for arch in archs]
         if args.done_only:
-            done = {pair for pair in pairs if (work / "children" / (child_name(*pair, args.epochs, args.augment,
-                                                                                  args.augment_strength, clip)
-                                                                       + ".json")).exists()}
+            recipe = (args.epochs, args.augment, args.augment_strength, clip)
             planned = len(archs)
-            archs = [a for a in archs if all((a, s) in done for s in range(args.seeds))]
+            archs = [a for a in archs if all((work / "children" / f"{child_name(a, s, *recipe)}.json").exists()
+                                             for s in range(args.seeds))]
             print(f"--done-only: {len(archs)} of {planned} architectures have their first {args.seeds} seed(s) "
                   "trained", flush=True)
             if len(archs) < 3:
                 sys.exit(f"error: --done-only needs >= 3 architectures with their first {args.seeds} seed(s) "
                          f"trained in {work / 'children'}, found {len(archs)}; train more or lower --seeds")
-            pairs = [(arch, seed) for seed in range(args.seeds) for arch in archs]
         jobs = {(arch, seed): pool.submit(stand_alone, str(work), args.data, arch, seed, args.epochs, args.augment,
                                           args.augment_strength, clip, device, args.test_copies)
-                for arch, seed in pairs}
+                for seed in range(args.seeds) for arch in archs}
         spos_history = spos_job.result()
         spos_s = time.perf_counter() - started
         print(f"SPOS: trained {len(spos_history)} epochs, last loss {spos_history[-1]['loss']:.3f}, sampled-path "

@@ -61,12 +61,8 @@ SPACE = "mbconv-tiny"
 
 def path_modules(supernet: Any, state: Hashable, candidate: Any) -> list[nn.Module]:
     """The modules one candidate's path runs through: input adapter, its layers, output adapter."""
-    from hwnas.supernet import layer_key
-
-    modules = [supernet.adapters_in[supernet._state_key(state)]]
-    modules += [supernet.layers[layer_key(p, u)] for p, u in enumerate(supernet.units(candidate, state))]
-    output_state = supernet.space.block_output_state(supernet.block, candidate)
-    return modules + [supernet.adapters_out[supernet._state_key(output_state)]]
+    return [supernet.adapters_in[supernet._state_key(state)], *supernet.candidate_layers(candidate, state),
+            supernet.output_adapter(candidate)]
 
 
 class SupernetScorer:

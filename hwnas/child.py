@@ -14,7 +14,7 @@ from torch import nn
 
 from hwnas.data import load_data
 from hwnas.devices import load_checkpoint
-from hwnas.distill import checkpoint_path, shares_twins
+from hwnas.distill import checkpoint_path, separates_depths, shares_twins
 from hwnas.run import RunDir
 from hwnas.supernet import layer_key
 from hwnas.training import TrainConfig, train_classifier
@@ -48,12 +48,14 @@ def init_from_supernet(run: RunDir, model: nn.Module, arch: Hashable) -> int:
     for block, candidate in enumerate(space.blocks_of(arch)):
         path = checkpoint_path(run, block)
         checkpoint = load_checkpoint(path) if path.exists() else None
-        for position, unit in enumerate(space.block_units(block, candidate, state)):
+        units = space.block_units(block, candidate, state)
+        for position, unit in enumerate(units):
             layer = next(layers)
             if checkpoint is None:
                 continue
             module_unit = space.twin_unit(unit) if shares_twins(checkpoint["config"]) else unit
-            prefix = f"layers.{layer_key(position, module_unit)}."
+            depth = len(units) if separates_depths(checkpoint["config"]) else None
+            prefix = f"layers.{layer_key(position, module_unit, depth)}."
             weights = {k[len(prefix):]: v for k, v in checkpoint["model"].items() if k.startswith(prefix)}
             if weights:
                 own = layer.state_dict()

@@ -42,6 +42,8 @@ class DistillConfig:
     35% lower mean validation error and tau 0.29 (lr 0.01: 0.34, 0.05: 0.34). ``lr=0.002`` is DNA's published recipe.
     ``share_twins`` trains one module for kernels that compute the same on their map (``SearchSpace.twin_unit``);
     checkpoints written before it existed trained each kernel alone and resume with ``share_twins=False``.
+    ``separate_depths`` trains each depth of a block as its own cell (DNA's published way) instead of sharing a
+    shallow candidate's layers with the deeper candidates that start with them.
     """
 
     epochs: int = 20
@@ -50,6 +52,7 @@ class DistillConfig:
     batch_size: int = 64
     seed: int = 0
     share_twins: bool = True  # one module per family of kernels that compute the same on their map
+    separate_depths: bool = False  # one cell per depth (DNA) instead of depths sharing their prefixes
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.lr <= 0 or not 0 < self.lr_decay <= 1 or self.batch_size < 1:
@@ -64,8 +67,9 @@ def _rank_world() -> tuple[int, int]:
 
 def _without_epochs(config: dict[str, Any]) -> dict[str, Any]:
     """A recipe without its length: a run may be extended (the learning rate decays per epoch, not to a horizon).
-    Checkpoints from before ``share_twins`` existed trained every twin on its own."""
-    return {"share_twins": False} | {k: v for k, v in config.items() if k != "epochs"}
+    Checkpoints from before ``share_twins`` (``separate_depths``) existed trained every twin on its own (shared
+    prefixes across depths)."""
+    return {"share_twins": False, "separate_depths": False} | {k: v for k, v in config.items() if k != "epochs"}
 
 
 def checkpoint_path(run: RunDir, block: int) -> Path:
@@ -78,15 +82,22 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def build_supernet(run: RunDir, teacher: TeacherStages, block: int, share_twins: bool = True) -> BlockSupernet:
+def build_supernet(run: RunDir, teacher: TeacherStages, block: int, share_twins: bool = True,
+                   separate_depths: bool = False) -> BlockSupernet:
     """Block ``block``'s supernet, shaped by the teacher's boundaries at the space's resolution."""
     shapes = check_teacher(teacher, run.space)
-    return BlockSupernet(run.space, block, shapes[block], shapes[block + 1], share_twins)
+    return BlockSupernet(run.space, block, shapes[block], shapes[block + 1], share_twins, separate_depths)
 
 
 def shares_twins(saved_config: dict[str, Any]) -> bool:
     """Whether a checkpoint's recipe trained twins as one module (absent in checkpoints older than the option)."""
     return bool(saved_config.get("share_twins", False))
+
+
+def separates_depths(saved_config: dict[str, Any]) -> bool:
+    """Whether a checkpoint's recipe trained each depth as its own cell (absent in checkpoints older than the
+    option: depths shared their prefixes)."""
+    return bool(saved_config.get("separate_depths", False))
 
 
 def distill_block(
@@ -97,7 +108,7 @@ def distill_block(
     rank, world = _rank_world()
     device = resolve_device(device)
     torch.manual_seed(config.seed + block)
-    supernet = build_supernet(run, teacher, block, config.share_twins).train().to(device)
+    supernet = build_supernet(run, teacher, block, config.share_twins, config.separate_depths).train().to(device)
     optimizer = torch.optim.Adam(supernet.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
     path = checkpoint_path(run, block)
@@ -107,7 +118,8 @@ def distill_block(
         if _without_epochs(saved["config"]) != _without_epochs(asdict(config)):
             raise ValueError(f"{path} was trained with other settings ({_without_epochs(saved['config'])}); use the "
                              "same settings to resume (only --epochs may change; --no-share-twins for a supernet "
-                             "trained before twins shared a module), or delete it to start over")
+                             "trained before twins shared a module; --separate-depths for one trained with it), or "
+                             "delete it to start over")
         supernet.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
@@ -158,6 +170,6 @@ def load_supernet(run: RunDir, teacher: TeacherStages, block: int) -> tuple[Bloc
         raise FileNotFoundError(f"block {block} has no supernet checkpoint ({path}); run 'hwnas distill --run "
                                 f"{run.path} --block {block}' first")
     saved = load_checkpoint(path)
-    supernet = build_supernet(run, teacher, block, shares_twins(saved["config"]))
+    supernet = build_supernet(run, teacher, block, shares_twins(saved["config"]), separates_depths(saved["config"]))
     supernet.load_state_dict(saved["model"])
     return supernet.eval(), {"epochs": saved["epoch"], "config": saved["config"], "sha256": file_digest(path)}

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from hwnas.supernet import BlockSupernet, layer_key
+from hwnas.supernet import BlockSupernet
 
 DEFAULT_MAX_CANDIDATES = 200_000
 
@@ -43,11 +43,16 @@ def prefix_tree(supernet: BlockSupernet, state: Hashable) -> _Node:
     """The candidates of the block as a tree keyed by layer modules."""
     root = _Node()
     for candidate in supernet.candidates:
-        node = root
-        for position, unit in enumerate(supernet.units(candidate, state)):
-            node = node.children.setdefault(layer_key(position, unit), _Node())
-        node.candidates.append(candidate)
+        _insert(supernet, root, candidate, state)
     return root
+
+
+def _insert(supernet: BlockSupernet, root: _Node, candidate: Any, state: Hashable) -> None:
+    node = root
+    units = supernet.units(candidate, state)
+    for position, unit in enumerate(units):
+        node = node.children.setdefault(supernet.module_key(len(units), position, unit), _Node())
+    node.candidates.append(candidate)
 
 
 @torch.no_grad()
@@ -100,10 +105,7 @@ def rate_block(
         else:
             for candidate in supernet.candidates:
                 tree = _Node()
-                node = tree
-                for position, unit in enumerate(supernet.units(candidate, state)):
-                    node = node.children.setdefault(layer_key(position, unit), _Node())
-                node.candidates.append(candidate)
+                _insert(supernet, tree, candidate, state)
                 _walk(supernet, tree, calibration, held_out, held_out_target, per_state, stats, bar)
     bar.close()
     ratings = {name: {metric: sum(s[metric] for s in scores) / len(scores) for metric in scores[0]}
@@ -114,9 +116,7 @@ def rate_block(
 def _walk(supernet: BlockSupernet, node: _Node, calibration: torch.Tensor, held_out: torch.Tensor,
           target: torch.Tensor, per_state: dict[str, list[dict[str, float]]], stats: RatingStats, bar: tqdm) -> None:
     for candidate in node.candidates:
-        output_state = supernet.space.block_output_state(supernet.block, candidate)
-        adapter = supernet.adapters_out[supernet._state_key(output_state)]
-        per_state.setdefault(str(candidate), []).append(_scores(adapter(held_out), target))
+        per_state.setdefault(str(candidate), []).append(_scores(supernet.output_adapter(candidate)(held_out), target))
         stats.candidates += 1
         bar.update()
     for key, child in node.children.items():

@@ -10,7 +10,7 @@ import torch
 
 from hwnas.data import load_data
 from hwnas.devices import resolve_device
-from hwnas.distill import DistillConfig, distill_block, load_supernet
+from hwnas.distill import DistillConfig, checkpoint_path, distill_block, file_digest, load_supernet
 from hwnas.features import TeacherFeatures
 from hwnas.rating import DEFAULT_MAX_CANDIDATES, deeper_worse, rate_block, rating_summary, undertrained_warning
 from hwnas.rating_pool import pool_equivalent, pooled_counts
@@ -105,7 +105,13 @@ def rate(run: RunDir, block: int | None = None, max_candidates: int = DEFAULT_MA
     for b in blocks:
         path = run.file("ratings", f"block{b}.json")
         if path.exists():
-            continue
+            rated_from = read_json(path, "block ratings").get("supernet", {}).get("sha256")
+            checkpoint = checkpoint_path(run, b)
+            if not checkpoint.exists() or rated_from == file_digest(checkpoint):
+                continue
+            if show_progress:
+                print(f"block {b}: its supernet changed since it was rated (trained further or again): rating it "
+                      "again", file=sys.stderr)
         supernet, record = load_supernet(run, teacher, b)
         supernet.to(torch_device)
         inputs, targets = (t.to(torch_device) for t in features.pair("val", b, held_out))

@@ -5,8 +5,12 @@ Layer ``j`` of a candidate is the module keyed by ``(j, latency unit of that lay
 ``j`` layers therefore share those layers' weights, their outputs and their BatchNorm statistics: a depth choice is
 a prefix, and rating can walk a prefix tree. With ``share_twins`` a layer whose kernel is wider than its input
 map can reach is the module of the narrowest kernel it equals (``SearchSpace.twin_unit``): twins get one module, all
-of its training steps and one rating. Adapters map the teacher's features to the student's input width and
-the student's output back to the teacher's width (1x1 convolutions for feature maps, linear maps for tokens).
+of its training steps and one rating. With ``separate_depths`` each depth is its own cell, as DNA trains them:
+a layer's module is keyed by the candidate's depth too, and each depth has its own output adapters, so a shallow
+candidate's last layer is not also trained as a deeper one's inner layer (the prefix tree then forks at the root
+by depth; the input adapter stays one per input width, shared by the block's candidates). Adapters map the
+teacher's features to the student's input width and the student's output back to the teacher's width (1x1
+convolutions for feature maps, linear maps for tokens).
 """
 
 from __future__ import annotations
@@ -35,18 +39,20 @@ def make_adapter(source: tuple[int, ...], target: tuple[int, ...]) -> nn.Module:
                      "counts) differ; the teacher's stages do not line up with the space's blocks")
 
 
-def layer_key(position: int, unit: LatencyUnit) -> str:
-    """ModuleDict key of layer ``position`` built as ``unit``."""
-    return f"l{position}_{hashlib.sha1(unit.key.encode()).hexdigest()[:16]}"
+def layer_key(position: int, unit: LatencyUnit, depth: int | None = None) -> str:
+    """ModuleDict key of layer ``position`` built as ``unit``: shared by every depth, or, given ``depth``, the cell
+    of that depth's own."""
+    key = f"l{position}_{hashlib.sha1(unit.key.encode()).hexdigest()[:16]}"
+    return key if depth is None else f"d{depth}_{key}"
 
 
 class BlockSupernet(nn.Module):
     """All candidates of block ``block`` of ``space``, trained to mimic the teacher's matching stage."""
 
     def __init__(self, space: SearchSpace, block: int, teacher_in: tuple[int, ...], teacher_out: tuple[int, ...],
-                 share_twins: bool = False):
+                 share_twins: bool = False, separate_depths: bool = False):
         super().__init__()
-        self.space, self.block, self.share_twins = space, block, share_twins
+        self.space, self.block, self.share_twins, self.separate_depths = space, block, share_twins, separate_depths
         self.candidates = space.block_candidates(block)
         self.states = space.block_input_states(block)
         self.teacher_in, self.teacher_out = tuple(teacher_in), tuple(teacher_out)
@@ -54,8 +60,9 @@ class BlockSupernet(nn.Module):
         self.unit_keys: dict[str, str] = {}
         for state in self.states:
             for candidate in self.candidates:
-                for position, unit in enumerate(self.units(candidate, state)):
-                    key = layer_key(position, unit)
+                units = self.units(candidate, state)
+                for position, unit in enumerate(units):
+                    key = self.module_key(len(units), position, unit)
                     if key not in self.layers:
                         self.layers[key] = space.build_unit(unit).train()
                         self.unit_keys[key] = unit.key
@@ -65,10 +72,32 @@ class BlockSupernet(nn.Module):
         })
         self.adapters_out = nn.ModuleDict()
         for candidate in self.candidates:
-            output = self._state_key(space.block_output_state(block, candidate))
+            output = self._output_key(candidate)
             if output not in self.adapters_out:
                 shape = self._student_output_shape(candidate)
                 self.adapters_out[output] = make_adapter(shape, self.teacher_out)
+
+    def depth(self, candidate: Any) -> int:
+        """The candidate's number of layers."""
+        return len(self.units(candidate, self.states[0]))
+
+    def module_key(self, depth: int, position: int, unit: LatencyUnit) -> str:
+        """Key of the module that computes layer ``position`` (built as ``unit``) of a candidate ``depth`` layers
+        deep: shared by every depth, or the depth's own with ``separate_depths``."""
+        return layer_key(position, unit, depth if self.separate_depths else None)
+
+    def _output_key(self, candidate: Any) -> str:
+        key = self._state_key(self.space.block_output_state(self.block, candidate))
+        return f"d{self.depth(candidate)}_{key}" if self.separate_depths else key
+
+    def output_adapter(self, candidate: Any) -> nn.Module:
+        """The map from the candidate's output to the teacher's width."""
+        return self.adapters_out[self._output_key(candidate)]
+
+    def candidate_layers(self, candidate: Any, state: Hashable) -> list[nn.Module]:
+        """The layer modules the candidate runs on input state ``state``, in order (no adapters)."""
+        units = self.units(candidate, state)
+        return [self.layers[self.module_key(len(units), p, u)] for p, u in enumerate(units)]
 
     @staticmethod
     def _state_key(state: Hashable) -> str:
@@ -92,11 +121,9 @@ class BlockSupernet(nn.Module):
     def path_forward(self, x: torch.Tensor, state: Hashable, candidate: Any, adapt_out: bool = True) -> torch.Tensor:
         """The candidate's output (adapted to the teacher's width) for teacher features ``x``."""
         h = self.adapters_in[self._state_key(state)](x)
-        for position, unit in enumerate(self.units(candidate, state)):
-            h = self.layers[layer_key(position, unit)](h)
-        if adapt_out:
-            h = self.adapters_out[self._state_key(self.space.block_output_state(self.block, candidate))](h)
-        return h
+        for layer in self.candidate_layers(candidate, state):
+            h = layer(h)
+        return self.output_adapter(candidate)(h) if adapt_out else h
 
     def forward(self, x: torch.Tensor, state: Hashable, candidate: Any) -> torch.Tensor:
         return self.path_forward(x, state, candidate)

@@ -267,3 +267,98 @@ def test_teacher_registered_without_training_is_not_trained(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert "test_accuracy" not in result and result["teacher"]["kind"] == "space"
     assert (tmp_path / "r" / "teacher.pt").exists() and not (tmp_path / "r" / "teacher_training.pt").exists()
+
+
+def _block4_supernet(separate_depths: bool) -> tuple[BlockSupernet, tuple[int, ...]]:
+    space = get_space("mbconv-tiny")
+    teacher = space_teacher(space, space.assemble([space.block_candidates(b)[-1] for b in range(space.num_blocks)]))
+    shapes = check_teacher(teacher, space)
+    torch.manual_seed(0)
+    return BlockSupernet(space, 4, shapes[4], shapes[5], separate_depths=separate_depths), shapes[4]
+
+
+def test_separate_depths_trains_each_depth_as_its_own_cell():
+    """DNA's cells: a one-layer candidate of block 4 gets its own layer and output adapter, so training a two-layer
+    candidate that starts with the same op leaves it unchanged (with shared prefixes it moves; the input adapter,
+    shared by every candidate of the block, is held fixed here); rating along the prefix tree still gives what
+    rating each candidate alone gives."""
+    space = get_space("mbconv-tiny")
+    shallow = space.parse("24:e3k3|40:e3k3|80:e3k3|96:e3k3|160:e6k5|320:e3k3").stages[4]
+    deep = space.parse("24:e3k3|40:e3k3|80:e3k3|96:e3k3|160:e6k5,e3k3|320:e3k3").stages[4]
+    moved = {}
+    for separate in (False, True):
+        supernet, shape_in = _block4_supernet(separate)
+        if separate:  # a depth-1 cell (2 in x 2 out widths x 6 ops), a depth-2 cell (24 + 2 x 6), 2 adapters each
+            assert len(supernet.layers) == 24 + 24 + 12 and len(supernet.adapters_out) == 4
+            assert not {id(m) for m in supernet.candidate_layers(shallow, supernet.states[0])} & {
+                id(m) for m in supernet.candidate_layers(deep, supernet.states[0])}
+        else:
+            assert len(supernet.layers) == 24 + 12 and len(supernet.adapters_out) == 2
+        x, state = torch.randn(8, *shape_in), supernet.states[0]
+        supernet.eval()
+        before = supernet(x, state, shallow).detach()
+        supernet.train()
+        supernet.adapters_in.requires_grad_(False)
+        optimizer = torch.optim.SGD([p for p in supernet.parameters() if p.requires_grad], lr=0.1)
+        supernet(x, state, deep).pow(2).mean().backward()
+        optimizer.step()
+        supernet.eval()
+        with torch.no_grad():
+            moved[separate] = float((supernet(x, state, shallow) - before).abs().max())
+        target = torch.randn(8, *supernet.teacher_out)
+        shared, shared_stats = rate_block(supernet, x, x, target, show_progress=False)
+        alone, alone_stats = rate_block(supernet, x, x, target, show_progress=False, share_prefixes=False)
+        for name in shared:
+            assert shared[name]["l1_rel"] == pytest.approx(alone[name]["l1_rel"], rel=1e-4)
+        assert shared_stats.layer_evaluations < alone_stats.layer_evaluations
+    assert moved[True] == 0 and moved[False] > 1e-4
+
+
+def test_separate_depths_checkpoints_resume_load_and_seed_children(tmp_path, tiny_run):
+    """A run distilled with shared prefixes is not resumed as separate depths (the error names the flag); distilled
+    with ``separate_depths``, the checkpoint rebuilds as such, and a child starts from its own depth's cell."""
+    import shutil
+
+    from hwnas.child import _child_layers, init_from_supernet
+    from hwnas.distill import load_supernet
+
+    run_path = tmp_path / "cells"
+    shutil.copytree(tiny_run, run_path, ignore=shutil.ignore_patterns("ratings*"))
+    run = open_run(run_path)
+    config = DistillConfig(epochs=1, separate_depths=True)
+    with pytest.raises(ValueError, match="--separate-depths"):
+        distill(run, block=0, config=config, show_progress=False)
+    checkpoint_path(run, 0).unlink()
+    distill(run, block=0, config=config, show_progress=False)
+    supernet, record = load_supernet(run, open_teacher(run), 0)
+    assert supernet.separate_depths and record["config"]["separate_depths"] is True
+    space = run.space
+    for stage0 in ("24:e6k5", "24:e6k5,e3k3"):
+        arch = space.parse(f"{stage0}|40:e3k3|80:e3k3|96:e3k3|160:e3k3|320:e3k3")
+        model = space.build(arch).eval()
+        init_from_supernet(run, model, arch)
+        x = torch.randn(2, *space.block_units(0, arch.stages[0], space.initial_state())[0].input_shape)
+        with torch.no_grad():
+            torch.testing.assert_close(_child_layers(model)[0](x),
+                                       supernet.candidate_layers(arch.stages[0], supernet.states[0])[0](x))
+
+
+def test_rate_rates_again_a_block_whose_supernet_was_trained_further(tmp_path, tiny_run):
+    """Ratings record the checkpoint they came from: after block 0 is trained one more epoch, ``rate`` rates it
+    again (the new checkpoint's digest, 2 epochs) and leaves the other blocks' ratings as they were."""
+    import shutil
+
+    from hwnas.distill import file_digest
+    from hwnas.stages import rate
+
+    run_path = tmp_path / "longer"
+    shutil.copytree(tiny_run, run_path)
+    run = open_run(run_path)
+    before = {b: (run_path / "ratings" / f"block{b}.json").read_bytes() for b in range(run.space.num_blocks)}
+    distill(run, block=0, config=DistillConfig(epochs=2), show_progress=False)
+    rate(run, show_progress=False)
+    blocks = json.loads((run_path / "ratings.json").read_text())["blocks"]
+    assert blocks[0]["supernet"]["epochs"] == 2
+    assert blocks[0]["supernet"]["sha256"] == file_digest(checkpoint_path(run, 0))
+    assert (run_path / "ratings" / "block0.json").read_bytes() != before[0]
+    assert all((run_path / "ratings" / f"block{b}.json").read_bytes() == before[b] for b in range(1, len(before)))

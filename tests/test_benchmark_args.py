@@ -28,6 +28,10 @@ CASES = [
     ("rank_confidence.py", ["--resamples", "10"], "--resamples must be >= 100"),
     ("rank_confidence.py", ["--results", "no/such/result.json"], "no ranking result at no/such/result.json"),
     ("rank_confidence.py", ["--runs", "no/run1"], "no/run1 has no ratings.json"),
+    ("distill_variants.py", ["--variant", "no-runs"], "a variant is NAME=RUN[,RUN...]"),
+    ("distill_variants.py", ["--variant", "a=no/run1"], "give >= 2 variants with different names"),
+    ("distill_variants.py", ["--variant", "a=no/run1", "--variant", "a=no/run2"], "give >= 2 variants"),
+    ("distill_variants.py", ["--variant", "a=no/run1", "--variant", "b=no/run2"], "no/run1 has no ratings.json"),
     ("profile_fidelity.py", ["--refit"], "pass it with --table"),
     ("profile_fidelity.py", ["--calibrate", "3"], "--calibrate >= 4"),
 ]

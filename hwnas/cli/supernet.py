@@ -47,6 +47,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     distill.add_argument("--no-share-twins", dest="share_twins", action="store_false",
                          help="train every kernel as its own module, even one wider than its map can reach (as "
                               "supernets were trained before twins shared a module: to resume such a run)")
+    distill.add_argument("--separate-depths", action="store_true",
+                         help="train each depth of a block as its own cell, as DNA does (default: a shallow "
+                              "candidate shares its layers with the deeper candidates that start with them)")
     add_device_argument(distill)
     distill.add_argument("--json", action="store_true", help="machine-readable output")
     distill.set_defaults(handler=run_distill)
@@ -94,7 +97,7 @@ def run_distill(args: argparse.Namespace) -> int:
     try:
         run = open_run(args.run)
         config = DistillConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
-                               share_twins=args.share_twins)
+                               share_twins=args.share_twins, separate_depths=args.separate_depths)
         results = distill(run, args.block, config, cache=not args.no_cache, device=str(device))
     finally:
         if world > 1:

@@ -44,9 +44,9 @@ of ``ranking_wide`` / ``ranking`` (``rating_reliability.py``).
 A third and a fourth stand-alone seed on ``ranking_full``'s architectures (``--seeds 4``, ``ranking_full_s4``) raise
 the noise ceiling to 0.723: hwnas 0.474, SPOS 0.557, MACs 0.463. On 20 architectures each of these taus has a 95%
 interval about 0.6 wide (``rank_confidence.py``), so no result here separates hwnas from SPOS or MACs.
-On 87 architectures with one seed each (``ranking_100_s1``, read with ``--done-only`` from the 100 x 4 run
-``ranking_100``) the intervals narrow to about 0.25: hwnas 0.327 (twins shared 0.313, mean of 3 distillation seeds
-0.352), SPOS 0.349, MACs 0.347; hwnas - SPOS -0.04 [-0.18, +0.11], so a gap of +0.2 is excluded there.
+On 100 architectures with one seed each (``ranking_100_s1``, read with ``--done-only`` from the 100 x 4 run
+``ranking_100``) the intervals narrow to about 0.25: hwnas 0.326 (twins shared 0.311, mean of 3 distillation seeds
+0.343), SPOS 0.329, MACs 0.349; hwnas - SPOS -0.02 [-0.15, +0.12], so a gap of +0.2 is excluded there.
 
 Reported: Kendall tau and Spearman rho of each method's score against the seed-averaged test accuracy; the spread of
 accuracies across architectures next to the seed-to-seed spread (pooled over every architecture); the agreement of

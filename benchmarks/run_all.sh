@@ -41,13 +41,28 @@ for s in 0 1 2; do
 done
 $PY benchmarks/rating_reliability.py --runs runs/bench-twins/run-seed0 runs/bench-twins/run-seed1 runs/bench-twins/run-seed2 --name rating_reliability_twins
 # 100 archs (50 spread over the ratings, 50 full-range) x 4 seeds: 400 trainings, about 12 h on 2 cores (resumable;
-# seed 0 of every arch first). --done-only ranks what is trained so far: ranking_100_s1 is seed 0 of the first 87.
+# seed 0 of every arch first). --done-only ranks what is trained so far: ranking_100_s1 is seed 0 of all 100.
 $PY benchmarks/ranking.py --archs 50 --full-range-archs 50 --seeds 4 --rating-seeds 3 --work runs/bench-ranking-lr --name ranking_100 --no-share-twins
 # $PY benchmarks/ranking.py --archs 50 --full-range-archs 50 --seeds 1 --rating-seeds 3 --work runs/bench-ranking-lr --name ranking_100_s1 --no-share-twins --done-only
 $PY benchmarks/rating_variants.py --result benchmarks/results/ranking_100_s1.json --block-scores-only --name rating_variants_100_s1
 # every ranking result's taus with 95% bootstrap intervals, the gap between hwnas and SPOS, and what each score
 # orders beyond MACs (partial tau)
 $PY benchmarks/rank_confidence.py
+# supernet recipes side by side on ranking_100_s1: 20 epochs instead of 10, and each depth its own cell (DNA's way)
+for s in 0 1 2; do
+  for V in e20 sd; do
+    R=runs/bench-twins/run-seed$s-$V
+    if [ ! -e $R/run.json ]; then
+      mkdir -p $R && cp -r runs/bench-twins/run-seed$s/{run.json,teacher.pt,teacher_training.pt,cache} $R/
+      if [ $V = e20 ]; then cp -r runs/bench-twins/run-seed$s/supernet $R/; fi  # 10 more epochs on the same supernets
+    fi
+    .venv/bin/hwnas distill --run $R --epochs 20 --lr 0.02 --seed $s $([ $V = sd ] && echo --separate-depths) && .venv/bin/hwnas rate --run $R
+  done
+done
+T=runs/bench-twins
+$PY benchmarks/distill_variants.py --variant "shared prefixes, 10 epochs=$T/run-seed0,$T/run-seed1,$T/run-seed2" \
+  --variant "shared prefixes, 20 epochs=$T/run-seed0-e20,$T/run-seed1-e20,$T/run-seed2-e20" \
+  --variant "separate depths, 20 epochs=$T/run-seed0-sd,$T/run-seed1-sd,$T/run-seed2-sd"
 # a teacher from outside the space (timm's EfficientNet-B0), scored on ranking_full's and ranking_wide's accuracies:
 # .venv/bin/hwnas teacher train --run runs/bench-b0teacher/run --space mbconv-tiny --data digits-distorted-4 --teacher efficientnet_b0 --epochs 20 --augment
 # .venv/bin/hwnas distill --run runs/bench-b0teacher/run --epochs 10 --lr 0.02 --no-share-twins && .venv/bin/hwnas rate --run runs/bench-b0teacher/run

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from hwnas.supernet import BlockSupernet
+from hwnas.supernet import BlockSupernet, layer_key
 
 DEFAULT_MAX_CANDIDATES = 200_000
 
@@ -39,19 +39,22 @@ class RatingStats:
     candidates: int = 0
 
 
-def prefix_tree(supernet: BlockSupernet, state: Hashable) -> _Node:
-    """The candidates of the block as a tree keyed by layer modules."""
+def prefix_tree(supernet: BlockSupernet, state: Hashable, by_module: bool = True) -> _Node:
+    """The candidates of the block as a tree keyed by layer modules, or with ``by_module=False`` by the layers they
+    build (then a shorter candidate is the ancestor of the longer ones that start with its layers even where each
+    depth has its own modules)."""
     root = _Node()
     for candidate in supernet.candidates:
-        _insert(supernet, root, candidate, state)
+        _insert(supernet, root, candidate, state, by_module)
     return root
 
 
-def _insert(supernet: BlockSupernet, root: _Node, candidate: Any, state: Hashable) -> None:
+def _insert(supernet: BlockSupernet, root: _Node, candidate: Any, state: Hashable, by_module: bool = True) -> None:
     node = root
     units = supernet.units(candidate, state)
     for position, unit in enumerate(units):
-        node = node.children.setdefault(supernet.module_key(len(units), position, unit), _Node())
+        key = supernet.module_key(len(units), position, unit) if by_module else layer_key(position, unit)
+        node = node.children.setdefault(key, _Node())
     node.candidates.append(candidate)
 
 
@@ -150,7 +153,7 @@ def deeper_worse(supernet: BlockSupernet, ratings: dict[str, dict[str, float]]) 
         for child in node.children.values():
             walk(child, shorter + here)
 
-    walk(prefix_tree(supernet, supernet.states[0]), [])
+    walk(prefix_tree(supernet, supernet.states[0], by_module=False), [])
     return worse, pairs
 
 

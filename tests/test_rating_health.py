@@ -2,21 +2,25 @@
 
 import json
 
+import pytest
+
 from hwnas.rating import deeper_worse, undertrained_warning
 from hwnas.supernet import BlockSupernet
 from hwnas.teacher import check_teacher, space_teacher
 from search_spaces import get_space
 
 
-def _block_supernet(block: int) -> BlockSupernet:
+def _block_supernet(block: int, separate_depths: bool = False) -> BlockSupernet:
     space = get_space("mbconv-tiny")
     teacher = space_teacher(space, space.assemble([space.block_candidates(b)[-1] for b in range(space.num_blocks)]))
     shapes = check_teacher(teacher, space)
-    return BlockSupernet(space, block, shapes[block], shapes[block + 1])
+    return BlockSupernet(space, block, shapes[block], shapes[block + 1], separate_depths=separate_depths)
 
 
-def test_deeper_worse_compares_each_candidate_with_its_own_prefix():
-    supernet = _block_supernet(0)
+@pytest.mark.parametrize("separate_depths", [False, True], ids=["shared prefixes", "separate depths"])
+def test_deeper_worse_compares_each_candidate_with_its_own_prefix(separate_depths: bool):
+    """Also where each depth has its own modules: the check compares candidates by the layers they build."""
+    supernet = _block_supernet(0, separate_depths)
     depth = {str(c): str(c).count(",") + 1 for c in supernet.candidates}
     assert sorted(set(depth.values())) == [1, 2]
     deeper_is_worse = {name: {"l1_rel": 0.5 + 0.1 * d} for name, d in depth.items()}

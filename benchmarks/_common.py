@@ -18,6 +18,11 @@ def machine() -> dict[str, Any]:
     return {**device_metadata(), "platform": platform.platform()}
 
 
+def shown_path(path: Path) -> str:
+    """``path`` as results record it: relative to the repository when it lies inside it."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def write_result(name: str, payload: dict[str, Any]) -> Path:
     """benchmarks/results/NAME.json, with the machine recorded."""
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import RESULTS, ROOT, print_table, write_result
+from _common import RESULTS, ROOT, print_table, shown_path, write_result
 from ranking import rating_of
 from scipy.stats import kendalltau
 
@@ -159,7 +159,7 @@ def main() -> None:
     png = RESULTS / f"{args.name}.png"
     plot(png, entries, f"supernet recipes on {args.result.stem} ({len(archs)} archs)")
     write_result(args.name, {
-        "result": str(args.result.relative_to(ROOT)) if args.result.is_relative_to(ROOT) else str(args.result),
+        "result": shown_path(args.result),
         "archs": len(archs), "accuracy_seeds": len(per_seed_accuracy), "resamples": args.resamples,
         "method": "each variant's ratings (pooled as the search loads them), per seed and averaged over its seeds, "
                   "against the seed-averaged stand-alone accuracies; percentile bootstrap over architectures, the "

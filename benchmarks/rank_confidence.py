@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import RESULTS, ROOT, finish_tau_plot, print_table, write_result
+from _common import RESULTS, ROOT, finish_tau_plot, print_table, shown_path, write_result
 from ranking import rating_of
 from scipy.stats import kendalltau
 
@@ -184,7 +184,7 @@ def main() -> None:
     png = RESULTS / f"{args.name}.png"
     plot(png, summary)
     write_result(args.name, {
-        "results": [str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p) for p in results],
+        "results": [shown_path(p) for p in results],
         "runs": [str(p) for p in runs], "resamples": args.resamples,
         "method": "percentile bootstrap: architectures drawn with replacement, each with its score and seed-averaged "
                   "accuracy; the same draws for every score; partial tau given MACs: Kendall's partial tau with "

@@ -32,7 +32,7 @@ import argparse
 import time
 from pathlib import Path
 
-from _common import RESULTS, ROOT, finish_tau_plot, print_table, write_result
+from _common import RESULTS, ROOT, finish_tau_plot, print_table, shown_path, write_result
 from ranking import rating_of
 from scipy.stats import kendalltau
 
@@ -133,7 +133,7 @@ def main() -> None:
         "block_distinct_functions": distinct,
         "block_weights": [max(0.0, r) for r in reliability], "kendall_tau": taus,
         "each_seed_twins_pooled_kendall_tau": each_seed, "noise_ceiling_kendall_tau": ceilings,
-        "results": [str(p.relative_to(ROOT) if p.is_relative_to(ROOT) else p) for p in args.results],
+        "results": [shown_path(p) for p in args.results],
         "wall_s": time.perf_counter() - started, "plot": str(png.relative_to(ROOT)),
     })
 

@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _common import RESULTS, ROOT, print_table, write_result
+from _common import RESULTS, ROOT, print_table, shown_path, write_result
 from scipy.stats import kendalltau, spearmanr
 from torch import nn
 
@@ -257,7 +257,7 @@ def main() -> None:
     plot(png, {n: v["kendall_tau"] for n, v in table.items()}, ceiling,
          f"{len(archs)} archs of {args.result.stem}, one set of block supernets")
     write_result(args.name, {
-        "result": str(args.result.relative_to(ROOT) if args.result.is_relative_to(ROOT) else args.result),
+        "result": shown_path(args.result),
         "run": str(args.run), "space": SPACE, "data": result["data"], "archs": [str(a) for a in archs],
         "accuracy": accuracies, "accuracy_measure": result.get("accuracy_measure", "test_accuracy"),
         "methods": table, "per_block_kendall_tau": per_block, "noise_ceiling_kendall_tau": ceiling,

@@ -11,6 +11,11 @@ rated hwnas runs of the same teacher (default: ``runs/bench-twins/run-seed{0,1,2
 twins sharing one module, as ``hwnas distill`` does by default; ``run_all.sh`` makes them), that first run's rating
 and the runs' mean rating.
 
+Every tau is also read on the noise-free scale (``hwnas.rank_noise.noise_free_tau``: the tau against noise-free
+accuracies that, through the result's seed noise, is measured as this one, score and accuracy bivariate normal), with
+its interval's ends mapped the same way, and the share of draws at or above the 0.65 target as it would be measured
+here (``measured_tau``): what more stand-alone seeds could show at best.
+
 A rating that only knows size ranks like MACs. Each score's partial Kendall tau with MACs held fixed
 (``hwnas.rank_noise.partial_tau``, with its interval on the same draws) says what it orders beyond size: 0 when
 nothing.
@@ -55,8 +60,8 @@ def scores_of(result: dict[str, Any], space: Any, run_ratings: list[Any]) -> dic
 
 
 def plot(path: Path, summary: dict[str, dict[str, Any]]) -> None:
-    """Per result, every score's tau with its 95% interval, the noise ceiling and the target (top), and its partial
-    tau with MACs held fixed (bottom: what it orders beyond size)."""
+    """Per result, every score's tau with its 95% interval, the noise ceiling, the target and the target as the
+    result's seed noise would show it (top), and its partial tau with MACs held fixed (bottom: beyond size)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -82,6 +87,9 @@ def plot(path: Path, summary: dict[str, dict[str, Any]]) -> None:
             if xs:
                 target.errorbar(xs, taus, yerr=errors, fmt="o", capsize=3, color=f"C{index}",
                                 label=score if key is None else None)
+    for group, name in enumerate(names):  # the target as this result's seed noise would show it
+        axis.hlines(summary[name]["target_as_measured_here"], group - width / 2, group + 0.8 - width / 2,
+                    colors="tab:red", linestyles=":")
     lower.axhline(0.0, color="grey", linewidth=0.8)
     axis.tick_params(labelbottom=True)
     lower.set_xticks([group + 0.4 - width / 2 for group in range(len(names))], names)
@@ -89,7 +97,8 @@ def plot(path: Path, summary: dict[str, dict[str, Any]]) -> None:
     lower.set_title("what each score orders beyond size (Kendall's partial tau, MACs held fixed)", fontsize=10)
     lower.grid(axis="y", alpha=0.3)
     finish_tau_plot(figure, axis, path, "each score's tau with its 95% bootstrap interval (architectures drawn again)\n"
-                    "black dashes: noise ceiling; grey: the 0.65 target", names, width,
+                    "black dashes: noise ceiling; grey: the 0.65 target; red dots: 0.65 against noise-free "
+                    "accuracies, as measured here", names, width,
                     [summary[name]["noise_ceiling_kendall_tau"] for name in names],
                     fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
@@ -119,7 +128,7 @@ def main() -> None:
         if not (path / "ratings.json").exists():
             parser.error(f"{path} has no ratings.json; rate it with 'hwnas rate --run {path}'")
 
-    from hwnas.rank_noise import bootstrap_taus, partial_tau, percentile_interval
+    from hwnas.rank_noise import bootstrap_taus, measured_tau, noise_free_tau, partial_tau, percentile_interval
     from hwnas.run import open_run
     from hwnas.stages import load_ratings
     from profilers._files import read_json
@@ -147,15 +156,25 @@ def main() -> None:
         draws = bootstrap_taus(scores, per_seed, args.resamples)
         beyond = {name: values for name, values in scores.items() if name != MACS}
         partial_draws = bootstrap_taus(beyond, per_seed, args.resamples, control=result["macs"])  # the same draws
+        # the noise model: one training's seed variance, measured on the result's own seeds or (one seed) pooled
+        # over other architectures of the same recipe, as its noise ceiling was
+        seed_variance = result["accuracy_std_across_seeds"] ** 2 if len(per_seed) == 1 else None
+        target_here = measured_tau(TARGET, per_seed, seed_variance)
         entry: dict[str, Any] = {"archs": len(result["archs"]), "seeds": len(per_seed),
+                                 "target_as_measured_here": target_here,
                                  "accuracy_measure": result.get("accuracy_measure") or "test_accuracy",
                                  "noise_ceiling_kendall_tau": result["noise_ceiling_kendall_tau"], "scores": {}}
         for score, values in scores.items():
             tau = float(kendalltau(values, means).statistic)
             interval = list(percentile_interval(draws[score]))
             at_target = float(np.mean(draws[score] >= TARGET))
-            entry["scores"][score] = {"kendall_tau": tau, "interval_95": interval, "share_of_draws_at_target": at_target}
-            row = [path.stem, score, f"{tau:.3f}", f"[{interval[0]:.2f}, {interval[1]:.2f}]", f"{100 * at_target:.0f}%"]
+            free = [noise_free_tau(t, per_seed, seed_variance) for t in (tau, *interval)]
+            at_free_target = float(np.mean(draws[score] >= target_here))
+            entry["scores"][score] = {"kendall_tau": tau, "interval_95": interval, "share_of_draws_at_target": at_target,
+                                      "noise_free": {"kendall_tau": free[0], "interval_95": free[1:],
+                                                     "share_of_draws_at_target": at_free_target}}
+            row = [path.stem, score, f"{tau:.3f}", f"[{interval[0]:.2f}, {interval[1]:.2f}]", f"{100 * at_target:.0f}%",
+                   f"{free[0]:.2f} [{free[1]:.2f}, {free[2]:.2f}]", f"{100 * at_free_target:.0f}%"]
             if score in beyond:
                 partial = partial_tau(values, means, result["macs"])
                 partial_interval = list(percentile_interval(partial_draws[score]))
@@ -173,7 +192,7 @@ def main() -> None:
             "share_of_draws_at_0.2": float(np.mean(gap >= 0.2))}
         summary[path.stem] = entry
     print_table(rows, ["result", "score", "Kendall tau", "95% interval", f"draws >= {TARGET}",
-                       "partial tau given MACs [95%]"])
+                       "noise-free tau [95%]", f"noise-free >= {TARGET}", "partial tau given MACs [95%]"])
     gap_rows = [[name, e["hwnas_minus_spos"]["hwnas_score"], f"{e['hwnas_minus_spos']['kendall_tau']:+.3f}",
                  "[{:+.2f}, {:+.2f}]".format(*e["hwnas_minus_spos"]["interval_95"]),
                  f"{100 * e['hwnas_minus_spos']['share_of_draws_at_0.2']:.0f}%",
@@ -188,7 +207,8 @@ def main() -> None:
         "runs": [str(p) for p in runs], "resamples": args.resamples,
         "method": "percentile bootstrap: architectures drawn with replacement, each with its score and seed-averaged "
                   "accuracy; the same draws for every score; partial tau given MACs: Kendall's partial tau with "
-                  "MACs held fixed (what a score orders beyond size)",
+                  "MACs held fixed (what a score orders beyond size); noise-free: the tau against noise-free "
+                  "accuracies that the result's seed noise attenuates to the measured one (bivariate normal model)",
         "summary": summary, "wall_s": time.perf_counter() - started, "plot": str(png.relative_to(ROOT)),
     })
 

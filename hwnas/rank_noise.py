@@ -12,6 +12,11 @@ noise that architecture's mean happened to get: the noise is part of the unit dr
 count it twice and pull every interval down); ``difference_interval`` does the same for the gap between two scores on
 the same draws (is hwnas really 0.2 above SPOS?).
 
+Below the ceiling, how good is a score really? ``noise_free_tau`` inverts the same model: it finds the tau against
+noise-free accuracies that, through this benchmark's seed noise, is measured as the observed tau on average (score and
+true accuracy bivariate normal), i.e. what more stand-alone seeds would show at best. Monotone, so it also maps the
+ends of a bootstrap interval; ``measured_tau`` runs the model forward (what a 0.65 target looks like here).
+
 A rating that only knows size ranks as well as MACs do. ``partial_tau`` (Kendall's partial tau) asks what a score
 orders beyond a control such as MACs: 0 when it adds nothing to it, and ``bootstrap_taus(..., control=macs)`` gives
 its interval.
@@ -22,7 +27,7 @@ from __future__ import annotations
 import math
 import random
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy.stats import kendalltau
@@ -46,13 +51,7 @@ def noise_ceiling_tau(per_seed: list[list[float]], trials: int = 2000, seed: int
     noise of their means (nothing to rank), 1 when the seeds agree exactly.
     """
     archs = len(per_seed[0])
-    if archs < 3:
-        raise ValueError(f"a ranking needs >= 3 architectures, got {archs}")
-    means = [statistics.fmean(values) for values in zip(*per_seed)]
-    if seed_variance is not None and seed_variance < 0:
-        raise ValueError(f"seed_variance must be >= 0, got {seed_variance}")
-    noise = (seed_noise_variance(per_seed) if seed_variance is None else seed_variance) / len(per_seed)
-    true = statistics.variance(means) - noise
+    true, noise = _variances(per_seed, seed_variance)
     if true <= 0:
         return 0.0
     if noise == 0:
@@ -64,6 +63,76 @@ def noise_ceiling_tau(per_seed: list[list[float]], trials: int = 2000, seed: int
         measured = [v + rng.gauss(0.0, math.sqrt(noise)) for v in values]
         taus.append(float(kendalltau(values, measured).statistic))
     return statistics.fmean(taus)
+
+
+def _variances(per_seed: list[list[float]], seed_variance: float | None) -> tuple[float, float]:
+    """(true spread between architectures, noise left in their seed means), both variances."""
+    archs = len(per_seed[0])
+    if archs < 3:
+        raise ValueError(f"a ranking needs >= 3 architectures, got {archs}")
+    if seed_variance is not None and seed_variance < 0:
+        raise ValueError(f"seed_variance must be >= 0, got {seed_variance}")
+    means = [statistics.fmean(values) for values in zip(*per_seed)]
+    noise = (seed_noise_variance(per_seed) if seed_variance is None else seed_variance) / len(per_seed)
+    return statistics.variance(means) - noise, noise
+
+
+def _measured_tau_of(per_seed: list[list[float]], seed_variance: float | None, trials: int,
+                     seed: int) -> Callable[[float], float]:
+    """The noise model of ``per_seed``: correlation r of a score with the true accuracies -> the Kendall tau it is
+    expected to measure against the seed means (``trials`` simulated benchmarks of the same size, the same draws for
+    every r, so the map is monotone)."""
+    true, noise = _variances(per_seed, seed_variance)
+    if true <= 0:
+        raise ValueError("the architectures' accuracies differ by no more than their seed noise: no tau against "
+                         "noise-free accuracies can be inferred; train more seeds or more varied architectures")
+    archs = len(per_seed[0])
+    rng = np.random.default_rng(seed)
+    truth, other, error = (rng.standard_normal((trials, archs)) for _ in range(3))
+    measured = truth + math.sqrt(noise / true) * error
+    chunk = max(1, 2_000_000 // (archs * archs))  # trials per block of pairwise signs (bounded memory)
+
+    def pair_signs(values: np.ndarray) -> np.ndarray:
+        return np.sign(values[:, :, None] - values[:, None, :])
+
+    def expected(r: float) -> float:
+        """Mean Kendall tau of score and measured accuracy (continuous draws: no ties, so tau-a = tau-b)."""
+        score = r * truth + math.sqrt(max(1.0 - r * r, 0.0)) * other
+        concordance = sum(float((pair_signs(score[i:i + chunk]) * pair_signs(measured[i:i + chunk])).sum())
+                          for i in range(0, trials, chunk))
+        return concordance / (trials * archs * (archs - 1))
+
+    return expected
+
+
+def measured_tau(true_tau: float, per_seed: list[list[float]], seed_variance: float | None = None,
+                 trials: int = 400, seed: int = 0) -> float:
+    """The Kendall tau a score with ``true_tau`` against noise-free accuracies is expected to measure against the seed
+    means of ``per_seed`` (score and true accuracies bivariate normal; ``seed_variance`` as in
+    ``noise_ceiling_tau``): a target as this benchmark would show it."""
+    if not -1 <= true_tau <= 1:
+        raise ValueError(f"a Kendall tau lies in [-1, 1], got {true_tau}")
+    return _measured_tau_of(per_seed, seed_variance, trials, seed)(math.sin(math.pi * true_tau / 2))
+
+
+def noise_free_tau(observed: float, per_seed: list[list[float]], seed_variance: float | None = None,
+                   trials: int = 400, seed: int = 0) -> float:
+    """The Kendall tau against noise-free accuracies of a score measured at ``observed`` against the seed means of
+    ``per_seed``: the true tau whose expected measured tau (``measured_tau``) is ``observed``.
+
+    Model: the score and the true accuracies are bivariate normal with correlation r (true tau = 2/pi asin r), and
+    each mean carries Gaussian seed noise. r is found by bisection. Clipped to [-1, 1]: an observed tau at or above
+    the noise ceiling gives 1. Raises when the architectures differ by no more than the noise (nothing to rank)."""
+    expected = _measured_tau_of(per_seed, seed_variance, trials, seed)
+    low, high = -1.0, 1.0
+    if observed >= expected(high):
+        return 1.0
+    if observed <= expected(low):
+        return -1.0
+    for _ in range(20):  # r to within 2e-6
+        middle = (low + high) / 2
+        low, high = (middle, high) if expected(middle) < observed else (low, middle)
+    return 2 / math.pi * math.asin((low + high) / 2)
 
 
 def _check_scores(scores: dict[str, Sequence[float]], per_seed: list[list[float]]) -> None:

@@ -9,7 +9,9 @@ from scipy.stats import kendalltau
 from hwnas.rank_noise import (
     bootstrap_taus,
     difference_interval,
+    measured_tau,
     noise_ceiling_tau,
+    noise_free_tau,
     partial_tau,
     seed_noise_variance,
     tau_intervals,
@@ -116,3 +118,34 @@ def test_partial_tau_is_what_a_score_orders_beyond_the_control():
     assert 0.3 < np.percentile(draws["other"], 2.5)
     with pytest.raises(ValueError, match="'control' has 59 values"):
         bootstrap_taus({"other": other}, per_seed, resamples=10, control=size[:-1])
+
+
+def test_noise_free_tau_recovers_the_tau_a_score_has_against_true_accuracies():
+    """Scores correlated with true accuracies at a known tau (0.5), measured against noisy 2-seed means: the observed
+    tau is attenuated, and inverting the noise model brings it back to about 0.5 on average."""
+    import math
+
+    rng = np.random.default_rng(3)
+    r = math.sin(math.pi * 0.5 / 2)  # bivariate normal with Kendall tau 0.5
+    observed, recovered = [], []
+    for _ in range(12):
+        true = rng.standard_normal(80)
+        score = r * true + math.sqrt(1 - r * r) * rng.standard_normal(80)
+        per_seed = [list(0.95 + 0.01 * true + 0.01 * rng.standard_normal(80)) for _ in range(2)]
+        means = np.mean(per_seed, axis=0)
+        observed.append(kendalltau(score, means).statistic)
+        recovered.append(noise_free_tau(observed[-1], per_seed, trials=200))
+    assert np.mean(observed) < 0.45  # the noise hides part of the order
+    assert np.mean(recovered) == pytest.approx(0.5, abs=0.06)
+    per_seed = [list(0.95 + 0.01 * true + 0.01 * rng.standard_normal(80)) for _ in range(2)]
+    ceiling = noise_ceiling_tau(per_seed)
+    assert noise_free_tau(ceiling + 0.05, per_seed, trials=100) == 1.0
+    assert noise_free_tau(-ceiling - 0.05, per_seed, trials=100) == -1.0
+    assert noise_free_tau(0.1, per_seed, trials=100) < noise_free_tau(0.3, per_seed, trials=100)
+    target_here = measured_tau(0.65, per_seed, trials=100)  # the forward model, inverted by noise_free_tau
+    assert 0.3 < target_here < 0.65 and noise_free_tau(target_here, per_seed, trials=100) == pytest.approx(0.65, abs=1e-3)
+    assert measured_tau(1.0, per_seed, trials=100) == pytest.approx(ceiling, abs=0.03)
+    with pytest.raises(ValueError, match=r"lies in \[-1, 1\]"):
+        measured_tau(1.5, per_seed)
+    with pytest.raises(ValueError, match="no more than their seed noise"):
+        noise_free_tau(0.3, [[0.95, 0.96, 0.94, 0.95], [0.95, 0.94, 0.96, 0.95]])  # equal means: noise only

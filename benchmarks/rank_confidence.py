@@ -128,7 +128,7 @@ def main() -> None:
         if not (path / "ratings.json").exists():
             parser.error(f"{path} has no ratings.json; rate it with 'hwnas rate --run {path}'")
 
-    from hwnas.rank_noise import bootstrap_taus, measured_tau, noise_free_tau, partial_tau, percentile_interval
+    from hwnas.rank_noise import NoiseModel, bootstrap_taus, partial_tau, percentile_interval
     from hwnas.run import open_run
     from hwnas.stages import load_ratings
     from profilers._files import read_json
@@ -159,7 +159,8 @@ def main() -> None:
         # the noise model: one training's seed variance, measured on the result's own seeds or (one seed) pooled
         # over other architectures of the same recipe, as its noise ceiling was
         seed_variance = result["accuracy_std_across_seeds"] ** 2 if len(per_seed) == 1 else None
-        target_here = measured_tau(TARGET, per_seed, seed_variance)
+        noise_model = NoiseModel(per_seed, seed_variance)
+        target_here = noise_model.measured_tau(TARGET)
         entry: dict[str, Any] = {"archs": len(result["archs"]), "seeds": len(per_seed),
                                  "target_as_measured_here": target_here,
                                  "accuracy_measure": result.get("accuracy_measure") or "test_accuracy",
@@ -168,7 +169,7 @@ def main() -> None:
             tau = float(kendalltau(values, means).statistic)
             interval = list(percentile_interval(draws[score]))
             at_target = float(np.mean(draws[score] >= TARGET))
-            free = [noise_free_tau(t, per_seed, seed_variance) for t in (tau, *interval)]
+            free = [noise_model.noise_free_tau(t) for t in (tau, *interval)]
             at_free_target = float(np.mean(draws[score] >= target_here))
             entry["scores"][score] = {"kendall_tau": tau, "interval_95": interval, "share_of_draws_at_target": at_target,
                                       "noise_free": {"kendall_tau": free[0], "interval_95": free[1:],

@@ -16,6 +16,7 @@ Below the ceiling, how good is a score really? ``noise_free_tau`` inverts the sa
 noise-free accuracies that, through this benchmark's seed noise, is measured as the observed tau on average (score and
 true accuracy bivariate normal), i.e. what more stand-alone seeds would show at best. Monotone, so it also maps the
 ends of a bootstrap interval; ``measured_tau`` runs the model forward (what a 0.65 target looks like here).
+``NoiseModel`` holds one benchmark's simulation for any number of scores.
 
 A rating that only knows size ranks as well as MACs do. ``partial_tau`` (Kendall's partial tau) asks what a score
 orders beyond a control such as MACs: 0 when it adds nothing to it, and ``bootstrap_taus(..., control=macs)`` gives
@@ -27,7 +28,7 @@ from __future__ import annotations
 import math
 import random
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy.stats import kendalltau
@@ -77,62 +78,74 @@ def _variances(per_seed: list[list[float]], seed_variance: float | None) -> tupl
     return statistics.variance(means) - noise, noise
 
 
-def _measured_tau_of(per_seed: list[list[float]], seed_variance: float | None, trials: int,
-                     seed: int) -> Callable[[float], float]:
-    """The noise model of ``per_seed``: correlation r of a score with the true accuracies -> the Kendall tau it is
-    expected to measure against the seed means (``trials`` simulated benchmarks of the same size, the same draws for
-    every r, so the map is monotone)."""
-    true, noise = _variances(per_seed, seed_variance)
-    if true <= 0:
-        raise ValueError("the architectures' accuracies differ by no more than their seed noise: no tau against "
-                         "noise-free accuracies can be inferred; train more seeds or more varied architectures")
-    archs = len(per_seed[0])
-    rng = np.random.default_rng(seed)
-    truth, other, error = (rng.standard_normal((trials, archs)) for _ in range(3))
-    measured = truth + math.sqrt(noise / true) * error
-    chunk = max(1, 2_000_000 // (archs * archs))  # trials per block of pairwise signs (bounded memory)
+class NoiseModel:
+    """The seed noise of one benchmark (``per_seed``, ``seed_variance`` as in ``noise_ceiling_tau``) as a map between
+    a score's tau against noise-free accuracies and the tau it is expected to measure against the seed means.
 
-    def pair_signs(values: np.ndarray) -> np.ndarray:
-        return np.sign(values[:, :, None] - values[:, None, :])
+    Score and true accuracies are bivariate normal with correlation r (true tau = 2/pi asin r); each mean carries
+    Gaussian seed noise. ``trials`` simulated benchmarks of the same size are drawn once and reused for every r, so
+    the map is monotone and one model serves any number of scores. Raises when the architectures differ by no more
+    than the noise (nothing to rank)."""
 
-    def expected(r: float) -> float:
-        """Mean Kendall tau of score and measured accuracy (continuous draws: no ties, so tau-a = tau-b)."""
-        score = r * truth + math.sqrt(max(1.0 - r * r, 0.0)) * other
-        concordance = sum(float((pair_signs(score[i:i + chunk]) * pair_signs(measured[i:i + chunk])).sum())
-                          for i in range(0, trials, chunk))
-        return concordance / (trials * archs * (archs - 1))
+    def __init__(self, per_seed: list[list[float]], seed_variance: float | None = None, trials: int = 400,
+                 seed: int = 0) -> None:
+        true, noise = _variances(per_seed, seed_variance)
+        if true <= 0:
+            raise ValueError("the architectures' accuracies differ by no more than their seed noise: no tau against "
+                             "noise-free accuracies can be inferred; train more seeds or more varied architectures")
+        self.archs = len(per_seed[0])
+        rng = np.random.default_rng(seed)
+        self._truth, self._other, error = (rng.standard_normal((trials, self.archs)) for _ in range(3))
+        chunk = max(1, 2_000_000 // (self.archs * self.archs))  # trials per block of pairwise signs (bounded memory)
+        self._blocks = [slice(i, i + chunk) for i in range(0, trials, chunk)]
+        measured = self._truth + math.sqrt(noise / true) * error
+        self._measured_signs = [_pair_signs(measured[block]) for block in self._blocks]
 
-    return expected
+    def expected_tau(self, r: float) -> float:
+        """Mean Kendall tau against the seed means of a score correlated r with the true accuracies (continuous
+        draws: no ties, so tau-a = tau-b)."""
+        score = r * self._truth + math.sqrt(max(1.0 - r * r, 0.0)) * self._other
+        concordance = sum(int((_pair_signs(score[block]) * signs).sum(dtype=np.int64))
+                          for block, signs in zip(self._blocks, self._measured_signs))
+        return concordance / (len(self._truth) * self.archs * (self.archs - 1))
+
+    def measured_tau(self, true_tau: float) -> float:
+        """The tau a score with ``true_tau`` against noise-free accuracies is expected to measure here."""
+        if not -1 <= true_tau <= 1:
+            raise ValueError(f"a Kendall tau lies in [-1, 1], got {true_tau}")
+        return self.expected_tau(math.sin(math.pi * true_tau / 2))
+
+    def noise_free_tau(self, observed: float) -> float:
+        """The true tau whose expected measured tau is ``observed`` (r by bisection); clipped to [-1, 1]: an observed
+        tau at or above the noise ceiling gives 1."""
+        low, high = -1.0, 1.0
+        if observed >= self.expected_tau(high):
+            return 1.0
+        if observed <= self.expected_tau(low):
+            return -1.0
+        for _ in range(20):  # r to within 2e-6
+            middle = (low + high) / 2
+            low, high = (middle, high) if self.expected_tau(middle) < observed else (low, middle)
+        return 2 / math.pi * math.asin((low + high) / 2)
+
+
+def _pair_signs(values: np.ndarray) -> np.ndarray:
+    """sign(v_i - v_j) for every pair of each row, as int8."""
+    return np.sign(values[:, :, None] - values[:, None, :]).astype(np.int8)
 
 
 def measured_tau(true_tau: float, per_seed: list[list[float]], seed_variance: float | None = None,
                  trials: int = 400, seed: int = 0) -> float:
     """The Kendall tau a score with ``true_tau`` against noise-free accuracies is expected to measure against the seed
-    means of ``per_seed`` (score and true accuracies bivariate normal; ``seed_variance`` as in
-    ``noise_ceiling_tau``): a target as this benchmark would show it."""
-    if not -1 <= true_tau <= 1:
-        raise ValueError(f"a Kendall tau lies in [-1, 1], got {true_tau}")
-    return _measured_tau_of(per_seed, seed_variance, trials, seed)(math.sin(math.pi * true_tau / 2))
+    means of ``per_seed`` (``NoiseModel``): a target as this benchmark would show it."""
+    return NoiseModel(per_seed, seed_variance, trials, seed).measured_tau(true_tau)
 
 
 def noise_free_tau(observed: float, per_seed: list[list[float]], seed_variance: float | None = None,
                    trials: int = 400, seed: int = 0) -> float:
     """The Kendall tau against noise-free accuracies of a score measured at ``observed`` against the seed means of
-    ``per_seed``: the true tau whose expected measured tau (``measured_tau``) is ``observed``.
-
-    Model: the score and the true accuracies are bivariate normal with correlation r (true tau = 2/pi asin r), and
-    each mean carries Gaussian seed noise. r is found by bisection. Clipped to [-1, 1]: an observed tau at or above
-    the noise ceiling gives 1. Raises when the architectures differ by no more than the noise (nothing to rank)."""
-    expected = _measured_tau_of(per_seed, seed_variance, trials, seed)
-    low, high = -1.0, 1.0
-    if observed >= expected(high):
-        return 1.0
-    if observed <= expected(low):
-        return -1.0
-    for _ in range(20):  # r to within 2e-6
-        middle = (low + high) / 2
-        low, high = (middle, high) if expected(middle) < observed else (low, middle)
-    return 2 / math.pi * math.asin((low + high) / 2)
+    ``per_seed``: the true tau whose expected measured tau is ``observed`` (``NoiseModel``)."""
+    return NoiseModel(per_seed, seed_variance, trials, seed).noise_free_tau(observed)
 
 
 def _check_scores(scores: dict[str, Sequence[float]], per_seed: list[list[float]]) -> None:

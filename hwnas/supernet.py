@@ -42,7 +42,11 @@ def make_adapter(source: tuple[int, ...], target: tuple[int, ...]) -> nn.Module:
 def layer_key(position: int, unit: LatencyUnit, depth: int | None = None) -> str:
     """ModuleDict key of layer ``position`` built as ``unit``: shared by every depth, or, given ``depth``, the cell
     of that depth's own."""
-    key = f"l{position}_{hashlib.sha1(unit.key.encode()).hexdigest()[:16]}"
+    return _of_depth(f"l{position}_{hashlib.sha1(unit.key.encode()).hexdigest()[:16]}", depth)
+
+
+def _of_depth(key: str, depth: int | None) -> str:
+    """``key`` shared by every depth (``depth`` None), or the key of that depth's own cell."""
     return key if depth is None else f"d{depth}_{key}"
 
 
@@ -87,8 +91,8 @@ class BlockSupernet(nn.Module):
         return layer_key(position, unit, depth if self.separate_depths else None)
 
     def _output_key(self, candidate: Any) -> str:
-        key = self._state_key(self.space.block_output_state(self.block, candidate))
-        return f"d{self.depth(candidate)}_{key}" if self.separate_depths else key
+        return _of_depth(self._state_key(self.space.block_output_state(self.block, candidate)),
+                         self.depth(candidate) if self.separate_depths else None)
 
     def output_adapter(self, candidate: Any) -> nn.Module:
         """The map from the candidate's output to the teacher's width."""

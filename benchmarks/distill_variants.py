@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import RESULTS, ROOT, print_table, shown_path, write_result
+from _common import RESULTS, ROOT, finish_tau_plot, print_table, shown_path, write_result
 from ranking import rating_of
 from scipy.stats import kendalltau
 
@@ -66,15 +66,7 @@ def plot(path: Path, entries: dict[str, dict[str, Any]], title: str) -> None:
                       fmt="s", color="tab:orange", capsize=4, label="partial tau given MACs [95%]" if i == 0 else None)
     for score, color in (("SPOS", "tab:green"), ("MACs", "tab:grey")):
         axis.axhline(entries[names[0]]["reference"][score], color=color, linestyle=":", label=score)
-    axis.axhline(0.65, color="black", linewidth=0.8, label="target 0.65")
-    axis.set_xticks(range(len(names)), names, fontsize=8)
-    axis.set_ylabel("Kendall tau vs stand-alone accuracy")
-    axis.set_title(title, fontsize=10)
-    axis.legend(fontsize=7)
-    axis.grid(axis="y", alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    finish_tau_plot(figure, axis, path, f"{title}\ngrey: the 0.65 target", names, 0.8, [None] * len(names), fontsize=7)
 
 
 def main() -> None:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import socket
 import sys
 import tempfile
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,10 +74,16 @@ def neighbourhood(combiner: Combiner, seeds: Sequence[FrontPoint]) -> list[list[
     return [list(c) for c in choices]
 
 
-def study_name(space: SearchSpace, table_path: Path, budget_ms: float, multi_objective: bool) -> str:
-    """A study per (space, table, budget, mode), so reruns resume and workers meet."""
-    digest = hashlib.sha1(Path(table_path).read_bytes()).hexdigest()[:10]
-    return f"{space.name}-{digest}-{budget_ms:g}ms-{'nsga2' if multi_objective else 'tpe'}"
+def study_name(space: SearchSpace, table_path: Path, budget_ms: float, multi_objective: bool,
+               ratings: Sequence[Mapping[str, float]]) -> str:
+    """A study per (space, table, ratings, budget, mode), so reruns resume and workers meet.
+
+    The ratings are part of the name: a study stores each trial's rating and searches a neighbourhood drawn from
+    them, so after ``hwnas rate`` changes them (supernets trained further), or for another run sharing ``--storage``,
+    resuming the old study would refine stale ratings. Such a search starts its own study; the old one stays."""
+    table = hashlib.sha1(Path(table_path).read_bytes()).hexdigest()[:10]
+    rated = hashlib.sha1(json.dumps([dict(sorted(block.items())) for block in ratings]).encode()).hexdigest()[:8]
+    return f"{space.name}-{table}-r{rated}-{budget_ms:g}ms-{'nsga2' if multi_objective else 'tpe'}"
 
 
 def refine(

@@ -235,7 +235,7 @@ def search(
         candidates = [chosen["arch"]]
         if refine_trials > 0:
             storage = storage or f"sqlite:///{run.file('search.db').resolve()}"
-            name = study_name(space, Path(table_path), budget, multi_objective)
+            name = study_name(space, Path(table_path), budget, multi_objective, ratings)
             measure = measurer(space, runtime, target, protocol)
             study = refine(space, combiner, ratings, budget, measure, storage, name, refine_trials,
                            multi_objective=multi_objective, show_progress=show_progress)

@@ -103,6 +103,41 @@ def test_two_workers_share_one_study(tiny_run, tiny_table, tmp_path):
         t.constraints == {"measured_ms_over_budget": pytest.approx(t.user_attrs["measured_ms"] - 10)} for t in complete)
 
 
+def test_changed_ratings_start_their_own_study(tiny_run, tiny_table, tmp_path):
+    """A study is resumed only for the ratings it refined: after block 0 is trained further and rated again (or for
+    another run sharing --storage), the search starts a new study whose trials carry the new ratings, instead of
+    resuming the old study's finished trials and their stale ratings."""
+    import shutil
+
+    from hwnas.distill import DistillConfig
+    from hwnas.stages import distill, load_ratings, rate
+
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    first = search(open_run(tiny_run), tiny_table, budget=10.0, refine_trials=3, storage=storage, protocol=QUICK,
+                   show_progress=False)
+    copy = tmp_path / "trained-further"
+    shutil.copytree(tiny_run, copy)
+    run = open_run(copy)
+    distill(run, block=0, config=DistillConfig(epochs=2), show_progress=False)
+    rate(run, show_progress=False)
+    second = search(run, tiny_table, budget=10.0, refine_trials=3, storage=storage, protocol=QUICK,
+                    show_progress=False)
+    assert first["refinement"]["study"] != second["refinement"]["study"]
+    assert set(optuna.get_all_study_names(storage)) == {first["refinement"]["study"], second["refinement"]["study"]}
+    assert second["refinement"]["complete"] == 3 and second["refinement"]["failed"] == 0
+    ratings = load_ratings(run)
+    study = optuna.load_study(study_name=second["refinement"]["study"], storage=storage)
+    for trial in study.trials:
+        arch = run.space.parse(trial.user_attrs["arch"])
+        rating = sum(ratings[b][str(c)] for b, c in enumerate(run.space.blocks_of(arch)))
+        assert trial.user_attrs["rating"] == pytest.approx(rating)
+    # the same ratings again resume their study rather than starting another
+    again = search(run, tiny_table, budget=10.0, refine_trials=3, storage=storage, protocol=QUICK,
+                   show_progress=False)
+    assert again["refinement"]["study"] == second["refinement"]["study"]
+    assert len(optuna.get_all_study_names(storage)) == 2
+
+
 def test_failed_measurements_are_recorded_with_their_error(tiny_run, tiny_table, tmp_path):
     from hwnas.combiner import Combiner
     from hwnas.search import latency_cost, refine

@@ -27,7 +27,7 @@ from hwnas.devices import load_checkpoint, resolve_device
 from hwnas.features import TeacherFeatures
 from hwnas.run import RunDir
 from hwnas.supernet import BlockSupernet
-from hwnas.teacher import TeacherStages, check_teacher
+from hwnas.teacher import TeacherStages, check_teacher, weights_digest
 from profilers._files import atomic_torch_save
 
 
@@ -113,8 +113,10 @@ def distill_block(
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
     path = checkpoint_path(run, block)
     state: dict[str, Any] = {"epoch": 0, "history": []}
+    teacher_weights = weights_digest(teacher)
     if path.exists():
         saved = load_checkpoint(path)
+        check_same_teacher(saved, teacher_weights, path, run)
         if _without_epochs(saved["config"]) != _without_epochs(asdict(config)):
             raise ValueError(f"{path} was trained with other settings ({_without_epochs(saved['config'])}); use the "
                              "same settings to resume (only --epochs may change; --no-share-twins for a supernet "
@@ -154,7 +156,8 @@ def distill_block(
             state["epoch"] = epoch + 1
             if rank == 0:
                 atomic_torch_save({"config": asdict(config), "model": supernet.state_dict(),
-                                   "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), **state}, path)
+                                   "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                                   "teacher": teacher_weights, **state}, path)
                 if show_progress:
                     print(f"block {block} epoch {epoch + 1}/{config.epochs}: mse {state['history'][-1]['loss']:.5f} "
                           f"({seconds:.1f} s)", file=sys.stderr)
@@ -170,6 +173,20 @@ def load_supernet(run: RunDir, teacher: TeacherStages, block: int) -> tuple[Bloc
         raise FileNotFoundError(f"block {block} has no supernet checkpoint ({path}); run 'hwnas distill --run "
                                 f"{run.path} --block {block}' first")
     saved = load_checkpoint(path)
+    check_same_teacher(saved, weights_digest(teacher), path, run)
     supernet = build_supernet(run, teacher, block, shares_twins(saved["config"]), separates_depths(saved["config"]))
     supernet.load_state_dict(saved["model"])
-    return supernet.eval(), {"epochs": saved["epoch"], "config": saved["config"], "sha256": file_digest(path)}
+    return supernet.eval(), {"epochs": saved["epoch"], "config": saved["config"], "sha256": file_digest(path),
+                             "teacher": saved.get("teacher")}
+
+
+def check_same_teacher(saved: dict[str, Any], teacher_weights: str, path: Path, run: RunDir) -> None:
+    """ValueError when a supernet checkpoint was distilled from other teacher weights than the run's teacher now
+    (trained again or replaced since): its candidates mimic features the teacher no longer computes. Checkpoints
+    written before the digest was recorded are taken as they are."""
+    recorded = saved.get("teacher")
+    if recorded is not None and recorded != teacher_weights:
+        raise ValueError(f"{path} was distilled from other teacher weights ({recorded}) than the run's teacher now "
+                         f"({teacher_weights}): the teacher was trained again or replaced since. Distill the "
+                         f"supernets from the new teacher: move or delete {path.parent} (ratings follow with "
+                         f"'hwnas rate'), or put the old teacher.pt back in {run.path}")

@@ -1,8 +1,9 @@
 """Teacher features at every block boundary, computed on the fly or read from a memory-mapped disk cache.
 
 The cache holds, per split, one ``.npy`` file per boundary (stem output, then each stage's output) in the split's
-fixed order, written once (atomically, marked complete by ``done.json``); later epochs index into it and never run
-the teacher. It is exact when the training data are not augmented (the embedded default).
+fixed order, written once (atomically, marked complete by ``done.json``, which records the teacher's weights digest);
+later epochs index into it and never run the teacher. A cache written by other teacher weights (the teacher trained
+again or replaced) is rebuilt. It is exact when the training data are not augmented (the embedded default).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from hwnas.data import DataBundle
-from hwnas.teacher import TeacherStages
+from hwnas.teacher import TeacherStages, weights_digest
 
 
 class TeacherFeatures:
@@ -33,6 +34,7 @@ class TeacherFeatures:
         self.batch_size = batch_size
         self.show_progress = show_progress
         self._maps: dict[str, list[np.ndarray]] = {}
+        self.teacher_digest = weights_digest(self.teacher)
 
     def size(self, split: str) -> int:
         """Number of samples in a split."""
@@ -68,7 +70,13 @@ class TeacherFeatures:
     def _cached(self, split: str) -> list[np.ndarray]:
         if split not in self._maps:
             folder = self.cache_dir / split
-            if not (folder / "done.json").exists():
+            done = folder / "done.json"
+            if not done.exists() or json.loads(done.read_text()).get("teacher") != self.teacher_digest:
+                if done.exists():
+                    if self.show_progress:
+                        print(f"teacher cache ({split}): written by other teacher weights; computing it again",
+                              file=sys.stderr)
+                    done.unlink()
                 self._build(split, folder)
             count = json.loads((folder / "done.json").read_text())["boundaries"]
             self._maps[split] = [np.load(folder / f"boundary_{k}.npy", mmap_mode="r") for k in range(count)]
@@ -94,4 +102,5 @@ class TeacherFeatures:
         for k, target in enumerate(maps):
             target.flush()
             (folder / f".boundary_{k}.npy.tmp").replace(folder / f"boundary_{k}.npy")
-        (folder / "done.json").write_text(json.dumps({"boundaries": len(maps), "samples": total}))
+        (folder / "done.json").write_text(json.dumps({"boundaries": len(maps), "samples": total,
+                                                      "teacher": self.teacher_digest}))

@@ -10,7 +10,14 @@ import torch
 
 from hwnas.data import load_data
 from hwnas.devices import resolve_device
-from hwnas.distill import DistillConfig, checkpoint_path, distill_block, file_digest, load_supernet
+from hwnas.distill import (
+    DistillConfig,
+    check_same_teacher,
+    checkpoint_path,
+    distill_block,
+    file_digest,
+    load_supernet,
+)
 from hwnas.features import TeacherFeatures
 from hwnas.rating import DEFAULT_MAX_CANDIDATES, deeper_worse, rate_block, rating_summary, undertrained_warning
 from hwnas.rating_pool import pool_equivalent, pooled_counts
@@ -105,9 +112,10 @@ def rate(run: RunDir, block: int | None = None, max_candidates: int = DEFAULT_MA
     for b in blocks:
         path = run.file("ratings", f"block{b}.json")
         if path.exists():
-            rated_from = read_json(path, "block ratings").get("supernet", {}).get("sha256")
+            rated_from = read_json(path, "block ratings").get("supernet", {})
             checkpoint = checkpoint_path(run, b)
-            if not checkpoint.exists() or rated_from == file_digest(checkpoint):
+            check_same_teacher(rated_from, features.teacher_digest, checkpoint, run)
+            if not checkpoint.exists() or rated_from.get("sha256") == file_digest(checkpoint):
                 continue
             if show_progress:
                 print(f"block {b}: its supernet changed since it was rated (trained further or again): rating it "

@@ -8,6 +8,7 @@ split into as many groups as the space has blocks.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Callable, Hashable
 from pathlib import Path
@@ -67,6 +68,17 @@ class TeacherStages(nn.Module):
         for stage in self.stages:
             outputs.append(stage(outputs[-1]))
         return outputs
+
+
+def weights_digest(module: nn.Module) -> str:
+    """Short sha256 of a module's weights and buffers (names, dtypes, shapes, values): what the teacher's features,
+    and everything distilled from them, depend on. The same weights give the same digest on any device."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        value = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}:{value.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(value.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def split_model(model: nn.Module, num_blocks: int, description: dict[str, Any]) -> TeacherStages:

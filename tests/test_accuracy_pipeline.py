@@ -362,3 +362,37 @@ def test_rate_rates_again_a_block_whose_supernet_was_trained_further(tmp_path, t
     assert blocks[0]["supernet"]["sha256"] == file_digest(checkpoint_path(run, 0))
     assert (run_path / "ratings" / "block0.json").read_bytes() != before[0]
     assert all((run_path / "ratings" / f"block{b}.json").read_bytes() == before[b] for b in range(1, len(before)))
+
+
+def test_a_teacher_trained_again_rebuilds_its_feature_cache_and_refuses_old_supernets(tmp_path, tiny_run):
+    """The feature cache and the supernet checkpoints record the teacher's weights: after the teacher is trained
+    again, the cache is computed again from the new weights (not read as the old teacher's features), and distilling
+    on or rating from a supernet of the old teacher is refused with what to do; once the old supernets are moved
+    away, distillation starts from the new teacher."""
+    import shutil
+
+    from hwnas.features import TeacherFeatures
+    from hwnas.stages import rate, train_teacher
+    from hwnas.teacher import weights_digest
+    from hwnas.training import TrainConfig
+
+    run_path = tmp_path / "new-teacher"
+    shutil.copytree(tiny_run, run_path)
+    run = open_run(run_path)
+    bundle = load_data(run.config["data"], run.space.resolution)
+    indices = torch.arange(16)
+    old = TeacherFeatures(open_teacher(run), bundle, run_path / "cache", show_progress=False).get("val", 2, indices)
+    (run_path / "teacher_training.pt").unlink()
+    train_teacher(run, config=TrainConfig(epochs=1), show_progress=False)
+    teacher = open_teacher(run)
+    cached = TeacherFeatures(teacher, bundle, run_path / "cache", show_progress=False).get("val", 2, indices)
+    live = TeacherFeatures(teacher, bundle, None, show_progress=False).get("val", 2, indices)
+    torch.testing.assert_close(cached, live, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(cached, old, atol=1e-3)
+    with pytest.raises(ValueError, match="distilled from other teacher weights .* move or delete"):
+        distill(run, block=0, config=DistillConfig(epochs=2), show_progress=False)
+    with pytest.raises(ValueError, match="distilled from other teacher weights"):
+        rate(run, show_progress=False)
+    shutil.move(checkpoint_path(run, 0).parent, tmp_path / "old-supernets")
+    distill(run, block=0, config=DistillConfig(epochs=1), show_progress=False)
+    assert torch.load(checkpoint_path(run, 0), weights_only=False)["teacher"] == weights_digest(teacher)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ def train_teacher(
     else:
         teacher = space_teacher(space, space.parse(arch) if arch else largest_arch(space))
     check_teacher(teacher, space)
+    _check_one_teacher(run, teacher.description)
     bundle = load_data(run.config["data"], space.resolution)
     config = config or TrainConfig()
     result: dict[str, Any] = {"teacher": teacher.description, "data": bundle.name}
@@ -60,8 +62,22 @@ def train_teacher(
                                    show_progress=show_progress, label="teacher", device=device)
         result.update(trained)
     save_teacher(teacher, teacher_path(run), {"result": result})
-    run.update(teacher=teacher.description)
     return result
+
+
+def _check_one_teacher(run: RunDir, description: dict[str, Any]) -> None:
+    """A run trains one teacher: ValueError when it already has (or is training) another one, whose training
+    checkpoint would otherwise be loaded into this one and whose supernets would be mixed with its features. Records
+    the teacher before training, so a killed training resumes only for the same teacher."""
+    recorded = run.config.get("teacher")
+    files = [p.name for p in (teacher_path(run), run.file("teacher_training.pt")) if p.exists()]
+    wanted = json.loads(json.dumps(description))
+    if files and recorded is not None and recorded != wanted:
+        raise ValueError(f"run {run.path} already has the teacher {recorded.get('name')} ({', '.join(files)}); "
+                         f"training or registering another ({wanted.get('name')}) would mix the two. Use a new run "
+                         f"(--run), or move {', '.join(files)} (and the supernet/ and ratings/ distilled from it) out "
+                         f"of {run.path} first")
+    run.update(teacher=wanted)
 
 
 def open_teacher(run: RunDir) -> TeacherStages:

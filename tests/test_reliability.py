@@ -78,6 +78,8 @@ def test_bad_inputs_leave_earlier_results_untouched(tiny_run, tiny_table, tmp_pa
           "24:e3k3|40:e3k3|80:e3k3|96:e3k3|160:e3k3|320:e3k3"], "TensorRT"),
         (["teacher", "train", "--run", str(run), "--space", "vit-tiny"], "was made with --space mbconv-tiny"),
         (["rate", "--run", str(run), "--block", "9"], "--block must be in 0..5"),
+        (["teacher", "train", "--run", str(run), "--arch", "24:e3k3|40:e3k3|80:e3k3|96:e3k3|160:e3k3|320:e3k3",
+          "--epochs", "1"], "already has the teacher 24:e6k7"),
     ]
     other_space = Path(__file__).resolve().parents[1] / "latency_tables" / "mbconv-224_onnxruntime-cpu_1t.json"
     cases += [

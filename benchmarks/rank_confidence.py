@@ -37,7 +37,7 @@ from ranking import rating_of
 from scipy.stats import kendalltau
 
 RESULT_NAMES = ("ranking", "ranking_wide", "ranking_full", "ranking_full_s3", "ranking_full_s4", "ranking_100_s1",
-                "ranking_100")
+                "ranking_100_s2", "ranking_100")
 TWIN_RUNS = [ROOT / "runs" / "bench-twins" / f"run-seed{s}" for s in range(3)]
 TARGET = 0.65
 STORED_SCORE = "hwnas, the result's rating"

@@ -44,6 +44,7 @@ $PY benchmarks/rating_reliability.py --runs runs/bench-twins/run-seed0 runs/benc
 # seed 0 of every arch first). --done-only ranks what is trained so far: ranking_100_s1 is seed 0 of all 100.
 $PY benchmarks/ranking.py --archs 50 --full-range-archs 50 --seeds 4 --rating-seeds 3 --work runs/bench-ranking-lr --name ranking_100 --no-share-twins
 # $PY benchmarks/ranking.py --archs 50 --full-range-archs 50 --seeds 1 --rating-seeds 3 --work runs/bench-ranking-lr --name ranking_100_s1 --no-share-twins --done-only
+# $PY benchmarks/ranking.py --archs 50 --full-range-archs 50 --seeds 2 --rating-seeds 3 --work runs/bench-ranking-lr --name ranking_100_s2 --no-share-twins --done-only
 $PY benchmarks/rating_variants.py --result benchmarks/results/ranking_100_s1.json --block-scores-only --name rating_variants_100_s1
 # every ranking result's taus with 95% bootstrap intervals, the gap between hwnas and SPOS, and what each score
 # orders beyond MACs (partial tau)

@@ -18,7 +18,7 @@ from hwnas.distill import checkpoint_path, separates_depths, shares_twins
 from hwnas.run import RunDir
 from hwnas.supernet import layer_key
 from hwnas.training import TrainConfig, train_classifier
-from profilers._files import atomic_torch_save, atomic_write_json
+from profilers._files import atomic_torch_save, atomic_write_json, read_json
 
 
 def child_dir(run: RunDir, arch: Hashable) -> Path:
@@ -88,6 +88,7 @@ def train_child(run: RunDir, arch_text: str, config: TrainConfig, distill: bool 
     arch = space.parse(arch_text)
     model = space.build(arch).train()
     folder = child_dir(run, arch)
+    _check_same_start(folder, init_supernet)
     copied = init_from_supernet(run, model, arch) if init_supernet else 0
     teacher = None
     if distill:
@@ -106,6 +107,21 @@ def train_child(run: RunDir, arch_text: str, config: TrainConfig, distill: bool 
     if show_progress:
         print(f"child test accuracy {result['test_accuracy']:.4f}", file=sys.stderr)
     return report
+
+
+def _check_same_start(folder: Path, init_supernet: bool) -> None:
+    """A child's training resumes only from the start it began with (``--init-supernet`` or not): ValueError says
+    what to do otherwise, instead of resuming the other start's weights and reporting this one's. Trainings from
+    before the start was recorded are taken as they are."""
+    start = folder / "start.json"
+    wanted = {"init_supernet": init_supernet}
+    if (folder / "train.pt").exists() and start.exists():
+        recorded = read_json(start, "child start")
+        if recorded != wanted:
+            flag = "with" if recorded.get("init_supernet") else "without"
+            raise ValueError(f"{folder / 'train.pt'} was started {flag} --init-supernet; train it {flag} the flag to "
+                             f"resume it, or move {folder} away to train it from the other start")
+    atomic_write_json(start, wanted)
 
 
 def load_child(run: RunDir, arch: Hashable, weights: Path | None) -> tuple[nn.Module, str]:

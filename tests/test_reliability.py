@@ -93,3 +93,27 @@ def test_bad_inputs_leave_earlier_results_untouched(tiny_run, tiny_table, tmp_pa
     assert _digest(run) == before
     assert not (tmp_path / "new").exists()  # a bad --data makes no run (which would then be stuck with it)
     assert tiny_table.read_bytes() == table_before
+
+
+def test_child_training_resumes_only_from_the_start_it_began_with(tiny_run, tmp_path):
+    """A child trained from random weights is not resumed under --init-supernet (which would report supernet layers
+    the resumed weights never had): the error says what to do, and the trained checkpoint is left as it was."""
+    import pytest
+
+    from hwnas.child import train_child
+    from hwnas.run import open_run
+    from hwnas.training import TrainConfig
+
+    run_path = tmp_path / "run"
+    shutil.copytree(tiny_run, run_path)
+    run = open_run(run_path)
+    arch = "24:e3k3|40:e3k3|80:e3k3|96:e3k3|160:e3k3|320:e3k3"
+    first = train_child(run, arch, TrainConfig(epochs=1), show_progress=False)
+    assert first["layers_from_supernet"] == 0
+    checkpoint = Path(first["weights"]).parent / "train.pt"
+    before = checkpoint.read_bytes()
+    with pytest.raises(ValueError, match="was started without --init-supernet; train it without the flag"):
+        train_child(run, arch, TrainConfig(epochs=1), init_supernet=True, show_progress=False)
+    assert checkpoint.read_bytes() == before
+    again = train_child(run, arch, TrainConfig(epochs=1), show_progress=False)
+    assert again["test_accuracy"] == first["test_accuracy"]

@@ -27,7 +27,7 @@ from hwnas.devices import load_checkpoint, resolve_device
 from hwnas.features import TeacherFeatures
 from hwnas.run import RunDir
 from hwnas.supernet import BlockSupernet
-from hwnas.teacher import TeacherStages, check_teacher, weights_digest
+from hwnas.teacher import TeacherStages, check_teacher
 from profilers._files import atomic_torch_save
 
 
@@ -113,7 +113,7 @@ def distill_block(
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
     path = checkpoint_path(run, block)
     state: dict[str, Any] = {"epoch": 0, "history": []}
-    teacher_weights = weights_digest(teacher)
+    teacher_weights = features.teacher_digest
     if path.exists():
         saved = load_checkpoint(path)
         check_same_teacher(saved, teacher_weights, path, run)
@@ -173,7 +173,7 @@ def load_supernet(run: RunDir, teacher: TeacherStages, block: int) -> tuple[Bloc
         raise FileNotFoundError(f"block {block} has no supernet checkpoint ({path}); run 'hwnas distill --run "
                                 f"{run.path} --block {block}' first")
     saved = load_checkpoint(path)
-    check_same_teacher(saved, weights_digest(teacher), path, run)
+    check_same_teacher(saved, teacher.digest(), path, run)
     supernet = build_supernet(run, teacher, block, shares_twins(saved["config"]), separates_depths(saved["config"]))
     supernet.load_state_dict(saved["model"])
     return supernet.eval(), {"epochs": saved["epoch"], "config": saved["config"], "sha256": file_digest(path),

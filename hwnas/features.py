@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from hwnas.data import DataBundle
-from hwnas.teacher import TeacherStages, weights_digest
+from hwnas.teacher import TeacherStages
 
 
 class TeacherFeatures:
@@ -34,7 +34,7 @@ class TeacherFeatures:
         self.batch_size = batch_size
         self.show_progress = show_progress
         self._maps: dict[str, list[np.ndarray]] = {}
-        self.teacher_digest = weights_digest(self.teacher)
+        self.teacher_digest = self.teacher.digest()
 
     def size(self, split: str) -> int:
         """Number of samples in a split."""

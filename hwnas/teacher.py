@@ -61,6 +61,10 @@ class TeacherStages(nn.Module):
             h = stage(h)
         return self.head(h)
 
+    def digest(self) -> str:
+        """``weights_digest`` of the whole model (stem, stages and head are parts of it, so each weight counts once)."""
+        return weights_digest(self.model)
+
     @torch.no_grad()
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """[stem output, output of stage 1, ..., output of stage n]."""

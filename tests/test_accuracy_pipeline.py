@@ -373,7 +373,6 @@ def test_a_teacher_trained_again_rebuilds_its_feature_cache_and_refuses_old_supe
 
     from hwnas.features import TeacherFeatures
     from hwnas.stages import rate, train_teacher
-    from hwnas.teacher import weights_digest
     from hwnas.training import TrainConfig
 
     run_path = tmp_path / "new-teacher"
@@ -395,4 +394,4 @@ def test_a_teacher_trained_again_rebuilds_its_feature_cache_and_refuses_old_supe
         rate(run, show_progress=False)
     shutil.move(checkpoint_path(run, 0).parent, tmp_path / "old-supernets")
     distill(run, block=0, config=DistillConfig(epochs=1), show_progress=False)
-    assert torch.load(checkpoint_path(run, 0), weights_only=False)["teacher"] == weights_digest(teacher)
+    assert torch.load(checkpoint_path(run, 0), weights_only=False)["teacher"] == teacher.digest()

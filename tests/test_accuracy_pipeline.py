@@ -392,6 +392,9 @@ def test_a_teacher_trained_again_rebuilds_its_feature_cache_and_refuses_old_supe
         distill(run, block=0, config=DistillConfig(epochs=2), show_progress=False)
     with pytest.raises(ValueError, match="distilled from other teacher weights"):
         rate(run, show_progress=False)
+    (run_path / "ratings" / "block1.json").unlink()  # a block to rate: refused when its supernet is loaded
+    with pytest.raises(ValueError, match="distilled from other teacher weights"):
+        rate(run, block=1, show_progress=False)
     shutil.move(checkpoint_path(run, 0).parent, tmp_path / "old-supernets")
     distill(run, block=0, config=DistillConfig(epochs=1), show_progress=False)
     assert torch.load(checkpoint_path(run, 0), weights_only=False)["teacher"] == teacher.digest()

@@ -71,6 +71,10 @@ needs torch, timm, scikit-learn and scipy (``PYTHONPATH=. python benchmarks/rank
 A run of many hours (``--archs 50 --full-range-archs 50 --seeds 4``: 400 trainings) trains seed 0 of every
 architecture first, then seed 1, and so on; ``--done-only`` with the same arguments (and ``--seeds 1`` for seed 0
 alone) ranks what is already trained, without training anything, while the run goes on or after it was stopped.
+The result JSONs in ``benchmarks/results`` record every training's accuracies, so ``--restore-children RESULT...``
+writes them back into a lost or fresh ``--work`` (the run's hours of trainings are not only in an ignored folder):
+``ranking_100`` resumed this way on a fresh clone with ``--archs-from benchmarks/results/ranking_100_s1.json
+--restore-children benchmarks/results/ranking_100_s{1,2}.json benchmarks/results/ranking_full_s4.json``.
 
     python benchmarks/ranking.py --archs 20 --seeds 2
 """
@@ -202,6 +206,59 @@ def recipe_seed_variance(folder: Path, tag: str, key: str) -> tuple[float, int] 
             by_arch.setdefault(result["arch"], []).append(result[key])
     variances = [statistics.variance(values) for values in by_arch.values() if len(values) >= 2]
     return (statistics.fmean(variances), len(variances)) if variances else None
+
+
+def restore_children(folder: Path, sources: list[Path], data: str, epochs: int, augment: bool, strength: float,
+                     clip: float | None, test_copies: int) -> tuple[int, int]:
+    """Write the stand-alone trainings that earlier result JSONs of this recipe recorded into ``folder`` (the
+    ``work/children`` a run reads), so a fresh clone, or a work folder that was lost, resumes a long ranking run
+    instead of training them again; returns (written, already there). A source of another recipe, data set or
+    accuracy measure is refused, and so is a record in the folder that disagrees with a source (other trainings
+    under the same name). The restored records say where they came from (``restored_from``); their weights are not
+    restored, so they cannot be evaluated on another test set."""
+    from profilers._files import atomic_write_json, read_json
+
+    key = f"test_accuracy_x{test_copies}" if test_copies else None
+    wanted = {"epochs": epochs, "augment": augment, "augment_strength": strength if augment else None,
+              "grad_clip": clip}
+    splits: dict[Path, tuple[list[str], list[list[float]], list[list[float]] | None]] = {}
+    for source in sources:  # every source checked before anything is written
+        result = read_json(source, "earlier ranking result")
+        recipe = {name: result.get("recipe", {}).get(name) for name in wanted}
+        problems = [f"{name} {recipe[name]!r} (this run: {value!r})" for name, value in wanted.items()
+                    if recipe[name] != value]
+        if result.get("data") != data:
+            problems.append(f"data {result.get('data')!r} (this run: {data!r})")
+        measure = result.get("accuracy_measure") or "test_accuracy"  # None: results from before the large test set
+        own = (result["own_test_split"]["test_accuracy_per_seed"] if "own_test_split" in result
+               else result["test_accuracy_per_seed"] if measure == "test_accuracy" else None)
+        if own is None or (key and measure != key):
+            problems.append(f"accuracy measure {measure!r} (this run: {key or 'test_accuracy'!r}, and the data's own "
+                            "test split)")
+        if problems:
+            raise SystemExit(f"error: --restore-children {source}: its trainings do not match this run's: "
+                             + "; ".join(problems) + ". Restore from results of the same recipe, or drop it.")
+        splits[source] = (result["archs"], result["test_accuracy_per_seed"], own)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = present = 0
+    for source, (archs, measured, own) in splits.items():
+        for seed, (values, own_values) in enumerate(zip(measured, own, strict=True)):
+            for arch, value, own_value in zip(archs, values, own_values, strict=True):
+                record = {"arch": arch, "seed": seed, "test_accuracy": own_value, "restored_from": source.name}
+                if key:
+                    record[key] = value
+                path = folder / f"{child_name(arch, seed, epochs, augment, strength, clip)}.json"
+                if path.exists():
+                    existing = read_json(path, "stand-alone result")
+                    if any(existing.get(name) != record[name] for name in ("test_accuracy", key) if name):
+                        raise SystemExit(f"error: {path} ({arch}, seed {seed}) disagrees with {source}: "
+                                         f"{existing.get(key or 'test_accuracy')} vs {record[key or 'test_accuracy']}"
+                                         "; they are different trainings. Move one of them away.")
+                    present += 1
+                    continue
+                atomic_write_json(path, record)
+                written += 1
+    return written, present
 
 
 def stand_alone(work: str, data: str, arch: str, seed: int, epochs: int, augment: bool, strength: float,
@@ -346,6 +403,10 @@ def main() -> None:
                         help="train no child: rank the architectures whose first --seeds stand-alone trainings are "
                              "already in --work (an interim result of a long run; --seeds 1 allowed, the seed spread "
                              "then pooled over the folder's architectures trained with more seeds)")
+    parser.add_argument("--restore-children", type=Path, nargs="+", default=[], metavar="RESULT",
+                        help="first write the stand-alone trainings recorded in these earlier result JSONs (same "
+                             "recipe, data and accuracy measure) into --work's children folder: a lost or fresh work "
+                             "folder resumes the run instead of training them again (their weights are not kept)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", default="auto", help="where every training runs: auto (a CUDA GPU when torch "
                         "sees one), cpu, cuda or cuda:N; the recipe is the same, so a GPU runs more seeds in less time")
@@ -380,6 +441,11 @@ def main() -> None:
     started = time.perf_counter()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
+    if args.restore_children:
+        written, present = restore_children(work / "children", args.restore_children, args.data, args.epochs,
+                                            args.augment, args.augment_strength, clip, args.test_copies)
+        print(f"--restore-children: {written} trainings written to {work / 'children'}, {present} already there "
+              "(and agreeing)", flush=True)
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"), initializer=_setup_worker) as pool:
         hwnas_job = pool.submit(hwnas_stage, str(work), args.data, args.teacher_epochs, args.distill_epochs,
                                 args.distill_lr, args.augment, args.augment_strength, clip, device, args.share_twins)
@@ -422,8 +488,10 @@ def main() -> None:
         results: dict[tuple[str, int], dict[str, Any]] = {}
         for index, (key, job) in enumerate(jobs.items()):
             results[key] = job.result()
+            took = (f"restored from {results[key]['restored_from']}" if "restored_from" in results[key]
+                    else f"{results[key]['seconds']:.0f} s")
             print(f"  {index + 1}/{len(jobs)} seed {key[1]} {key[0]}: test accuracy "
-                  f"{results[key]['test_accuracy']:.4f} ({results[key]['seconds']:.0f} s)", flush=True)
+                  f"{results[key]['test_accuracy']:.4f} ({took})", flush=True)
 
     bundle = load_data(args.data, space.resolution)
     supernet = SPOSSupernet(space, sharing=args.spos_sharing)

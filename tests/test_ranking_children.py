@@ -42,3 +42,74 @@ def test_recipe_seed_variance_pools_archs_with_two_or_more_seeds_of_that_recipe(
     assert variance == pytest.approx(statistics.fmean([statistics.variance(per_arch["a"]),
                                                        statistics.variance(per_arch["b"])]))
     assert recipe_seed_variance(tmp_path, "_e14", "test_accuracy") is None
+
+
+def _result(path: Path, archs: list[str], per_seed: list[list[float]], **changes) -> Path:
+    result = {"data": "digits-distorted-4", "archs": archs, "accuracy_measure": "test_accuracy_x32",
+              "test_accuracy_per_seed": per_seed,
+              "own_test_split": {"test_accuracy_per_seed": [[v - 0.01 for v in values] for values in per_seed]},
+              "recipe": {"epochs": 20, "augment": True, "augment_strength": 1.0, "grad_clip": 1.0}}
+    for key, value in changes.items():
+        if key in result["recipe"]:
+            result["recipe"][key] = value
+        else:
+            result[key] = value
+    path.write_text(json.dumps(result))
+    return path
+
+
+def test_restored_children_are_found_where_a_run_looks_for_its_trainings(tmp_path: Path):
+    from ranking import restore_children
+
+    other = ARCH.replace("e3k3", "e6k5", 1)
+    first = _result(tmp_path / "first.json", [ARCH, other], [[0.95, 0.96], [0.94, 0.97]])
+    second = _result(tmp_path / "second.json", [other], [[0.96]])  # the same training of other, recorded again
+    folder = tmp_path / "work" / "children"
+    assert restore_children(folder, [first, second], "digits-distorted-4", 20, True, 1.0, 1.0, 32) == (4, 1)
+    record = json.loads((folder / f"{child_name(other, 1, 20, True, 1.0, 1.0)}.json").read_text())
+    assert record["test_accuracy_x32"] == 0.97 and record["test_accuracy"] == pytest.approx(0.96)
+    assert record["restored_from"] == "first.json" and record["arch"] == other and record["seed"] == 1
+    variance, archs = recipe_seed_variance(folder, "_e20_aug_clip1", "test_accuracy_x32")
+    assert archs == 2 and variance == pytest.approx(statistics.fmean([0.01 ** 2 / 2, 0.01 ** 2 / 2]))
+    # restoring again writes nothing and agrees with what is there
+    assert restore_children(folder, [first], "digits-distorted-4", 20, True, 1.0, 1.0, 32) == (0, 4)
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"epochs": 14}, "epochs 14 (this run: 20)"),
+    ({"grad_clip": None}, "grad_clip None (this run: 1.0)"),
+    ({"data": "digits"}, "data 'digits'"),
+    ({"accuracy_measure": None}, "accuracy measure 'test_accuracy'"),
+])
+def test_restoring_trainings_of_another_recipe_is_refused(tmp_path: Path, changes: dict, message: str):
+    from ranking import restore_children
+
+    source = _result(tmp_path / "other.json", [ARCH], [[0.95]], **changes)
+    with pytest.raises(SystemExit, match=message.replace("(", r"\(").replace(")", r"\)")):
+        restore_children(tmp_path / "children", [source], "digits-distorted-4", 20, True, 1.0, 1.0, 32)
+    assert not list((tmp_path / "children").glob("*.json"))
+
+
+def test_a_record_that_disagrees_with_the_source_is_refused_and_kept(tmp_path: Path):
+    from ranking import restore_children
+
+    folder = tmp_path / "children"
+    folder.mkdir()
+    path = folder / f"{child_name(ARCH, 0, 20, True, 1.0, 1.0)}.json"
+    path.write_text(json.dumps({"arch": ARCH, "seed": 0, "test_accuracy": 0.5, "test_accuracy_x32": 0.5}))
+    source = _result(tmp_path / "r.json", [ARCH], [[0.95]])
+    with pytest.raises(SystemExit, match="different trainings"):
+        restore_children(folder, [source], "digits-distorted-4", 20, True, 1.0, 1.0, 32)
+    assert json.loads(path.read_text())["test_accuracy"] == 0.5
+
+
+def test_without_the_large_test_set_a_result_of_the_own_split_restores(tmp_path: Path):
+    from ranking import restore_children
+
+    source = _result(tmp_path / "old.json", [ARCH], [[0.95]], accuracy_measure=None)
+    data = json.loads(source.read_text())
+    del data["own_test_split"]  # results from before the large test set ranked by the own split alone
+    source.write_text(json.dumps(data))
+    assert restore_children(tmp_path / "c", [source], "digits-distorted-4", 20, True, 1.0, 1.0, 0) == (1, 0)
+    record = json.loads((tmp_path / "c" / f"{child_name(ARCH, 0, 20, True, 1.0, 1.0)}.json").read_text())
+    assert record["test_accuracy"] == 0.95 and "test_accuracy_x32" not in record

@@ -251,6 +251,29 @@ def remeasure_together(
     return best, ratios
 
 
+STEP_DOWN_MARGINS = (1.0, 0.95, 0.9)  # of the budget scaled to the machine's reading: a little room for noise
+
+
+def step_down(combiner: Combiner, budget: float, ratio: float, exclude: Sequence[str] = (),
+              margins: Sequence[float] = STEP_DOWN_MARGINS) -> list[str]:
+    """Architectures to measure when no finalist measured within the budget: the machine read ``ratio`` x the table
+    (measured over predicted, taken as at least 1), so the exact best under ``budget / ratio`` is the best one
+    expected to fit now, and the best under 5% and 10% less leave room for measurement noise. Budgets below the
+    cheapest architecture give the cheapest. Architectures in ``exclude`` (measured already) are left out; best
+    rated first."""
+    found: list[str] = []
+    for margin in margins:
+        point = combiner.best_under(max(budget * margin / max(ratio, 1.0), combiner.min_cost))
+        if str(point.arch) not in exclude and str(point.arch) not in found:
+            found.append(str(point.arch))
+    return found
+
+
+def closest_ratio(ratios: Sequence[float]) -> float:
+    """The measuring pass that ``remeasure_together`` kept: the one whose median ratio came closest to 1."""
+    return min(ratios, key=lambda ratio: abs(ratio - 1))
+
+
 def perturbation_warning(ratios: Sequence[float], tolerance: float = PERTURBED_TOLERANCE) -> str | None:
     """A warning when no measuring pass of ``remeasure_together`` came within ``tolerance`` of the table (every pass
     read the machine as perturbed), else None: the measured numbers then say more about the machine's load at that

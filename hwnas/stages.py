@@ -209,6 +209,7 @@ def search(
     from hwnas.combiner import Combiner
     from hwnas.search import (
         best_feasible,
+        closest_ratio,
         counted_cost,
         finalists,
         latency_cost,
@@ -217,6 +218,7 @@ def search(
         plot_front,
         refine,
         remeasure_together,
+        step_down,
         study_name,
     )
     from profilers import Protocol, get_runtime
@@ -273,18 +275,39 @@ def search(
             print(f"re-measuring {len(candidates)} finalists together", file=sys.stderr)
         measured, ratios = remeasure_together(space, candidates, target, protocol, predictor.predict,
                                               tempfile_dir(run))
+        stepped_down = None
+        if not any(measured[a] <= budget for a in candidates):
+            # the finalists sat at the budget's edge and the machine reads slower than the table: measure the best
+            # architectures expected to fit at this reading, together with the finalists (one pass, alike drift)
+            ratio = closest_ratio(ratios)
+            added = step_down(combiner, budget, ratio, exclude=candidates)
+            if added:
+                if show_progress:
+                    print(f"no finalist measured within {budget:g} ms (the machine read {ratio:.2f}x the table): "
+                          f"re-measuring with {len(added)} cheaper architectures", file=sys.stderr)
+                candidates += added
+                measured, more = remeasure_together(space, candidates, target, protocol, predictor.predict,
+                                                    tempfile_dir(run))
+                ratios += more
+                stepped_down = {"ratio": ratio, "added": added}
         rating_of = {a: sum(ratings[b][str(c)] for b, c in enumerate(space.blocks_of(space.parse(a))))
                      for a in candidates}
         feasible = [a for a in candidates if measured[a] <= budget]
         # equal ratings (twins pooled by rating_pool): the faster one
         pick = (min(feasible, key=lambda a: (rating_of[a], measured[a])) if feasible
                 else min(candidates, key=measured.get))
+        if not feasible:
+            print(f"warning: no architecture measured within the {budget:g} ms budget on this pass (fastest "
+                  f"{measured[pick]:.4g} ms, taken); rerun the search on a quiet machine, or raise --budget-ms",
+                  file=sys.stderr)
         chosen = {"arch": pick, "rating": rating_of[pick], "cost": predictor.predict(space.parse(pick)),
-                  "source": "combiner" if pick == str(best.arch) else "optuna refinement",
+                  "source": "combiner" if pick == str(best.arch) else (
+                      "combiner, stepped down" if stepped_down and pick in stepped_down["added"]
+                      else "optuna refinement"),
                   "predicted_ms": predictor.predict(space.parse(pick)), "measured_ms": measured[pick],
                   "within_budget": measured[pick] <= budget,
                   "finalists": {a: {"rating": rating_of[a], "measured_ms": measured[a]} for a in candidates},
-                  "finalist_passes_measured_over_predicted": ratios,
+                  "finalist_passes_measured_over_predicted": ratios, "stepped_down": stepped_down,
                   "measurement_warning": perturbation_warning(ratios)}
         if chosen["measurement_warning"]:
             print(f"warning: {chosen['measurement_warning']}", file=sys.stderr)

@@ -178,3 +178,67 @@ def test_perturbed_measurements_are_flagged():
     text = perturbation_warning([2.14, 1.29, 1.46])
     assert text is not None and "1.29-2.14x" in text and "quiet machine" in text
     assert "0.70-0.80x" in (perturbation_warning([0.80, 0.70]) or "")  # faster than the table: clock changed
+
+
+def _combiner_and_predictor(run_path, table):
+    from hwnas.combiner import Combiner
+    from hwnas.search import latency_cost
+    from hwnas.stages import load_ratings
+    from profilers.predictor import LatencyPredictor
+    from profilers.table import LatencyTable
+
+    run = open_run(run_path)
+    predictor = LatencyPredictor(LatencyTable.load(table, run.space), run.space)
+    cost = latency_cost(predictor)
+    return Combiner(run.space, load_ratings(run), cost.unit_cost, cost.base), predictor
+
+
+def test_step_down_takes_the_best_expected_to_fit_at_the_machines_reading(tiny_run, tiny_table):
+    from hwnas.search import step_down
+
+    combiner, predictor = _combiner_and_predictor(tiny_run, tiny_table)
+    low, high = combiner.min_cost, combiner.front[-1].cost
+    budget = high
+    ratio = min(1.3, 0.9 * high / low)  # every scaled budget still above the cheapest architecture
+    added = step_down(combiner, budget, ratio)
+    assert added and added[0] == str(combiner.best_under(budget / ratio).arch)
+    for arch in added:
+        assert predictor.predict(combiner.space.parse(arch)) <= budget / ratio + 1e-9
+    expected = [combiner.best_under(budget * m / ratio) for m in (1.0, 0.95, 0.9)]
+    assert added == list(dict.fromkeys(str(p.arch) for p in expected))  # best rated first
+    assert step_down(combiner, budget, ratio, exclude=added) == []
+    assert step_down(combiner, budget, 0.8) == step_down(combiner, budget, 1.0)  # faster than the table: no scaling
+    cheapest = str(combiner.front[0].arch)
+    assert step_down(combiner, low * 0.5, 1.0) == [cheapest]  # nothing fits: the cheapest
+
+
+def test_search_steps_down_when_no_finalist_measures_within_budget(tiny_run, tiny_table, tmp_path):
+    # a table that predicts 1/1.2 of what this machine measures: the combiner's choice at the budget measures about
+    # 1.2x the budget, and the search measures the best architectures expected to fit at that reading
+    combiner, _ = _combiner_and_predictor(tiny_run, tiny_table)
+    spread = combiner.front[-1].cost / combiner.min_cost
+    assert spread > 1.3, f"the tiny space's front spans {spread:.2f}x only: too narrow for this test"
+    slower = 1.2  # the best-rated one at the budget measures 20% over it, and cheaper ones exist that fit
+    data = json.loads(tiny_table.read_text())
+    for key in ("intercept", "slope", "per_layer"):
+        data["calibration"][key] = float(data["calibration"].get(key, 0.0)) / slower
+    optimistic = tmp_path / "optimistic.json"
+    optimistic.write_text(json.dumps(data))
+    combiner, predictor = _combiner_and_predictor(tiny_run, optimistic)
+    budget = combiner.front[-1].cost
+    result = search(open_run(tiny_run), optimistic, budget=budget, refine_trials=0, protocol=QUICK,
+                    show_progress=False)
+    chosen = result["chosen"]
+    stepped = chosen["stepped_down"]
+    first = str(combiner.best_under(budget).arch)
+    assert stepped is not None and chosen["finalists"][first]["measured_ms"] > budget
+    assert stepped["ratio"] > 1.1 and first not in stepped["added"]
+    for arch in stepped["added"]:
+        bound = max(budget / stepped["ratio"], combiner.min_cost)  # the cheapest when nothing else can fit
+        assert predictor.predict(combiner.space.parse(arch)) <= bound + 1e-9
+    assert set(chosen["finalists"]) == {first, *stepped["added"]}
+    feasible = {a: v for a, v in chosen["finalists"].items() if v["measured_ms"] <= budget}
+    assert feasible, chosen["finalists"]  # the last added one has 10% of room at the machine's reading
+    assert chosen["within_budget"] and chosen["arch"] in stepped["added"]
+    assert chosen["rating"] == min(v["rating"] for v in feasible.values())
+    assert chosen["source"] == "combiner, stepped down"

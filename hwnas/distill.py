@@ -166,14 +166,16 @@ def distill_block(
     return {"block": block, "history": state["history"]}
 
 
-def load_supernet(run: RunDir, teacher: TeacherStages, block: int) -> tuple[BlockSupernet, dict[str, Any]]:
-    """A trained block supernet and its checkpoint record; FileNotFoundError says how to make it."""
+def load_supernet(run: RunDir, teacher: TeacherStages, block: int,
+                  teacher_weights: str | None = None) -> tuple[BlockSupernet, dict[str, Any]]:
+    """A trained block supernet and its checkpoint record; FileNotFoundError says how to make it. ``teacher_weights``
+    is the teacher's digest when the caller has it (``TeacherFeatures.teacher_digest``), else it is computed."""
     path = checkpoint_path(run, block)
     if not path.exists():
         raise FileNotFoundError(f"block {block} has no supernet checkpoint ({path}); run 'hwnas distill --run "
                                 f"{run.path} --block {block}' first")
     saved = load_checkpoint(path)
-    check_same_teacher(saved, teacher.digest(), path, run)
+    check_same_teacher(saved, teacher_weights or teacher.digest(), path, run)
     supernet = build_supernet(run, teacher, block, shares_twins(saved["config"]), separates_depths(saved["config"]))
     supernet.load_state_dict(saved["model"])
     return supernet.eval(), {"epochs": saved["epoch"], "config": saved["config"], "sha256": file_digest(path),

@@ -136,7 +136,7 @@ def rate(run: RunDir, block: int | None = None, max_candidates: int = DEFAULT_MA
             if show_progress:
                 print(f"block {b}: its supernet changed since it was rated (trained further or again): rating it "
                       "again", file=sys.stderr)
-        supernet, record = load_supernet(run, teacher, b)
+        supernet, record = load_supernet(run, teacher, b, features.teacher_digest)
         supernet.to(torch_device)
         inputs, targets = (t.to(torch_device) for t in features.pair("val", b, held_out))
         calibration_inputs = features.get("train", b, calibration).to(torch_device)

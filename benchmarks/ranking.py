@@ -449,8 +449,10 @@ def main() -> None:
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"), initializer=_setup_worker) as pool:
         hwnas_job = pool.submit(hwnas_stage, str(work), args.data, args.teacher_epochs, args.distill_epochs,
                                 args.distill_lr, args.augment, args.augment_strength, clip, device, args.share_twins)
-        spos_job = pool.submit(spos_stage, str(work), args.data, args.spos_epochs, args.spos_augment, clip,
-                               args.spos_sharing, args.spos_warmup, device)
+        spos_args = (str(work), args.data, args.spos_epochs, args.spos_augment, clip, args.spos_sharing,
+                     args.spos_warmup, device)
+        # --done-only checks what is trained before it starts SPOS: a refusal must not wait for a training
+        spos_job = None if args.done_only else pool.submit(spos_stage, *spos_args)
         teacher_accuracy = hwnas_job.result()
         hwnas_s = time.perf_counter() - started
         print(f"hwnas: teacher {teacher_accuracy:.4f}, distilled and rated ({hwnas_s:.0f} s)", flush=True)
@@ -465,8 +467,6 @@ def main() -> None:
             archs = []
         if args.full_range_archs:
             archs += [str(a) for a in full_range_archs(space, ratings, args.full_range_archs) if str(a) not in archs]
-        seed_jobs = [pool.submit(rating_seed_stage, str(work), seed, args.distill_epochs, args.distill_lr, device,
-                                 args.share_twins) for seed in range(1, args.rating_seeds)]
         if args.done_only:
             recipe = (args.epochs, args.augment, args.augment_strength, clip)
             planned = len(archs)
@@ -477,6 +477,9 @@ def main() -> None:
             if len(archs) < 3:
                 sys.exit(f"error: --done-only needs >= 3 architectures with their first {args.seeds} seed(s) "
                          f"trained in {work / 'children'}, found {len(archs)}; train more or lower --seeds")
+            spos_job = pool.submit(spos_stage, *spos_args)
+        seed_jobs = [pool.submit(rating_seed_stage, str(work), seed, args.distill_epochs, args.distill_lr, device,
+                                 args.share_twins) for seed in range(1, args.rating_seeds)]
         jobs = {(arch, seed): pool.submit(stand_alone, str(work), args.data, arch, seed, args.epochs, args.augment,
                                           args.augment_strength, clip, device, args.test_copies)
                 for seed in range(args.seeds) for arch in archs}

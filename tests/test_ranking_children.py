@@ -113,3 +113,27 @@ def test_without_the_large_test_set_a_result_of_the_own_split_restores(tmp_path:
     assert restore_children(tmp_path / "c", [source], "digits-distorted-4", 20, True, 1.0, 1.0, 0) == (1, 0)
     record = json.loads((tmp_path / "c" / f"{child_name(ARCH, 0, 20, True, 1.0, 1.0)}.json").read_text())
     assert record["test_accuracy"] == 0.95 and "test_accuracy_x32" not in record
+
+
+def test_done_only_with_too_few_trained_archs_stops_before_training_anything(tiny_run: Path, tmp_path: Path):
+    import os
+    import shutil
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    work = tmp_path / "work"
+    shutil.copytree(tiny_run, work / "run")
+    arch = ARCH.replace("e3k3", "e6k5", 1)
+    (work / "children").mkdir()
+    _write(work / "children", arch, 0, "_e20_clip1", 0.9)  # one trained architecture of the three asked for
+    args = ["--done-only", "--seeds", "1", "--archs", "0", "--full-range-archs", "3", "--data", "digits",
+            "--no-augment", "--teacher-epochs", "2", "--distill-epochs", "1", "--spos-epochs", "1", "--rating-seeds", "2",
+            "--work", str(work), "--name", "never-written"]
+    done = subprocess.run([sys.executable, str(root / "benchmarks" / "ranking.py"), *args], capture_output=True,
+                          text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(root)}, timeout=600)
+    assert done.returncode == 1, done.stderr
+    assert "--done-only needs >= 3 architectures with their first 1 seed(s) trained" in done.stderr
+    assert "found 0" in done.stderr or "found 1" in done.stderr
+    # neither the SPOS supernet nor another distillation seed was started for a result that cannot be made
+    assert not list(work.glob("spos*")) and not (work / "run-seed1").exists()
+    assert not (root / "benchmarks" / "results" / "never-written.json").exists()

@@ -90,6 +90,7 @@ def test_demo_summary_says_when_the_chosen_network_measured_over_budget():
 
     report = {"search": {"budget_ms": 0.185, "chosen": {"arch": "A", "measured_ms": 0.1878, "within_budget": False}},
               "child": {"test_accuracy": 0.98}, "wall_s": {"total": 157.0}}
-    assert "0.1878 ms for a 0.185 ms budget (OVER budget: no finalist measured within it" in _summary(report)
+    assert ("0.1878 ms for a 0.185 ms budget (OVER budget: no finalist, nor a cheaper architecture stepped down to, "
+            "measured within it") in _summary(report)
     report["search"]["chosen"].update(measured_ms=0.18, within_budget=True)
     assert "OVER" not in _summary(report) and "0.1800 ms for a 0.185 ms budget;" in _summary(report)

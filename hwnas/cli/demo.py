@@ -276,8 +276,8 @@ def _markdown(report: dict[str, Any]) -> str:
 def _summary(report: dict[str, Any]) -> str:
     chosen = report["search"]["chosen"]
     over = "" if chosen.get("within_budget", True) else (
-        " (OVER budget: no finalist measured within it on this pass, so the fastest was taken; rerun the demo on a "
-        "quieter machine: every finished stage is reused)")
+        " (OVER budget: no finalist, nor a cheaper architecture stepped down to, measured within it on this pass, so "
+        "the fastest was taken; rerun the demo on a quieter machine: every finished stage is reused)")
     return (f"chosen {chosen['arch']}: measured {chosen['measured_ms']:.4f} ms for a {report['search']['budget_ms']:g} "
             f"ms budget{over}; trained test accuracy {report['child']['test_accuracy']:.4f}; total "
             f"{report['wall_s']['total']:.0f} s"

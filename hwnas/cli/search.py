@@ -44,6 +44,10 @@ def run_search(args: argparse.Namespace) -> int:
     if "measured_ms" in chosen:
         lines.append(f"latency: predicted {chosen['predicted_ms']:.3f} ms, measured {chosen['measured_ms']:.3f} ms "
                      f"(budget {args.budget:g} ms: {'met' if chosen['within_budget'] else 'NOT met'})")
+        if chosen.get("stepped_down"):
+            stepped = chosen["stepped_down"]
+            lines.append(f"no finalist measured within the budget (the machine read {stepped['ratio']:.2f}x the "
+                         f"table): {len(stepped['added'])} cheaper architectures from the front measured with them")
         if chosen.get("measurement_warning"):
             lines.append(f"warning: {chosen['measurement_warning']}")
     lines.append(f"front of {result['front_size']} architectures: {result['files']['plot']}")

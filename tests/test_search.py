@@ -212,18 +212,24 @@ def test_step_down_takes_the_best_expected_to_fit_at_the_machines_reading(tiny_r
     assert step_down(combiner, low * 0.5, 1.0) == [cheapest]  # nothing fits: the cheapest
 
 
+def _optimistic_table(table, slower: float, folder):
+    """The table with its calibration divided by ``slower``: it predicts 1/slower of what this machine measures."""
+    data = json.loads(table.read_text())
+    for key in ("intercept", "slope", "per_layer"):
+        data["calibration"][key] = float(data["calibration"].get(key, 0.0)) / slower
+    optimistic = folder / f"optimistic{slower:g}.json"
+    optimistic.write_text(json.dumps(data))
+    return optimistic
+
+
 def test_search_steps_down_when_no_finalist_measures_within_budget(tiny_run, tiny_table, tmp_path):
     # a table that predicts 1/1.2 of what this machine measures: the combiner's choice at the budget measures about
     # 1.2x the budget, and the search measures the best architectures expected to fit at that reading
     combiner, _ = _combiner_and_predictor(tiny_run, tiny_table)
     spread = combiner.front[-1].cost / combiner.min_cost
     assert spread > 1.3, f"the tiny space's front spans {spread:.2f}x only: too narrow for this test"
-    slower = 1.2  # the best-rated one at the budget measures 20% over it, and cheaper ones exist that fit
-    data = json.loads(tiny_table.read_text())
-    for key in ("intercept", "slope", "per_layer"):
-        data["calibration"][key] = float(data["calibration"].get(key, 0.0)) / slower
-    optimistic = tmp_path / "optimistic.json"
-    optimistic.write_text(json.dumps(data))
+    # the best-rated one at the budget measures 20% over it, and cheaper ones exist that fit
+    optimistic = _optimistic_table(tiny_table, 1.2, tmp_path)
     combiner, predictor = _combiner_and_predictor(tiny_run, optimistic)
     budget = combiner.front[-1].cost
     result = search(open_run(tiny_run), optimistic, budget=budget, refine_trials=0, protocol=QUICK,
@@ -242,3 +248,20 @@ def test_search_steps_down_when_no_finalist_measures_within_budget(tiny_run, tin
     assert chosen["within_budget"] and chosen["arch"] in stepped["added"]
     assert chosen["rating"] == min(v["rating"] for v in feasible.values())
     assert chosen["source"] == "combiner, stepped down"
+
+
+def test_search_warns_when_nothing_measures_within_budget(tiny_run, tiny_table, tmp_path, capsys):
+    # predicted at half of what it measures, nothing of this space fits the top of the (halved) front: the front
+    # spans less than 2x, so even the cheapest architecture, stepped down to, measures over the budget
+    combiner, _ = _combiner_and_predictor(tiny_run, tiny_table)
+    assert combiner.front[-1].cost / combiner.min_cost < 1.8
+    optimistic = _optimistic_table(tiny_table, 2.0, tmp_path)
+    combiner, _ = _combiner_and_predictor(tiny_run, optimistic)
+    budget = combiner.front[-1].cost
+    chosen = search(open_run(tiny_run), optimistic, budget=budget, refine_trials=0, protocol=QUICK,
+                    show_progress=False)["chosen"]
+    assert chosen["stepped_down"]["added"] == [str(combiner.front[0].arch)]  # the cheapest was tried
+    assert not chosen["within_budget"]
+    assert chosen["measured_ms"] == min(v["measured_ms"] for v in chosen["finalists"].values())  # the fastest
+    err = capsys.readouterr().err
+    assert f"no architecture measured within the {budget:g} ms budget" in err and "raise --budget-ms" in err

@@ -47,6 +47,8 @@ interval about 0.6 wide (``rank_confidence.py``), so no result here separates hw
 On 100 architectures with one seed each (``ranking_100_s1``, read with ``--done-only`` from the 100 x 4 run
 ``ranking_100``) the intervals narrow to about 0.25: hwnas 0.326 (twins shared 0.311, mean of 3 distillation seeds
 0.343), SPOS 0.329, MACs 0.349; hwnas - SPOS -0.02 [-0.15, +0.12], so a gap of +0.2 is excluded there.
+With a second seed for all 100 (``ranking_100_s2``, noise ceiling 0.662): hwnas 0.421, SPOS 0.326, MACs 0.449;
+hwnas - SPOS +0.095 [-0.05, +0.25].
 
 Reported: Kendall tau and Spearman rho of each method's score against the seed-averaged test accuracy; the spread of
 accuracies across architectures next to the seed-to-seed spread (pooled over every architecture); the agreement of

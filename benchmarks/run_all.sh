@@ -48,7 +48,7 @@ $PY benchmarks/ranking.py --archs 50 --full-range-archs 50 --seeds 4 --rating-se
 # $PY benchmarks/ranking.py --archs-from benchmarks/results/ranking_100_s1.json --full-range-archs 0 --seeds 2 --rating-seeds 3 --work runs/bench-ranking-lr --name ranking_100_s2 --no-share-twins --done-only
 # $PY benchmarks/rank_confidence.py --results benchmarks/results/ranking_100_s2.json --runs --name rank_confidence_100_s2
 # a lost work folder: the stored trainings written back, the 100 archs pinned (teacher and supernets trained again)
-# $PY benchmarks/ranking.py --archs-from benchmarks/results/ranking_100_s1.json --full-range-archs 0 --seeds 4 --rating-seeds 3 --work runs/bench-ranking-lr --name ranking_100 --no-share-twins --restore-children benchmarks/results/ranking_100_s2.json benchmarks/results/ranking_100_s1.json benchmarks/results/ranking_full_s4.json
+# $PY benchmarks/ranking.py --archs-from benchmarks/results/ranking_100_s1.json --full-range-archs 0 --seeds 4 --rating-seeds 3 --work runs/bench-ranking-lr --name ranking_100 --no-share-twins --restore-children benchmarks/results/ranking_100_s3.json benchmarks/results/ranking_100_s2.json benchmarks/results/ranking_100_s1.json benchmarks/results/ranking_full_s4.json
 # $PY benchmarks/ranking.py --archs-from benchmarks/results/ranking_100_s1.json --full-range-archs 0 --seeds 2 --rating-seeds 3 --work runs/bench-ranking-lr --name ranking_100_s2_t2 --no-share-twins --done-only
 # $PY benchmarks/rank_confidence.py --results benchmarks/results/ranking_100_s2_t2.json --runs --name rank_confidence_t2
 $PY benchmarks/rating_variants.py --result benchmarks/results/ranking_100_s1.json --block-scores-only --name rating_variants_100_s1

@@ -227,8 +227,9 @@ def test_search_steps_down_when_no_finalist_measures_within_budget(tiny_run, tin
     # 1.2x the budget, and the search measures the best architectures expected to fit at that reading
     combiner, _ = _combiner_and_predictor(tiny_run, tiny_table)
     spread = combiner.front[-1].cost / combiner.min_cost
-    assert spread > 1.3, f"the tiny space's front spans {spread:.2f}x only: too narrow for this test"
-    # the best-rated one at the budget measures 20% over it, and cheaper ones exist that fit
+    # the best-rated one at the budget measures 20% over it, and cheaper ones exist that fit (at worst the cheapest,
+    # which measures about 1.2x its prediction: the front must span more than that); 1.35x on the development VM
+    assert spread > 1.25, f"the tiny space's front spans {spread:.2f}x only: too narrow for this test"
     optimistic = _optimistic_table(tiny_table, 1.2, tmp_path)
     combiner, predictor = _combiner_and_predictor(tiny_run, optimistic)
     budget = combiner.front[-1].cost

@@ -255,7 +255,8 @@ def test_search_warns_when_nothing_measures_within_budget(tiny_run, tiny_table, 
     # predicted at half of what it measures, nothing of this space fits the top of the (halved) front: the front
     # spans less than 2x, so even the cheapest architecture, stepped down to, measures over the budget
     combiner, _ = _combiner_and_predictor(tiny_run, tiny_table)
-    assert combiner.front[-1].cost / combiner.min_cost < 1.8
+    spread = combiner.front[-1].cost / combiner.min_cost  # 1.35x on the development VM
+    assert spread < 1.8, f"the tiny space's front spans {spread:.2f}x: too wide for nothing to fit at 2x"
     optimistic = _optimistic_table(tiny_table, 2.0, tmp_path)
     combiner, _ = _combiner_and_predictor(tiny_run, optimistic)
     budget = combiner.front[-1].cost

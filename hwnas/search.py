@@ -241,7 +241,7 @@ def remeasure_together(
         stats = target.measure_modules(items, protocol, workdir)
         measured = {a: stats[a].get(protocol.statistic) for a in archs}
         ratio = statistics.median(measured[a] / predict(space.parse(a)) for a in archs)
-        if not ratios or abs(ratio - 1) < abs(ratios[min(range(len(ratios)), key=lambda i: abs(ratios[i] - 1))] - 1):
+        if not ratios or abs(ratio - 1) < abs(closest_ratio(ratios) - 1):
             best = measured
         ratios.append(ratio)
         if abs(ratio - 1) <= tolerance:
@@ -270,7 +270,7 @@ def step_down(combiner: Combiner, budget: float, ratio: float, exclude: Sequence
 
 
 def closest_ratio(ratios: Sequence[float]) -> float:
-    """The measuring pass that ``remeasure_together`` kept: the one whose median ratio came closest to 1."""
+    """The median ratio of the measuring pass that ``remeasure_together`` keeps: the one closest to 1."""
     return min(ratios, key=lambda ratio: abs(ratio - 1))
 
 

@@ -84,7 +84,8 @@ class SupernetScorer:
         self.held_out = torch.arange(count)
         self.calibration = torch.arange(min(calibration_samples, self.features.size("train")))
         self.labels = torch.tensor([int(bundle.datasets["val"][i][1]) for i in range(count)])
-        self.supernets = [load_supernet(self.run, self.teacher, b)[0] for b in range(self.space.num_blocks)]
+        self.supernets = [load_supernet(self.run, self.teacher, b, self.features.teacher_digest)[0]
+                          for b in range(self.space.num_blocks)]
         with torch.no_grad():
             logits = self.teacher.head(self.features.get("val", self.space.num_blocks, self.held_out))
         self.teacher_log_probs = F.log_softmax(logits, 1)

@@ -168,11 +168,14 @@ def plot_training(history: list[dict[str, Any]], path: Path, title: str) -> None
 def export_child(run: RunDir, arch_text: str, formats: list[tuple[str, str]], out_dir: Path,
                  weights: Path | None = None, tables: list[Path] | None = None, budget_ms: float | None = None,
                  target_url: str | None = None, token: str | None = None, protocol: Any = None,
-                 measure: bool = True, parity_limit: int | None = None) -> dict[str, Any]:
+                 measure: bool = True, parity_limit: int | None = None,
+                 budget_runtime: str | None = None) -> dict[str, Any]:
     """Export to each (format, precision), check parity on the test split, measure, write the report.
 
     ``tables``: latency tables; each format is predicted from the one of its runtime (when given), and that
-    table's units are measured beside the file to check how fast the machine runs right now."""
+    table's units are measured beside the file to check how fast the machine runs right now. ``budget_ms`` is
+    checked against every format's measured latency, or, with ``budget_runtime`` (the runtime the search's table
+    measured), only against the formats that run on it: the others get ``within_budget`` None."""
     from hwnas.export import FORMATS, export_file, measure_file, parity, predicted_latency, write_report
     from profilers import Protocol
 
@@ -204,10 +207,11 @@ def export_child(run: RunDir, arch_text: str, formats: list[tuple[str, str]], ou
                 item["prediction_error_pct"] = 100 * (item["latency"]["measured_ms"] / item["predicted_ms"] - 1)
                 item["table"] = str(table)
             if budget_ms is not None:
-                item["within_budget"] = item["latency"]["measured_ms"] <= budget_ms
+                applies = budget_runtime is None or runtime_name == budget_runtime
+                item["within_budget"] = item["latency"]["measured_ms"] <= budget_ms if applies else None
         exports.append(item)
     report = {"arch": str(arch), "space": space.name, "weights": weights_note, "budget_ms": budget_ms,
-              "exports": exports}
+              "budget_runtime": budget_runtime if budget_ms is not None else None, "exports": exports}
     json_path, md_path = write_report(report, out_dir, stem)
     report["report_files"] = [str(json_path), str(md_path)]
     return report

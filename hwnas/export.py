@@ -251,6 +251,9 @@ def write_report(report: dict[str, Any], out_dir: Path, stem: str) -> tuple[Path
         meta = report["exports"][0]["latency"]
         lines += ["", f"Measured on {meta['device'].get('device_name')} ({meta['device'].get('cpu_model')}), "
                       f"1 thread, batch 1, statistic {meta['statistic']}."]
+    if report.get("budget_ms") is not None:
+        scope = f"on {report['budget_runtime']} only" if report.get("budget_runtime") else "on every format"
+        lines += ["", f"Budget: {report['budget_ms']:g} ms, checked {scope}."]
     lines += ["", f"Weights: {report['weights']}.", ""]
     atomic_write_bytes(md_path, "\n".join(lines).encode())
     return json_path, md_path

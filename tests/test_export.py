@@ -32,19 +32,23 @@ def test_training_reports_accuracy_and_uses_the_supernet(trained, tiny_run):
 def test_onnx_and_tflite_fp32_match_pytorch_on_the_test_split(trained, tiny_run, tmp_path, tiny_table):
     run = open_run(tiny_run)
     report = export_child(run, ARCH, [("onnx", "fp32"), ("tflite", "fp32")], tmp_path, trained["weights"],
-                          [tiny_table], budget_ms=10.0, protocol=Protocol.quick())
+                          [tiny_table], budget_ms=10.0, protocol=Protocol.quick(), budget_runtime="onnxruntime")
     for item in report["exports"]:
         parity = item["parity"]
         assert parity["samples"] == 360 and parity["split"] == "test"
         assert parity["max_abs_diff"] <= 1e-4 and parity["top1_agreement"] == 1.0
-        assert item["latency"]["measured_ms"] > 0 and item["within_budget"] is True
+        assert item["latency"]["measured_ms"] > 0
         assert item["size_bytes"] > 10_000
+    # the budget is the ONNX Runtime table's: checked on the ONNX file only, not held against LiteRT's latency
+    assert [item["within_budget"] for item in report["exports"]] == [True, None]
+    assert report["budget_runtime"] == "onnxruntime"
     onnx = report["exports"][0]
     assert onnx["predicted_ms"] > 0 and "prediction_error_pct" in onnx
     saved = json.loads(open(report["report_files"][0]).read())
     assert saved["arch"] == ARCH and len(saved["exports"]) == 2
     markdown = open(report["report_files"][1]).read()
     assert "| onnx | fp32 |" in markdown and "| tflite | fp32 |" in markdown
+    assert "Budget: 10 ms, checked on onnxruntime only." in markdown
 
 
 def test_int8_tflite_is_quantized_and_reports_the_accuracy_change(trained, tiny_run, tmp_path):

@@ -103,7 +103,8 @@ def run_demo(args: argparse.Namespace) -> int:
 
     t = _stage(7, "export to ONNX and TFLite (fp32, int8), check parity, measure")
     shipped = export_child(run, arch, [("onnx", "fp32"), ("tflite", "fp32"), ("tflite", "int8")], run.path / "export",
-                           Path(child["weights"]), [table_path], budget, protocol=PROFILE_PROTOCOL)
+                           Path(child["weights"]), [table_path], budget, protocol=PROFILE_PROTOCOL,
+                           budget_runtime=table.metadata.get("runtime"))
     timings["export"] = time.perf_counter() - t
 
     _stage(8, "write the report")

@@ -41,6 +41,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--table", type=Path, action="append", default=None,
                         help="latency table(s); each format is predicted from its runtime's (repeatable)")
     export.add_argument("--budget-ms", type=float, default=None, help="report whether the budget holds")
+    export.add_argument("--budget-runtime", default=None, choices=("onnxruntime", "litert", "tensorrt"),
+                        help="check --budget-ms only on the formats of this runtime (the one the search's table "
+                             "measured); default: every format")
     export.add_argument("--target", default=None, help="URL of an 'hwnas agent serve' to measure on")
     export.add_argument("--token", default=os.environ.get("HWNAS_AGENT_TOKEN"), help="agent token")
     export.add_argument("--no-measure", action="store_true", help="skip the latency measurement")
@@ -69,7 +72,8 @@ def run_export(args: argparse.Namespace) -> int:
     run = open_run(args.run)
     report = export_child(run, args.arch, [(f, args.precision) for f in args.format], args.out, args.weights,
                           args.table, args.budget_ms, args.target, args.token,
-                          Protocol.quick() if args.quick else Protocol(), measure=not args.no_measure)
+                          Protocol.quick() if args.quick else Protocol(), measure=not args.no_measure,
+                          budget_runtime=args.budget_runtime)
     rows = [[e["format"], e["precision"], f"{e['parity']['max_abs_diff']:.2e}",
              f"{100 * e['parity']['top1_agreement']:.1f}%", f"{e['accuracy_change']:+.4f}",
              f"{e['latency']['measured_ms']:.3f}" if e.get("latency") else "-",

@@ -3,13 +3,18 @@
 The cache holds, per split, one ``.npy`` file per boundary (stem output, then each stage's output) in the split's
 fixed order, written once (atomically, marked complete by ``done.json``, which records the teacher's weights digest);
 later epochs index into it and never run the teacher. A cache written by other teacher weights (the teacher trained
-again or replaced) is rebuilt. It is exact when the training data are not augmented (the embedded default).
+again or replaced) is rebuilt. Processes sharing a cache (blocks distilled in parallel) take a lock on the split's
+folder while they check and build it: one builds, the others wait and read. It is exact when the training data are
+not augmented (the embedded default).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +23,27 @@ from tqdm import tqdm
 
 from hwnas.data import DataBundle
 from hwnas.teacher import TeacherStages
+from profilers._files import atomic_write_json
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; each process builds into its own temporary files
+    fcntl = None  # type: ignore[assignment]
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``folder`` (a ``.lock`` file in it), held for the ``with`` body; blocks until
+    another process holding it lets go."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class TeacherFeatures:
@@ -35,6 +61,7 @@ class TeacherFeatures:
         self.show_progress = show_progress
         self._maps: dict[str, list[np.ndarray]] = {}
         self.teacher_digest = self.teacher.digest()
+        self.built: list[str] = []  # the splits whose cache this instance computed (others found it complete)
 
     def size(self, split: str) -> int:
         """Number of samples in a split."""
@@ -71,15 +98,17 @@ class TeacherFeatures:
         if split not in self._maps:
             folder = self.cache_dir / split
             done = folder / "done.json"
-            if not done.exists() or json.loads(done.read_text()).get("teacher") != self.teacher_digest:
-                if done.exists():
-                    if self.show_progress:
-                        print(f"teacher cache ({split}): written by other teacher weights; computing it again",
-                              file=sys.stderr)
-                    done.unlink()
-                self._build(split, folder)
-            count = json.loads((folder / "done.json").read_text())["boundaries"]
-            self._maps[split] = [np.load(folder / f"boundary_{k}.npy", mmap_mode="r") for k in range(count)]
+            with folder_lock(folder):
+                if not done.exists() or json.loads(done.read_text()).get("teacher") != self.teacher_digest:
+                    if done.exists():
+                        if self.show_progress:
+                            print(f"teacher cache ({split}): written by other teacher weights; computing it again",
+                                  file=sys.stderr)
+                        done.unlink()
+                    self._build(split, folder)
+                    self.built.append(split)
+                count = json.loads(done.read_text())["boundaries"]
+                self._maps[split] = [np.load(folder / f"boundary_{k}.npy", mmap_mode="r") for k in range(count)]
         return self._maps[split]
 
     @torch.no_grad()
@@ -93,14 +122,15 @@ class TeacherFeatures:
             indices = torch.arange(start, min(start + self.batch_size, total))
             features = self.teacher.features(self.images(split, indices))
             if not maps:
-                maps = [np.lib.format.open_memmap(folder / f".boundary_{k}.npy.tmp", mode="w+", dtype=np.float32,
-                                                  shape=(total, *f.shape[1:])) for k, f in enumerate(features)]
+                maps = [np.lib.format.open_memmap(folder / f".boundary_{k}.{os.getpid()}.npy.tmp", mode="w+",
+                                                  dtype=np.float32, shape=(total, *f.shape[1:]))
+                        for k, f in enumerate(features)]
             for target, feature in zip(maps, features):
                 target[start:start + len(indices)] = feature.cpu().numpy()
             bar.update(len(indices))
         bar.close()
         for k, target in enumerate(maps):
             target.flush()
-            (folder / f".boundary_{k}.npy.tmp").replace(folder / f"boundary_{k}.npy")
-        (folder / "done.json").write_text(json.dumps({"boundaries": len(maps), "samples": total,
-                                                      "teacher": self.teacher_digest}))
+            (folder / f".boundary_{k}.{os.getpid()}.npy.tmp").replace(folder / f"boundary_{k}.npy")
+        atomic_write_json(folder / "done.json", {"boundaries": len(maps), "samples": total,
+                                                 "teacher": self.teacher_digest})

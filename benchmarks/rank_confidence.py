@@ -20,6 +20,11 @@ A rating that only knows size ranks like MACs. Each score's partial Kendall tau 
 (``hwnas.rank_noise.partial_tau``, with its interval on the same draws) says what it orders beyond size: 0 when
 nothing.
 
+A search uses the rating under a budget. ``hwnas.rank_noise.budgeted_picks`` reads what each score would pick among
+the result's architectures under MACs budgets (the 20%, 30%, ..., 100% quantiles of their MACs): the picked
+architecture's accuracy over a random pick within the budget (the mean of those that fit), and its regret (the best
+that fits minus the pick), averaged over the budgets, in accuracy points; MACs itself picks the largest that fits.
+
     python benchmarks/rank_confidence.py
 """
 
@@ -128,7 +133,15 @@ def main() -> None:
         if not (path / "ratings.json").exists():
             parser.error(f"{path} has no ratings.json; rate it with 'hwnas rate --run {path}'")
 
-    from hwnas.rank_noise import NoiseModel, bootstrap_taus, partial_tau, percentile_interval
+    from hwnas.rank_noise import (
+        BUDGET_LEVELS,
+        NoiseModel,
+        bootstrap_budgeted_gains,
+        bootstrap_taus,
+        budgeted_picks,
+        partial_tau,
+        percentile_interval,
+    )
     from hwnas.run import open_run
     from hwnas.stages import load_ratings
     from profilers._files import read_json
@@ -141,7 +154,7 @@ def main() -> None:
         parser.error(f"the runs rate different spaces: {sorted(run_spaces)}")
     run_ratings = [load_ratings(run) for run in opened]
     summary: dict[str, dict[str, Any]] = {}
-    rows = []
+    rows, pick_rows = [], []
     for path in results:
         result = read_json(path, "ranking result")
         for key in ("archs", "test_accuracy_per_seed", "ratings", "spos_val_accuracy", "macs", "space"):
@@ -185,6 +198,19 @@ def main() -> None:
                 row.append("")  # MACs itself: nothing beyond MACs to measure
             rows.append(row)
         hwnas = PRODUCT_SCORE if run_ratings else STORED_SCORE
+        picks = budgeted_picks(scores, means, result["macs"])
+        gains = bootstrap_budgeted_gains(scores, means, result["macs"], args.resamples)
+        for score, pick in picks.items():
+            interval = list(percentile_interval(100 * gains[score]))
+            entry["scores"][score]["budgeted_pick"] = {"gain_over_random_pts": 100 * pick["gain_over_random"],
+                                                       "interval_95": interval, "regret_pts": 100 * pick["regret"]}
+            pick_rows.append([path.stem, score, f"{100 * pick['gain_over_random']:+.2f}",
+                              f"[{interval[0]:+.2f}, {interval[1]:+.2f}]", f"{100 * pick['regret']:.2f}"])
+        versus = 100 * (gains[hwnas] - gains[MACS])
+        entry["budgeted_pick_hwnas_minus_largest_that_fits"] = {
+            "pts": entry["scores"][hwnas]["budgeted_pick"]["gain_over_random_pts"]
+            - entry["scores"][MACS]["budgeted_pick"]["gain_over_random_pts"],
+            "interval_95": list(percentile_interval(versus))}
         gap = draws[hwnas] - draws["SPOS baseline"]
         entry["hwnas_minus_spos"] = {
             "hwnas_score": hwnas, "kendall_tau": entry["scores"][hwnas]["kendall_tau"]
@@ -201,6 +227,11 @@ def main() -> None:
                 for name, e in summary.items()]
     print_table(gap_rows, ["result", "hwnas score", "hwnas - SPOS", "95% interval", "draws >= +0.2",
                            "noise ceiling"])
+    print_table(pick_rows, ["result", "score", "budgeted pick over random (pts)", "95% interval", "regret (pts)"])
+    for name, e in summary.items():
+        versus = e["budgeted_pick_hwnas_minus_largest_that_fits"]
+        print(f"{name}: hwnas's pick minus the largest that fits, averaged over MACs budgets: {versus['pts']:+.2f} pts "
+              "[{:+.2f}, {:+.2f}]".format(*versus["interval_95"]))
     png = RESULTS / f"{args.name}.png"
     plot(png, summary)
     write_result(args.name, {
@@ -209,7 +240,11 @@ def main() -> None:
         "method": "percentile bootstrap: architectures drawn with replacement, each with its score and seed-averaged "
                   "accuracy; the same draws for every score; partial tau given MACs: Kendall's partial tau with "
                   "MACs held fixed (what a score orders beyond size); noise-free: the tau against noise-free "
-                  "accuracies that the result's seed noise attenuates to the measured one (bivariate normal model)",
+                  "accuracies that the result's seed noise attenuates to the measured one (bivariate normal model); "
+                  "budgeted pick: each score's best-scored architecture within MACs budgets at the "
+                  f"{', '.join(f'{q:g}' for q in BUDGET_LEVELS)} quantiles of the architectures' MACs, its accuracy "
+                  "minus the mean accuracy within the budget (a random pick), and the best within minus it (regret), "
+                  "averaged over the budgets, in accuracy points",
         "summary": summary, "wall_s": time.perf_counter() - started, "plot": str(png.relative_to(ROOT)),
     })
 

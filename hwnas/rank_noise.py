@@ -21,6 +21,11 @@ ends of a bootstrap interval; ``measured_tau`` runs the model forward (what a 0.
 A rating that only knows size ranks as well as MACs do. ``partial_tau`` (Kendall's partial tau) asks what a score
 orders beyond a control such as MACs: 0 when it adds nothing to it, and ``bootstrap_taus(..., control=macs)`` gives
 its interval.
+
+A search uses a rating under a budget, not over the whole space. ``budgeted_picks`` asks what each score would pick
+among the ranked architectures under budgets on a cost (e.g. MACs): the accuracy of its best-scored architecture
+within each budget, against a random pick (the mean of those within it) and the best one (the accuracies' own
+choice); ``bootstrap_budgeted_gains`` gives intervals on the same kind of draws.
 """
 
 from __future__ import annotations
@@ -222,3 +227,55 @@ def difference_interval(first: Sequence[float], second: Sequence[float], per_see
     percentile_interval(np.zeros(1), level)
     taus = bootstrap_taus({"first": first, "second": second}, per_seed, resamples, seed)
     return percentile_interval(taus["first"] - taus["second"], level)
+
+
+BUDGET_LEVELS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+def _budget_gains(values: dict[str, np.ndarray], accuracy: np.ndarray, cost: np.ndarray,
+                  levels: Sequence[float]) -> tuple[dict[str, float], float]:
+    gains = {name: 0.0 for name in values}
+    best = 0.0
+    for level in levels:
+        within = np.flatnonzero(cost <= np.quantile(cost, level))
+        baseline = float(accuracy[within].mean())
+        best += float(accuracy[within].max()) - baseline
+        for name, score in values.items():
+            gains[name] += float(accuracy[within[int(np.argmax(score[within]))]]) - baseline
+    return {name: gain / len(levels) for name, gain in gains.items()}, best / len(levels)
+
+
+def budgeted_picks(scores: dict[str, Sequence[float]], accuracies: Sequence[float], cost: Sequence[float],
+                   levels: Sequence[float] = BUDGET_LEVELS) -> dict[str, dict[str, float]]:
+    """What a search with each score picks among the ranked architectures under budgets: for each budget (the cost
+    quantile ``level`` of the architectures), the accuracy of the best-scored architecture within it, minus the mean
+    accuracy within it (a random pick's expectation); averaged over the budgets as ``gain_over_random``, and
+    ``regret``: the best accuracy within each budget minus the pick's, averaged. Higher scores mean better; in the
+    accuracies' units. A score equal to the cost picks the largest architecture that fits."""
+    if not levels or any(not 0 < level <= 1 for level in levels):
+        raise ValueError(f"budget levels must lie in (0, 1], got {list(levels)}")
+    accuracy, spent = np.asarray(accuracies, dtype=float), np.asarray(cost, dtype=float)
+    values = {name: np.asarray(v, dtype=float) for name, v in scores.items()}
+    for name, score in {"cost": spent, **values}.items():
+        if len(score) != len(accuracy):
+            raise ValueError(f"{name} has {len(score)} values for {len(accuracy)} architectures")
+    gains, best = _budget_gains(values, accuracy, spent, levels)
+    return {name: {"gain_over_random": gain, "regret": best - gain} for name, gain in gains.items()}
+
+
+def bootstrap_budgeted_gains(scores: dict[str, Sequence[float]], accuracies: Sequence[float], cost: Sequence[float],
+                             resamples: int = 2000, seed: int = 0,
+                             levels: Sequence[float] = BUDGET_LEVELS) -> dict[str, np.ndarray]:
+    """Each score's ``budgeted_picks`` gain over random on bootstrap draws of the architectures (with replacement; the
+    same draws for every score, so gaps between scores can be read draw by draw)."""
+    budgeted_picks(scores, accuracies, cost, levels)  # refuse bad input before any work
+    accuracy, spent = np.asarray(accuracies, dtype=float), np.asarray(cost, dtype=float)
+    values = {name: np.asarray(v, dtype=float) for name, v in scores.items()}
+    rng = np.random.default_rng(seed)
+    draws = {name: np.empty(resamples) for name in scores}
+    for draw in range(resamples):
+        picked = rng.integers(0, len(accuracy), len(accuracy))
+        gains, _ = _budget_gains({n: v[picked] for n, v in values.items()}, accuracy[picked], spent[picked], levels)
+        for name, gain in gains.items():
+            draws[name][draw] = gain
+    return draws

@@ -7,7 +7,9 @@ import pytest
 from scipy.stats import kendalltau
 
 from hwnas.rank_noise import (
+    bootstrap_budgeted_gains,
     bootstrap_taus,
+    budgeted_picks,
     difference_interval,
     measured_tau,
     noise_ceiling_tau,
@@ -149,3 +151,30 @@ def test_noise_free_tau_recovers_the_tau_a_score_has_against_true_accuracies():
         measured_tau(1.5, per_seed)
     with pytest.raises(ValueError, match="no more than their seed noise"):
         noise_free_tau(0.3, [[0.95, 0.96, 0.94, 0.95], [0.95, 0.94, 0.96, 0.95]])  # equal means: noise only
+
+
+def test_budgeted_picks_score_what_each_score_would_pick_within_each_budget():
+    cost, accuracy = [1, 2, 3, 4], [0.90, 0.95, 0.92, 0.93]
+    scores = {"oracle": accuracy, "largest that fits": cost, "worst": [-a for a in accuracy]}
+    # budgets at the median cost (2.5: the first two fit; random 0.925, best 0.95) and at the top (all fit: the same)
+    picks = budgeted_picks(scores, accuracy, cost, levels=(0.5, 1.0))
+    assert picks["oracle"] == pytest.approx({"gain_over_random": 0.025, "regret": 0.0})
+    assert picks["largest that fits"] == pytest.approx({"gain_over_random": 0.015, "regret": 0.010})  # 0.95, then 0.93
+    assert picks["worst"] == pytest.approx({"gain_over_random": -0.025, "regret": 0.05})
+    with pytest.raises(ValueError, match="budget levels must lie in"):
+        budgeted_picks(scores, accuracy, cost, levels=(0.0, 1.0))
+    with pytest.raises(ValueError, match="worst has 3 values for 4 architectures"):
+        budgeted_picks({"worst": [1, 2, 3]}, accuracy, cost)
+
+
+def test_bootstrapped_budget_gains_keep_the_oracle_on_top_draw_by_draw():
+    rng = np.random.default_rng(3)
+    cost = rng.uniform(1, 3, 40)
+    accuracy = 0.9 + 0.01 * cost + rng.normal(0, 0.01, 40)
+    scores = {"oracle": accuracy, "cost": cost, "noise": rng.normal(size=40)}
+    draws = bootstrap_budgeted_gains(scores, accuracy, cost, resamples=200)
+    assert all(len(v) == 200 for v in draws.values())
+    assert np.all(draws["oracle"] >= draws["cost"] - 1e-12) and np.all(draws["oracle"] >= draws["noise"] - 1e-12)
+    assert draws["cost"].mean() > draws["noise"].mean()  # accuracy grows with cost here: the largest that fits wins
+    again = bootstrap_budgeted_gains(scores, accuracy, cost, resamples=200)
+    assert all(np.array_equal(draws[n], again[n]) for n in draws)

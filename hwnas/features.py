@@ -113,7 +113,10 @@ class TeacherFeatures:
 
     @torch.no_grad()
     def _build(self, split: str, folder: Path) -> None:
+        """Compute the split's features into the folder; called with the folder's lock held."""
         folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob(".boundary_*.npy.tmp"):  # left by a builder that was killed (the lock is ours)
+            stale.unlink()
         total = self.size(split)
         maps: list[np.ndarray] = []
         bar = tqdm(total=total, desc=f"teacher cache ({split})", unit="img", disable=not self.show_progress,

@@ -265,7 +265,8 @@ def test_search_steps_down_when_no_finalist_measures_within_budget(graded_run, t
     stepped = chosen["stepped_down"]
     first = str(combiner.best_under(budget).arch)
     assert stepped is not None and chosen["finalists"][first]["measured_ms"] > budget
-    assert stepped["ratio"] > 1.1 and first not in stepped["added"]
+    assert stepped["ratio"] > 1.05, stepped  # the machine read about 1.2x this table
+    assert first not in stepped["added"]
     for arch in stepped["added"]:
         bound = max(budget / stepped["ratio"], combiner.min_cost)  # the cheapest when nothing else can fit
         assert predictor.predict(combiner.space.parse(arch)) <= bound + 1e-9

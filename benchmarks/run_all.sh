@@ -47,6 +47,10 @@ $PY benchmarks/ranking.py --archs 50 --full-range-archs 50 --seeds 4 --rating-se
 # ranking_100_s2 (100 archs x 2 seeds, 2026-12-01) was read with the archs pinned, after the work folder was restored:
 # $PY benchmarks/ranking.py --archs-from benchmarks/results/ranking_100_s1.json --full-range-archs 0 --seeds 2 --rating-seeds 3 --work runs/bench-ranking-lr --name ranking_100_s2 --no-share-twins --done-only
 # $PY benchmarks/rank_confidence.py --results benchmarks/results/ranking_100_s2.json --runs --name rank_confidence_100_s2
+# ranking_100_s3 (100 archs x 3 seeds) and the interim ranking_100_s4 (45 archs x 4 seeds), 2026-12-01, the same way:
+# $PY benchmarks/ranking.py --archs-from benchmarks/results/ranking_100_s1.json --full-range-archs 0 --seeds 3 --rating-seeds 3 --work runs/bench-ranking-lr --name ranking_100_s3 --no-share-twins --done-only --workers 1
+# $PY benchmarks/ranking.py --archs-from benchmarks/results/ranking_100_s1.json --full-range-archs 0 --seeds 4 --rating-seeds 3 --work runs/bench-ranking-lr --name ranking_100_s4 --no-share-twins --done-only --workers 1
+# $PY benchmarks/rank_confidence.py --results benchmarks/results/ranking_100_s3.json --runs --name rank_confidence_ranking_100_s3
 # a lost work folder: the stored trainings written back, the 100 archs pinned (teacher and supernets trained again)
 # $PY benchmarks/ranking.py --archs-from benchmarks/results/ranking_100_s1.json --full-range-archs 0 --seeds 4 --rating-seeds 3 --work runs/bench-ranking-lr --name ranking_100 --no-share-twins --restore-children benchmarks/results/ranking_100_s3.json benchmarks/results/ranking_100_s2.json benchmarks/results/ranking_100_s1.json benchmarks/results/ranking_full_s4.json
 # $PY benchmarks/ranking.py --archs-from benchmarks/results/ranking_100_s1.json --full-range-archs 0 --seeds 2 --rating-seeds 3 --work runs/bench-ranking-lr --name ranking_100_s2_t2 --no-share-twins --done-only

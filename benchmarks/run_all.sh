@@ -47,14 +47,15 @@ $PY benchmarks/ranking.py --archs 50 --full-range-archs 50 --seeds 4 --rating-se
 # ranking_100_s2 (100 archs x 2 seeds, 2026-12-01) was read with the archs pinned, after the work folder was restored:
 # $PY benchmarks/ranking.py --archs-from benchmarks/results/ranking_100_s1.json --full-range-archs 0 --seeds 2 --rating-seeds 3 --work runs/bench-ranking-lr --name ranking_100_s2 --no-share-twins --done-only
 # $PY benchmarks/rank_confidence.py --results benchmarks/results/ranking_100_s2.json --runs --name rank_confidence_100_s2
-# ranking_100_s3 (100 archs x 3 seeds) and the interim ranking_100_s4 (45 archs x 4 seeds), 2026-12-01, the same way:
+# ranking_100_s3 (100 archs x 3 seeds, 2026-12-01), the same way:
 # $PY benchmarks/ranking.py --archs-from benchmarks/results/ranking_100_s1.json --full-range-archs 0 --seeds 3 --rating-seeds 3 --work runs/bench-ranking-lr --name ranking_100_s3 --no-share-twins --done-only --workers 1
-# $PY benchmarks/ranking.py --archs-from benchmarks/results/ranking_100_s1.json --full-range-archs 0 --seeds 4 --rating-seeds 3 --work runs/bench-ranking-lr --name ranking_100_s4 --no-share-twins --done-only --workers 1
 # $PY benchmarks/rank_confidence.py --results benchmarks/results/ranking_100_s3.json --runs --name rank_confidence_ranking_100_s3
-# a lost work folder: the stored trainings written back, the 100 archs pinned (teacher and supernets trained again)
-# $PY benchmarks/ranking.py --archs-from benchmarks/results/ranking_100_s1.json --full-range-archs 0 --seeds 4 --rating-seeds 3 --work runs/bench-ranking-lr --name ranking_100 --no-share-twins --restore-children benchmarks/results/ranking_100_s3.json benchmarks/results/ranking_100_s2.json benchmarks/results/ranking_100_s1.json benchmarks/results/ranking_full_s4.json
+# a lost work folder: the stored trainings written back, the 100 archs pinned (teacher and supernets trained again).
+# This command, run to its end on 2026-12-01 (the last 17 seed-3 trainings), wrote the final ranking_100 (100 x 4):
+# $PY benchmarks/ranking.py --archs-from benchmarks/results/ranking_100_s1.json --full-range-archs 0 --seeds 4 --rating-seeds 3 --work runs/bench-ranking-lr --name ranking_100 --no-share-twins --restore-children benchmarks/results/ranking_100.json benchmarks/results/ranking_100_s3.json benchmarks/results/ranking_100_s2.json benchmarks/results/ranking_100_s1.json benchmarks/results/ranking_full_s4.json
 # $PY benchmarks/ranking.py --archs-from benchmarks/results/ranking_100_s1.json --full-range-archs 0 --seeds 2 --rating-seeds 3 --work runs/bench-ranking-lr --name ranking_100_s2_t2 --no-share-twins --done-only
 # $PY benchmarks/rank_confidence.py --results benchmarks/results/ranking_100_s2_t2.json --runs --name rank_confidence_t2
+# $PY benchmarks/rank_confidence.py --results benchmarks/results/ranking_100.json --runs --name rank_confidence_ranking_100
 $PY benchmarks/rating_variants.py --result benchmarks/results/ranking_100_s1.json --block-scores-only --name rating_variants_100_s1
 # every ranking result's taus with 95% bootstrap intervals, the gap between hwnas and SPOS, and what each score
 # orders beyond MACs (partial tau)

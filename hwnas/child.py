@@ -175,7 +175,8 @@ def export_child(run: RunDir, arch_text: str, formats: list[tuple[str, str]], ou
     ``tables``: latency tables; each format is predicted from the one of its runtime (when given), and that
     table's units are measured beside the file to check how fast the machine runs right now. ``budget_ms`` is
     checked against every format's measured latency, or, with ``budget_runtime`` (the runtime the search's table
-    measured), only against the formats that run on it: the others get ``within_budget`` None."""
+    measured), only against the formats that run on it: the others get ``within_budget`` None.
+    ``over_budget_pct`` says by how much (negative: the margin left)."""
     from hwnas.export import FORMATS, export_file, measure_file, parity, predicted_latency, write_report
     from profilers import Protocol
 
@@ -208,7 +209,9 @@ def export_child(run: RunDir, arch_text: str, formats: list[tuple[str, str]], ou
                 item["table"] = str(table)
             if budget_ms is not None:
                 applies = budget_runtime is None or runtime_name == budget_runtime
-                item["within_budget"] = item["latency"]["measured_ms"] <= budget_ms if applies else None
+                measured_ms = item["latency"]["measured_ms"]
+                item["within_budget"] = measured_ms <= budget_ms if applies else None
+                item["over_budget_pct"] = 100 * (measured_ms / budget_ms - 1) if applies else None
         exports.append(item)
     report = {"arch": str(arch), "space": space.name, "weights": weights_note, "budget_ms": budget_ms,
               "budget_runtime": budget_runtime if budget_ms is not None else None, "exports": exports}

@@ -241,6 +241,8 @@ def write_report(report: dict[str, Any], out_dir: Path, stem: str) -> tuple[Path
     for item in report["exports"]:
         p, m = item["parity"], item.get("latency") or {}
         budget = "" if item.get("within_budget") is None else ("met" if item["within_budget"] else "NOT met")
+        if budget and item.get("over_budget_pct") is not None:
+            budget += f" ({item['over_budget_pct']:+.1f}%)"
         predicted = "" if item.get("predicted_ms") is None else f"{item['predicted_ms']:.3f}"
         measured = "" if not m else f"{m['measured_ms']:.3f}"
         size = f"{item['size_bytes'] / 1024:.0f}"

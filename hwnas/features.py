@@ -113,8 +113,7 @@ class TeacherFeatures:
 
     @torch.no_grad()
     def _build(self, split: str, folder: Path) -> None:
-        """Compute the split's features into the folder; called with the folder's lock held."""
-        folder.mkdir(parents=True, exist_ok=True)
+        """Compute the split's features into the folder; called with the folder's lock held (which created it)."""
         for stale in folder.glob(".boundary_*.npy.tmp"):  # left by a builder that was killed (the lock is ours)
             stale.unlink()
         total = self.size(split)

@@ -41,6 +41,9 @@ def test_onnx_and_tflite_fp32_match_pytorch_on_the_test_split(trained, tiny_run,
         assert item["size_bytes"] > 10_000
     # the budget is the ONNX Runtime table's: checked on the ONNX file only, not held against LiteRT's latency
     assert [item["within_budget"] for item in report["exports"]] == [True, None]
+    onnx_ms = report["exports"][0]["latency"]["measured_ms"]
+    assert report["exports"][0]["over_budget_pct"] == pytest.approx(100 * (onnx_ms / 10.0 - 1))
+    assert report["exports"][0]["over_budget_pct"] < 0 and report["exports"][1]["over_budget_pct"] is None
     assert report["budget_runtime"] == "onnxruntime"
     onnx = report["exports"][0]
     assert onnx["predicted_ms"] > 0 and "prediction_error_pct" in onnx
@@ -48,6 +51,7 @@ def test_onnx_and_tflite_fp32_match_pytorch_on_the_test_split(trained, tiny_run,
     assert saved["arch"] == ARCH and len(saved["exports"]) == 2
     markdown = open(report["report_files"][1]).read()
     assert "| onnx | fp32 |" in markdown and "| tflite | fp32 |" in markdown
+    assert f"| met ({report['exports'][0]['over_budget_pct']:+.1f}%) |" in markdown
     assert "Budget: 10 ms, checked on onnxruntime only." in markdown
 
 

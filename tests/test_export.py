@@ -95,3 +95,19 @@ def test_broken_requests_are_clear_errors(tiny_run, tmp_path, trained):
         load_child(run, space.parse(other), trained["weights"])
     with pytest.raises(FileNotFoundError, match="no weights at"):
         load_child(run, space.parse(ARCH), tmp_path / "missing.pt")
+
+
+def test_a_vit_child_exports_to_onnx_and_tflite_with_parity(tmp_path):
+    # the ViT space's children (timm VisionTransformer: attention, LayerNorm, GELU) convert as the CNN's do
+    from hwnas.export import parity
+    from search_spaces import get_space
+
+    space = get_space("vit-tiny")
+    arch = space.parse("h4m4,h2m2|h4m4,h4m4|h4m4,h4m2")
+    torch.manual_seed(0)
+    model = space.build(arch).eval()
+    bundle = load_data("digits", space.resolution)
+    for fmt in ("onnx", "tflite"):
+        exported = export_file(model, space, fmt, "fp32", tmp_path, "vit", bundle)
+        check = parity(model, exported, bundle, limit=50)
+        assert check["samples"] == 50 and check["max_abs_diff"] <= 1e-4 and check["top1_agreement"] == 1.0, fmt

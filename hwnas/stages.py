@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from hwnas.distill import (
     file_digest,
     load_supernet,
 )
+from hwnas.distill_seeds import SCORE, combine_seed_ratings, combined_ratings, open_seed_run, seed_runs, source_run
 from hwnas.features import TeacherFeatures
 from hwnas.rating import DEFAULT_MAX_CANDIDATES, deeper_worse, rate_block, rating_summary, undertrained_warning
 from hwnas.rating_pool import pool_equivalent, pooled_counts
@@ -37,8 +39,8 @@ from profilers._files import atomic_write_json, read_json
 
 
 def teacher_path(run: RunDir) -> Path:
-    """The run's teacher checkpoint."""
-    return run.file("teacher.pt")
+    """The run's teacher checkpoint (a distillation seed's is its parent run's)."""
+    return source_run(run).file("teacher.pt")
 
 
 def train_teacher(
@@ -47,6 +49,9 @@ def train_teacher(
 ) -> dict[str, Any]:
     """Train (or resume) the run's teacher on ``device`` and report its test accuracy; ``train=False`` registers it
     as it is (a pretrained timm model, or an untrained space member)."""
+    if run.config.get("seed_of"):
+        raise ValueError(f"{run.path} is a distillation seed of {source_run(run).path} and uses its teacher: train "
+                         "the teacher there")
     space = run.space
     if timm_name is not None:
         teacher = timm_teacher(timm_name, space, pretrained=pretrained)
@@ -88,7 +93,7 @@ def open_teacher(run: RunDir) -> TeacherStages:
 def _features(run: RunDir, teacher: TeacherStages, cache: bool, show_progress: bool,
               device: torch.device) -> TeacherFeatures:
     bundle = load_data(run.config["data"], run.space.resolution)
-    return TeacherFeatures(teacher, bundle, run.path / "cache" if cache else None, show_progress=show_progress,
+    return TeacherFeatures(teacher, bundle, source_run(run).path / "cache" if cache else None, show_progress=show_progress,
                            device=device)
 
 
@@ -102,14 +107,27 @@ def _blocks(run: RunDir, block: int | None) -> list[int]:
 
 
 def distill(run: RunDir, block: int | None = None, config: DistillConfig | None = None, cache: bool = True,
-            show_progress: bool = True, device: str = "cpu") -> list[dict[str, Any]]:
-    """Train every block's supernet (or one) on ``device``, resuming from checkpoints."""
+            show_progress: bool = True, device: str = "cpu", seeds: int = 1) -> list[dict[str, Any]]:
+    """Train every block's supernet (or one) on ``device``, resuming from checkpoints. ``seeds`` > 1 trains seeds
+    ``config.seed + 1`` ... beside it (``hwnas.distill_seeds``: ``RUN/seeds/seedK``, same teacher and cache); the
+    results are the run's own seed's, then each extra seed's."""
+    if seeds < 1:
+        raise ValueError(f"--seeds must be >= 1 (distillation seeds of the block supernets), got {seeds}")
     blocks, torch_device = _blocks(run, block), resolve_device(device)
     teacher = open_teacher(run)
     features = _features(run, teacher, cache, show_progress, torch_device)
     config = config or DistillConfig()
     run.update(distill=dict(vars(config)) | {"cache": cache})
-    return [distill_block(run, b, teacher, features, config, show_progress, torch_device) for b in blocks]
+    results = [distill_block(run, b, teacher, features, config, show_progress, torch_device) | {"seed": config.seed}
+               for b in blocks]
+    for k in range(1, seeds):
+        seed_run, seed_config = open_seed_run(run, k), replace(config, seed=config.seed + k)
+        if show_progress:
+            print(f"distillation seed {seed_config.seed} ({seed_run.path})", file=sys.stderr)
+        seed_run.update(distill=dict(vars(seed_config)) | {"cache": cache})
+        results += [distill_block(seed_run, b, teacher, features, seed_config, show_progress, torch_device)
+                    | {"seed": seed_config.seed} for b in blocks]
+    return results
 
 
 def ratings_path(run: RunDir) -> Path:
@@ -152,6 +170,14 @@ def rate(run: RunDir, block: int | None = None, max_candidates: int = DEFAULT_MA
     summary = assemble_ratings(run)
     if summary.get("undertrained"):
         print(f"warning: {summary['undertrained']}", file=sys.stderr)
+    extra = seed_runs(run)
+    for seed_run in extra:
+        if not all(checkpoint_path(seed_run, b).exists() for b in range(run.space.num_blocks)):
+            print(f"{seed_run.path}: not every block is distilled yet, so it is left out of the combined ratings "
+                  f"(finish it with 'hwnas distill --run {run.path} --seeds {len(extra) + 1}')", file=sys.stderr)
+            continue
+        rate(seed_run, block, max_candidates, calibration_samples, show_progress, device)
+    summary["rating_seeds"] = combine_seed_ratings(run) if not summary["missing_blocks"] else None
     return summary
 
 
@@ -178,17 +204,21 @@ def assemble_ratings(run: RunDir) -> dict[str, Any]:
     return summary
 
 
-def load_ratings(run: RunDir, score: str = "l1_rel", pooled: bool = True) -> list[dict[str, float]]:
+def load_ratings(run: RunDir, score: str = "l1_rel", pooled: bool = True,
+                 seeds: bool = True) -> list[dict[str, float]]:
     """Per block: candidate string -> score; FileNotFoundError says how to make them. ``pooled`` (what the search
     uses) gives candidates that compute the same functions their family's mean rating (``hwnas.rating_pool``);
-    ``pooled=False`` returns each candidate's own rating as ``ratings.json`` stores it."""
+    ``pooled=False`` returns each candidate's own rating as ``ratings.json`` stores it. With ``seeds`` the l1_rel
+    score combined over the run's distillation seeds (``ratings_seeds.json``) is used when the run has one."""
     path = ratings_path(run)
     if not path.exists():
         raise FileNotFoundError(f"run {run.path} has no ratings.json; run 'hwnas rate --run {run.path}'")
     data = read_json(path, "ratings file")
     if data.get("space_hash") != run.space.definition_hash():
         raise ValueError(f"{path} rates another definition of {run.space.name}; re-run 'hwnas rate'")
-    ratings = [{name: float(s[score]) for name, s in block["ratings"].items()} for block in data["blocks"]]
+    combined = combined_ratings(run) if seeds and score == SCORE else None
+    ratings = combined[0] if combined else [{name: float(s[score]) for name, s in block["ratings"].items()}
+                                            for block in data["blocks"]]
     return pool_equivalent(run.space, ratings) if pooled else ratings
 
 
@@ -228,6 +258,7 @@ def search(
 
     space = run.space
     ratings = load_ratings(run)
+    seed_record = (combined_ratings(run) or (None, None))[1]
     predictor = runtime = target = None
     if objective == "latency":
         if table_path is None:
@@ -318,7 +349,8 @@ def search(
         "timm_arch_def": space.to_timm_arch_def(arch) if hasattr(space, "to_timm_arch_def") else None,
         "params": info["params"], "macs": info["macs"], "table": str(table_path) if table_path else None,
         "table_metadata": predictor.table.metadata if predictor else None,
-        "ratings": str(ratings_path(run)), "rating_families": pooled_counts(space, ratings),
+        "ratings": seed_record["file"] if seed_record else str(ratings_path(run)), "rating_seeds": seed_record,
+        "rating_families": pooled_counts(space, ratings),
         "refinement": refinement, "front_size": len(front),
     }
     folder = run.path / "search" / f"{objective}-{budget:g}"

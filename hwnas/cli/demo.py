@@ -21,6 +21,7 @@ from typing import Any
 from hwnas.cli._recipe import add_device_argument
 from hwnas.devices import resolve_device
 from hwnas.distill import DistillConfig
+from hwnas.distill_seeds import describe
 from hwnas.run import create_or_open_run
 from hwnas.training import TrainConfig
 from profilers import Protocol, get_runtime
@@ -33,6 +34,7 @@ PROFILE_PROTOCOL = Protocol(min_rounds=3, max_rounds=6, round_budget_s=0.1)
 SEARCH_PROTOCOL = Protocol(min_rounds=3, max_rounds=5, round_budget_s=0.05)
 TEACHER = TrainConfig(epochs=15)
 DISTILL = DistillConfig(epochs=20)  # digits is small: 6 epochs left deeper candidates rated worse than shallow
+DISTILL_SEEDS = 3  # combined by block reliability: Kendall tau 0.469 vs 0.434 for one seed on 100 trained archs
 CHILD = TrainConfig(epochs=15, distill_weight=0.5)
 REFINE_TRIALS = 10
 
@@ -83,8 +85,9 @@ def run_demo(args: argparse.Namespace) -> int:
         atomic_write_json(run.path / "teacher_result.json", teacher)
     timings["teacher"] = time.perf_counter() - t
 
-    t = _stage(3, f"distill the {space.num_blocks} block supernets ({DISTILL.epochs} epochs each, teacher cache)")
-    distill(run, config=_distill_config(run), cache=True, device=device)
+    t = _stage(3, f"distill the {space.num_blocks} block supernets ({DISTILL.epochs} epochs each, {DISTILL_SEEDS} "
+                  "seeds, teacher cache)")
+    distill(run, config=_distill_config(run), cache=True, device=device, seeds=DISTILL_SEEDS)
     timings["distill"] = time.perf_counter() - t
 
     t = _stage(4, "rate every candidate of every block")
@@ -177,7 +180,7 @@ def _report(folder: Path, table: Any, teacher: dict[str, Any], result: dict[str,
         "teacher": {"arch": teacher["teacher"]["name"], "test_accuracy": teacher.get("test_accuracy")},
         "search": {"budget_ms": result["budget"], "chosen": result["chosen"], "refinement": result["refinement"],
                    "front_size": result["front_size"], "params": result["params"], "macs": result["macs"],
-                   "rating_families": result.get("rating_families")},
+                   "rating_families": result.get("rating_families"), "rating_seeds": result.get("rating_seeds")},
         "child": {"arch": child["arch"], "test_accuracy": child["test_accuracy"], "epochs": len(child["history"]),
                   "layers_from_supernet": child["layers_from_supernet"]},
         "exports": [{k: e.get(k) for k in ("format", "precision", "file", "size_bytes", "parity", "accuracy_change",
@@ -239,7 +242,8 @@ def _markdown(report: dict[str, Any]) -> str:
         "",
         "## 2. Teacher, supernets, ratings",
         f"Teacher `{report['teacher']['arch']}`: test accuracy {report['teacher']['test_accuracy']:.4f}. Every "
-        "candidate of every block was rated (DNA's l1 score relative to the teacher's spread).",
+        "candidate of every block was rated (DNA's l1 score relative to the teacher's spread) with "
+        f"{describe(report['search'].get('rating_seeds'))}.",
         "",
         _supernet_line(report["supernets"]),
         "",

@@ -32,6 +32,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run_search(args: argparse.Namespace) -> int:
     """Search and print the chosen architecture."""
+    from hwnas.distill_seeds import describe
     from hwnas.stages import search
 
     run = open_run(args.run)
@@ -40,7 +41,8 @@ def run_search(args: argparse.Namespace) -> int:
                     args.storage, args.multi_objective, protocol)
     chosen = result["chosen"]
     lines = [f"chosen ({chosen['source']}): {chosen['arch']}",
-             f"rating {chosen['rating']:.4f}; params {result['params']:,}; MACs {result['macs']:,}"]
+             f"rating {chosen['rating']:.4f} ({describe(result.get('rating_seeds'))}); params {result['params']:,}; "
+             f"MACs {result['macs']:,}"]
     if "measured_ms" in chosen:
         lines.append(f"latency: predicted {chosen['predicted_ms']:.3f} ms, measured {chosen['measured_ms']:.3f} ms "
                      f"(budget {args.budget:g} ms: {'met' if chosen['within_budget'] else 'NOT met'})")

@@ -57,6 +57,12 @@ $PY benchmarks/ranking.py --archs 50 --full-range-archs 50 --seeds 4 --rating-se
 # $PY benchmarks/rank_confidence.py --results benchmarks/results/ranking_100_s2_t2.json --runs --name rank_confidence_t2
 # $PY benchmarks/rank_confidence.py --results benchmarks/results/ranking_100.json --runs --name rank_confidence_ranking_100
 $PY benchmarks/rating_variants.py --result benchmarks/results/ranking_100_s1.json --block-scores-only --name rating_variants_100_s1
+# distillation seeds combined by block reliability (hwnas distill --seeds): fresh runs of ranking_100's teacher
+# (run.json without its distill entry, teacher.pt, teacher_training.pt and cache/ copied from runs/bench-ranking-lr/run)
+# $PY -m hwnas.cli distill --run runs/twins-seeds --epochs 10 --lr 0.02 --seeds 3 && $PY -m hwnas.cli rate --run runs/twins-seeds
+# $PY -m hwnas.cli distill --run runs/twins-seeds-b --epochs 10 --lr 0.02 --seed 3 --seeds 3 && $PY -m hwnas.cli rate --run runs/twins-seeds-b
+# $PY -m hwnas.cli distill --run runs/sep-seeds --epochs 10 --lr 0.02 --seed 3 --seeds 3 --no-share-twins && $PY -m hwnas.cli rate --run runs/sep-seeds
+$PY benchmarks/seed_combination.py --triple "twin-by-twin 0-2=runs/bench-ranking-lr/run,runs/bench-ranking-lr/run-seed1,runs/bench-ranking-lr/run-seed2" --triple "twin-by-twin 3-5=runs/sep-seeds" --triple "twins shared 0-2=runs/twins-seeds" --triple "twins shared 3-5=runs/twins-seeds-b"
 # every ranking result's taus with 95% bootstrap intervals, the gap between hwnas and SPOS, and what each score
 # orders beyond MACs (partial tau)
 $PY benchmarks/rank_confidence.py

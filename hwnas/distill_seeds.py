@@ -8,9 +8,9 @@ of its own that shares the parent's teacher and feature cache); ``hwnas rate`` r
 across them (``hwnas.rating_seeds.reliability_weighted``). The search reads that file when it is there.
 
 On 100 architectures of ``mbconv-tiny`` trained stand-alone with 4 seeds each (``benchmarks/results/ranking_100.json``),
-four independent triples of seeds combined this way ranked above each of their seeds alone, by +0.03 to +0.07
-Kendall tau over the seeds' average (e.g. 0.469 against 0.434 for seed 0: +0.037 [-0.001, +0.073] over 2000
-bootstrap draws of the architectures), for 3x the distillation and rating time (``benchmarks/RANKING.md``).
+four independent triples of seeds combined this way ranked above each of their seeds alone, by +0.02 to +0.07
+Kendall tau over the seeds' average (mean +0.039), for 3x the distillation and rating time
+(``benchmarks/seed_combination.py``).
 """
 
 from __future__ import annotations

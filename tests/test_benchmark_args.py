@@ -32,6 +32,9 @@ CASES = [
     ("distill_variants.py", ["--variant", "a=no/run1"], "give >= 2 variants with different names"),
     ("distill_variants.py", ["--variant", "a=no/run1", "--variant", "a=no/run2"], "give >= 2 variants"),
     ("distill_variants.py", ["--variant", "a=no/run1", "--variant", "b=no/run2"], "no/run1 has no ratings.json"),
+    ("seed_combination.py", ["--triple", "no-runs"], "--triple wants NAME=RUN"),
+    ("seed_combination.py", ["--triple", "a=no/run"], "no run at no/run"),
+    ("seed_combination.py", ["--result", "no/such.json", "--triple", "a=no/run"], "no ranking result at no/such.json"),
     ("profile_fidelity.py", ["--refit"], "pass it with --table"),
     ("profile_fidelity.py", ["--calibrate", "3"], "--calibrate >= 4"),
 ]

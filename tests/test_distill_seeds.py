@@ -88,3 +88,24 @@ def test_bad_seed_requests_are_clear_errors(seeded_run):
     with pytest.raises(ValueError, match="train the teacher there"):
         train_teacher(seed, show_progress=False)
     assert main(["distill", "--run", str(seeded_run.path), "--seeds", "0"]) == 2
+
+
+def test_a_killed_seed_distillation_resumes_and_keeps_what_it_trained(tiny_run, tmp_path):
+    import subprocess
+    import sys
+
+    from killing import kill_when
+
+    path = tmp_path / "killed"
+    shutil.copytree(tiny_run, path)
+    command = [sys.executable, "-m", "hwnas.cli", "distill", "--run", str(path), "--epochs", "1", "--seeds", "2"]
+    seed_supernets = path / "seeds" / "seed1" / "supernet"
+    kill_when(command, lambda: (seed_supernets / "block1.pt").exists())
+    kept = {p.name: p.read_bytes() for p in seed_supernets.glob("block*.pt")}
+    assert "block0.pt" in kept and len(kept) < 6, "the kill missed the extra seed's distillation"
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in seed_supernets.glob("block*.pt")) == [f"block{b}.pt" for b in range(6)]
+    assert all((seed_supernets / name).read_bytes() == data for name, data in kept.items())  # resumed, not retrained
+    assert main(["rate", "--run", str(path), "--json"]) == 0
+    assert json.loads((path / COMBINED_FILE).read_text())["seeds"] == 2

@@ -62,9 +62,9 @@ def score_triple(space: Any, archs: list[Any], seeds: list[Any], accuracies: lis
     singles = [score(s) for s in seeds]
     combined = score(reliability_weighted(seeds))
     low, high = difference_interval(combined, singles[0], per_seed)
-    single_taus = [tau(s) for s in singles]
+    single_taus, combined_tau = [tau(s) for s in singles], tau(combined)
     return {"seeds": len(seeds), "single": single_taus, "mean_rating": tau(score(mean_ratings(seeds))),
-            "combined": tau(combined), "combined_minus_single_mean": tau(combined) - statistics.fmean(single_taus),
+            "combined": combined_tau, "combined_minus_single_mean": combined_tau - statistics.fmean(single_taus),
             "combined_minus_first_interval": [low, high], "block_reliability": block_reliability(seeds)}
 
 

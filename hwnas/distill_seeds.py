@@ -15,12 +15,12 @@ Kendall tau over the seeds' average (mean +0.039), for 3x the distillation and r
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
+from hwnas.distill import file_digest
 from hwnas.rating_seeds import block_reliability, reliability_weighted
 from hwnas.run import RunDir, open_run
 from profilers._files import atomic_write_json, read_json
@@ -71,13 +71,9 @@ def seed_runs(run: RunDir) -> list[RunDir]:
     return [open_run(p) for _, p in found]
 
 
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _block_ratings(path: Path) -> list[dict[str, float]]:
-    data = read_json(path, "ratings file")
-    return [{name: float(s[SCORE]) for name, s in block["ratings"].items()} for block in data["blocks"]]
+def block_scores(data: dict[str, Any], score: str = SCORE) -> list[dict[str, float]]:
+    """Per block, candidate -> ``score`` of a ratings file's content (``ratings.json`` or ``ratings_seeds.json``)."""
+    return [{name: float(s[score]) for name, s in block["ratings"].items()} for block in data["blocks"]]
 
 
 def combine_seed_ratings(run: RunDir, ratings_file: str = "ratings.json") -> dict[str, Any] | None:
@@ -89,12 +85,13 @@ def combine_seed_ratings(run: RunDir, ratings_file: str = "ratings.json") -> dic
     if not own.exists() or len(files) < 2:
         combined_path.unlink(missing_ok=True)
         return None
-    runs = [_block_ratings(f) for f in files]
+    contents = [read_json(f, "ratings file") for f in files]
+    runs = [block_scores(data) for data in contents]
     reliability = block_reliability(runs)
     summary = {"score": SCORE, "weighting": "reliability", "seeds": len(files),
-               "sources": [{"file": str(f.relative_to(run.path)), "sha256": _digest(f)} for f in files],
+               "sources": [{"file": str(f.relative_to(run.path)), "sha256": file_digest(f)} for f in files],
                "block_reliability": reliability}
-    parent = read_json(files[0], "ratings file")
+    parent = contents[0]
     blocks = [{"ratings": {name: {SCORE: value} for name, value in block.items()}}
               for block in reliability_weighted(runs)]
     atomic_write_json(combined_path, {"space": parent["space"], "space_hash": parent["space_hash"], **summary,
@@ -111,10 +108,10 @@ def combined_ratings(run: RunDir) -> tuple[list[dict[str, float]], dict[str, Any
     data = read_json(path, "combined ratings file")
     for source in data.get("sources", []):
         file = run.path / source["file"]
-        if not file.exists() or _digest(file) != source["sha256"]:
+        if not file.exists() or file_digest(file) != source["sha256"]:
             raise ValueError(f"{path} was combined from another {file} (rated again since): run 'hwnas rate --run "
                              f"{run.path}' to combine the seeds again")
-    ratings = [{name: float(s[SCORE]) for name, s in block["ratings"].items()} for block in data["blocks"]]
+    ratings = block_scores(data)
     record = {k: data[k] for k in ("seeds", "weighting", "block_reliability")} | {"file": str(path)}
     return ratings, record
 

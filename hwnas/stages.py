@@ -20,7 +20,15 @@ from hwnas.distill import (
     file_digest,
     load_supernet,
 )
-from hwnas.distill_seeds import SCORE, combine_seed_ratings, combined_ratings, open_seed_run, seed_runs, source_run
+from hwnas.distill_seeds import (
+    SCORE,
+    block_scores,
+    combine_seed_ratings,
+    combined_ratings,
+    open_seed_run,
+    seed_runs,
+    source_run,
+)
 from hwnas.features import TeacherFeatures
 from hwnas.rating import DEFAULT_MAX_CANDIDATES, deeper_worse, rate_block, rating_summary, undertrained_warning
 from hwnas.rating_pool import pool_equivalent, pooled_counts
@@ -210,6 +218,12 @@ def load_ratings(run: RunDir, score: str = "l1_rel", pooled: bool = True,
     uses) gives candidates that compute the same functions their family's mean rating (``hwnas.rating_pool``);
     ``pooled=False`` returns each candidate's own rating as ``ratings.json`` stores it. With ``seeds`` the l1_rel
     score combined over the run's distillation seeds (``ratings_seeds.json``) is used when the run has one."""
+    return load_ratings_and_seeds(run, score, pooled, seeds)[0]
+
+
+def load_ratings_and_seeds(run: RunDir, score: str = "l1_rel", pooled: bool = True,
+                           seeds: bool = True) -> tuple[list[dict[str, float]], dict[str, Any] | None]:
+    """``load_ratings`` and the record of the combined seeds it used (None: the run's own ratings)."""
     path = ratings_path(run)
     if not path.exists():
         raise FileNotFoundError(f"run {run.path} has no ratings.json; run 'hwnas rate --run {run.path}'")
@@ -217,9 +231,8 @@ def load_ratings(run: RunDir, score: str = "l1_rel", pooled: bool = True,
     if data.get("space_hash") != run.space.definition_hash():
         raise ValueError(f"{path} rates another definition of {run.space.name}; re-run 'hwnas rate'")
     combined = combined_ratings(run) if seeds and score == SCORE else None
-    ratings = combined[0] if combined else [{name: float(s[score]) for name, s in block["ratings"].items()}
-                                            for block in data["blocks"]]
-    return pool_equivalent(run.space, ratings) if pooled else ratings
+    ratings, record = combined if combined else (block_scores(data, score), None)
+    return (pool_equivalent(run.space, ratings) if pooled else ratings), record
 
 
 def search(
@@ -257,8 +270,7 @@ def search(
     from profilers.table import LatencyTable
 
     space = run.space
-    ratings = load_ratings(run)
-    seed_record = (combined_ratings(run) or (None, None))[1]
+    ratings, seed_record = load_ratings_and_seeds(run)
     predictor = runtime = target = None
     if objective == "latency":
         if table_path is None:

@@ -8,6 +8,7 @@ first (``load_checkpoint``), so a run trained on a GPU resumes, rates, searches 
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -48,5 +49,21 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
 
 
 def load_checkpoint(path: Path) -> Any:
-    """A torch checkpoint read onto the CPU, whatever device wrote it (``weights_only=False``: our own files)."""
-    return torch.load(path, map_location="cpu", weights_only=False)
+    """A torch checkpoint read onto the CPU, whatever device wrote it.
+
+    Read with ``weights_only=True``: only tensors and plain containers and numbers are unpickled, so a crafted file
+    cannot run code. A file that needs anything else (a pickled class, a function) is refused with a ``ValueError``
+    that names the file; so is a file that is not a torch checkpoint at all (truncated, another format).
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"{path}: refused to load: it holds more than tensors and plain values ({first}); hwnas "
+                         "only reads weights files it could have written itself (state dicts of tensors)") from None
+    except (RuntimeError, EOFError, OSError) as error:
+        if isinstance(error, (FileNotFoundError, IsADirectoryError, PermissionError)):
+            raise
+        raise ValueError(f"{path}: not a readable torch checkpoint ({type(error).__name__}: "
+                         f"{str(error).strip().splitlines()[0] if str(error).strip() else 'empty'}); it may be truncated "
+                         "by a kill or written by another program: remove it to start that step again") from None

@@ -7,7 +7,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from profilers._device import device_metadata
+from profilers.machine import device_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -23,12 +23,25 @@ def shown_path(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
-def write_result(name: str, payload: dict[str, Any]) -> Path:
-    """benchmarks/results/NAME.json, with the machine recorded."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps({"benchmark": name, "machine": machine(), **payload}, indent=2, default=str) + "\n")
+def result_path(benchmark: str, name: str, suffix: str = ".json") -> Path:
+    """Where a benchmark's result lives: ``benchmarks/results/BENCHMARK/NAME.json`` (or its plot, ``.png``)."""
+    folder = RESULTS / benchmark
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{name}{suffix}"
+
+
+def write_result(benchmark: str, name: str, payload: dict[str, Any]) -> Path:
+    """``benchmarks/results/BENCHMARK/NAME.json`` (atomically), with the machine recorded; the results index
+    (``benchmarks/results/README.md``) is generated again."""
+    from index import write_index
+
+    from profilers.files import atomic_write_bytes
+
+    path = result_path(benchmark, name)
+    record = {"benchmark": benchmark, "name": name, "machine": machine(), **payload}
+    atomic_write_bytes(path, (json.dumps(record, indent=2, default=str, allow_nan=False) + "\n").encode())
     print(f"wrote {path.relative_to(ROOT)}")
+    write_index()
     return path
 
 

@@ -20,12 +20,13 @@ from pathlib import Path
 
 from _common import ROOT, print_table, write_result
 
-from hwnas.combiner import Combiner
-from hwnas.search import latency_cost, remeasure_together
+from hwnas.search.combiner import Combiner
+from hwnas.search.costs import latency_cost
+from hwnas.search.remeasure import remeasure_together
 from profilers import Protocol, get_runtime
 from profilers.predictor import LatencyPredictor
-from profilers.profile import LocalTarget
 from profilers.table import LatencyTable
+from profilers.targets import LocalTarget
 from search_spaces import get_space
 
 
@@ -54,13 +55,13 @@ def main() -> None:
     protocol = Protocol()
     rows, results = [], []
     for budget in budgets:
-        near = [str(p.arch) for p in combiner.near(budget, args.finalists)]
+        near = [p.arch for p in combiner.near(budget, args.finalists)]
         with tempfile.TemporaryDirectory() as tmp:
             measured, ratios = remeasure_together(space, near, target, protocol, predictor.predict, Path(tmp))
         feasible = [a for a in near if measured[a] <= budget]
         rank = {a: i for i, a in enumerate(near)}
         chosen = min(feasible, key=rank.get) if feasible else min(near, key=measured.get)
-        result = {"budget_ms": budget, "arch": chosen, "predicted_ms": predictor.predict(space.parse(chosen)),
+        result = {"budget_ms": budget, "arch": str(chosen), "predicted_ms": predictor.predict(chosen),
                   "measured_ms": measured[chosen], "combiner_best_measured_ms": measured[near[0]],
                   "within_budget": measured[chosen] <= budget,
                   "within_noise_band": measured[chosen] <= budget * (1 + band), "pass_ratios": ratios,
@@ -74,7 +75,8 @@ def main() -> None:
     banded = sum(r["within_noise_band"] for r in results) / len(results)
     print(f"budget honoured: {100 * honoured:.0f}% strictly, {100 * banded:.0f}% within the noise band "
           f"({100 * band:.1f}%)")
-    write_result("budget_sweep", {"table": str(args.table.relative_to(ROOT)), "runtime": table.metadata["runtime"],
+    write_result("budget_sweep", "budget_sweep", {"table": str(args.table.relative_to(ROOT)),
+                                                  "runtime": table.metadata["runtime"],
                                   "threads": table.metadata["threads"], "noise_band": band, "budgets": results,
                                   "honoured_strict": honoured, "honoured_within_noise_band": banded,
                                   "targets": {"honoured>=0.95": banded >= 0.95}})

@@ -15,7 +15,7 @@ import resource
 
 from _common import ROOT, print_table, write_result
 
-from hwnas.combiner import Combiner
+from hwnas.search.combiner import Combiner
 from profilers.predictor import LatencyPredictor
 from profilers.table import LatencyTable
 from search_spaces import DNA_OPS, MBConvSpace, SearchSpace, StageSpec, get_space
@@ -69,7 +69,7 @@ def main() -> None:
         ["brute force check", f"{check['architectures']} archs", f"{check['mismatches']} mismatches / "
                                                                   f"{check['budgets']} budgets"],
     ], ["what", "value", "note"])
-    write_result("combiner", {"full_space": full, "brute_force": check,
+    write_result("combiner", "combiner", {"full_space": full, "brute_force": check,
                               "targets": {"front_merge<1s": full["front_merge_s"] < 1.0,
                                           "exact": check["mismatches"] == 0}})
 

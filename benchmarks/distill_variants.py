@@ -4,13 +4,11 @@ Each variant is a set of rated hwnas runs of one teacher, one per distillation s
 variant's options, then ``hwnas rate``). Every seed's rating and the variants' seed-mean ratings are scored against
 the stand-alone accuracies of a stored ranking result (default ``ranking_100_s1``: 100 architectures), with no child
 trained again. Each variant's seed-mean rating gets a 95% bootstrap interval of Kendall tau (architectures drawn with
-replacement, ``hwnas.rank_noise.bootstrap_taus``) and its partial tau with MACs held fixed, and its difference to the
+replacement, ``rank_noise.bootstrap_taus``) and its partial tau with MACs held fixed, and its difference to the
 first variant is read draw by draw on the same draws. The per-seed taus show the distillation-seed spread, which the
 architecture bootstrap does not contain: a difference smaller than that spread is not a finding.
 
-Measured (``run_all.sh``): on ``ranking_100_s1`` supernets distilled 10 epochs score 0.343 (seed-mean rating), 20
-epochs 0.348 (+0.004 [-0.04, +0.05]), each depth its own cell (``--separate-depths``, 20 epochs) 0.340 (-0.003
-[-0.04, +0.03]); SPOS 0.329, MACs 0.349.
+Results: ``benchmarks/docs/distill_variants.md``.
 
     python benchmarks/distill_variants.py \\
         --variant "shared prefixes, 10 epochs=runs/bench-twins/run-seed0,runs/bench-twins/run-seed1,..." \\
@@ -25,11 +23,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import RESULTS, ROOT, finish_tau_plot, print_table, shown_path, write_result
+from _common import RESULTS, ROOT, finish_tau_plot, print_table, result_path, shown_path, write_result
 from ranking import rating_of
 from scipy.stats import kendalltau
 
-DEFAULT_RESULT = RESULTS / "ranking_100_s1.json"
+DEFAULT_RESULT = RESULTS / "ranking" / "ranking_100_s1.json"
 
 
 def parse_variant(text: str) -> tuple[str, list[Path]]:
@@ -92,10 +90,11 @@ def main() -> None:
                 parser.error(f"{path} has no ratings.json; distill and rate it ('hwnas distill --run {path}', "
                              f"'hwnas rate --run {path}')")
 
-    from hwnas.rank_noise import bootstrap_taus, partial_tau, percentile_interval
+    from rank_noise import bootstrap_taus, partial_tau, percentile_interval
+
     from hwnas.run import open_run
-    from hwnas.stages import load_ratings
-    from profilers._files import read_json
+    from hwnas.supernet.ratings import load_ratings
+    from profilers.files import read_json
     from search_spaces import get_space
 
     started = time.perf_counter()
@@ -148,9 +147,9 @@ def main() -> None:
           f"{reference['SPOS']:.3f}, MACs {reference['MACs']:.3f}")
     print_table(rows, ["variant", "tau per distillation seed", "their mean", "seed-mean rating [95%]",
                        "partial given MACs [95%]", f"minus {first!r} [95%]"])
-    png = RESULTS / f"{args.name}.png"
+    png = result_path("distill_variants", args.name, ".png")
     plot(png, entries, f"supernet recipes on {args.result.stem} ({len(archs)} archs)")
-    write_result(args.name, {
+    write_result("distill_variants", args.name, {
         "result": shown_path(args.result),
         "archs": len(archs), "accuracy_seeds": len(per_seed_accuracy), "resamples": args.resamples,
         "method": "each variant's ratings (pooled as the search loads them), per seed and averaged over its seeds, "

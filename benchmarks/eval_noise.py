@@ -53,7 +53,7 @@ def main() -> None:
     explained = 1 - (large_std / own_std) ** 2 if own_std > 0 else 0.0
     print(f"seed-to-seed std {100 * own_std:.2f} -> {100 * large_std:.2f} pts: {100 * explained:.0f}% of the variance "
           "on the own test split was the evaluation set's sampling")
-    write_result("eval_noise", {
+    write_result("eval_noise", "eval_noise", {
         "arch": args.arch, "data": args.data, "epochs": args.epochs, "seeds": args.seeds,
         "test_copies": args.test_copies, "own_test_accuracy": own, "large_test_accuracy": large,
         "own_seed_std": own_std, "large_seed_std": large_std, "variance_share_of_evaluation": explained,

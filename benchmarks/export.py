@@ -17,8 +17,8 @@ from pathlib import Path
 
 from _common import ROOT, print_table, write_result
 
-from hwnas.child import export_child
 from hwnas.run import create_or_open_run, open_run
+from hwnas.ship.child import ExportSettings, export_child
 
 FORMATS = [("onnx", "fp32"), ("tflite", "fp32"), ("tflite", "int8")]
 B0 = "24:e6k3,e6k3|40:e6k5,e6k5|80:e6k3,e6k3,e6k3|112:e6k5,e6k5,e6k5|192:e6k5,e6k5,e6k5,e6k5|320:e6k3"
@@ -56,12 +56,12 @@ def main() -> None:
     weights = next((args.child_run / "children").glob("*/weights.pt"))
     with tempfile.TemporaryDirectory() as tmp:
         report = export_child(child_run, child["arch"], FORMATS, Path(tmp) / "child", weights,
-                              tables(child_run.space.name))
+                              ExportSettings(tables=tuple(tables(child_run.space.name)))).to_dict()
         results["searched_child"] = report
         rows += rows_of("searched child", report)
         b0_run = create_or_open_run(Path(tmp) / "b0", "mbconv", "digits")
-        report = export_child(b0_run, B0, FORMATS, Path(tmp) / "b0", None, tables("mbconv"),
-                              parity_limit=args.b0_samples)
+        report = export_child(b0_run, B0, FORMATS, Path(tmp) / "b0", None,
+                              ExportSettings(tables=tuple(tables("mbconv")), parity_limit=args.b0_samples)).to_dict()
         results["efficientnet_b0"] = report
         rows += rows_of("EfficientNet-B0", report)
     try:
@@ -76,7 +76,7 @@ def main() -> None:
     fp32 = [e for r in results.values() for e in r["exports"] if e["precision"] == "fp32"]
     int8 = [e for r in results.values() for e in r["exports"] if e["precision"] == "int8"]
     predicted = [e for r in results.values() for e in r["exports"] if e.get("prediction_error_pct") is not None]
-    write_result("export", {
+    write_result("export", "export", {
         "results": results, "tensorrt": tensorrt_note,
         "targets": {
             "fp32_max_abs_diff<=1e-4": all(e["parity"]["max_abs_diff"] <= 1e-4 for e in fp32),

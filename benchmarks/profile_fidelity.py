@@ -2,7 +2,7 @@
 
 For each runtime: profile every unit of the space (wall time), fit the calibration on N networks measured end to
 end, then predict and measure M held-out networks twice (independent measurements) and report the predictor's error
-next to the re-measure spread. Writes the table to latency_tables/ and the numbers to benchmarks/results/.
+next to the re-measure spread. Writes the table to latency_tables/ and the numbers to benchmarks/results/profile_fidelity/.
 
     python benchmarks/profile_fidelity.py --space mbconv --runtime onnxruntime --calibrate 20 --validate 50
 """
@@ -15,13 +15,14 @@ import shutil
 import time
 from pathlib import Path
 
+from _common import ROOT, result_path, write_result
+
 from profilers import Protocol, get_runtime
 from profilers.predictor import plot_validation
-from profilers.profile import LocalTarget, calibrate_table, profile_space, refit_calibration
+from profilers.profile import calibrate_table, profile_space, refit_calibration
 from profilers.table import LatencyTable
+from profilers.targets import LocalTarget
 from search_spaces import get_space
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
@@ -74,13 +75,13 @@ def main() -> None:
         table.save(out)
         plot_validation(table.validation, f"{space.name} on {runtime.name}, {runtime.threads} thread",
                         out.with_suffix(".validation.png"))
-    path = ROOT / "benchmarks" / "results" / f"profile_fidelity_{name}.json"
+    path = result_path("profile_fidelity", f"profile_fidelity_{name}")
     if args.refit and path.exists():  # nothing was measured now: keep the wall times of the run that measured
         earlier = json.loads(path.read_text())
         profile_s, fidelity_s = earlier.get("profile_wall_s"), earlier.get("calibrate_and_validate_wall_s")
     report = {k: v for k, v in table.validation.items() if not isinstance(v, list)}
     result = {
-        "benchmark": "profile_fidelity", "space": space.name,
+        "space": space.name,
         "table": str(out.relative_to(ROOT)) if out.is_relative_to(ROOT) else str(out),
         "runtime": runtime.metadata(), "device": {k: table.metadata[k] for k in ("device_name", "cpu_model", "os")},
         "units": len(table.units), "profile_wall_s": profile_s, "calibrate_and_validate_wall_s": fidelity_s,
@@ -104,8 +105,7 @@ def main() -> None:
           f"{table.metadata['cpu_model']}")
     for label, value in rows:
         print(f"  {label:<24} {value}")
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {path.relative_to(ROOT)}")
+    write_result("profile_fidelity", f"profile_fidelity_{name}", result)
 
 
 if __name__ == "__main__":

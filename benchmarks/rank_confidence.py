@@ -2,7 +2,7 @@
 
 Each ranking result (``ranking.py``) ranks about 20 architectures, and each architecture's accuracy is the mean of a
 few stand-alone trainings. Its taus are therefore rough numbers. For every stored result, this draws the
-architectures again with replacement, each with its score and seed-averaged accuracy (``hwnas.rank_noise``, 2000
+architectures again with replacement, each with its score and seed-averaged accuracy (``rank_noise``, 2000
 draws), and reports each score's 95% interval, the interval of the gap between hwnas and SPOS on the same draws (the second
 target asks for a gap of 0.2), and the share of draws in which hwnas reaches 0.65. No child is trained again.
 
@@ -11,16 +11,16 @@ rated hwnas runs of the same teacher (default: ``runs/bench-twins/run-seed{0,1,2
 twins sharing one module, as ``hwnas distill`` does by default; ``run_all.sh`` makes them), that first run's rating
 and the runs' mean rating.
 
-Every tau is also read on the noise-free scale (``hwnas.rank_noise.noise_free_tau``: the tau against noise-free
+Every tau is also read on the noise-free scale (``rank_noise.noise_free_tau``: the tau against noise-free
 accuracies that, through the result's seed noise, is measured as this one, score and accuracy bivariate normal), with
 its interval's ends mapped the same way, and the share of draws at or above the 0.65 target as it would be measured
 here (``measured_tau``): what more stand-alone seeds could show at best.
 
 A rating that only knows size ranks like MACs. Each score's partial Kendall tau with MACs held fixed
-(``hwnas.rank_noise.partial_tau``, with its interval on the same draws) says what it orders beyond size: 0 when
+(``rank_noise.partial_tau``, with its interval on the same draws) says what it orders beyond size: 0 when
 nothing.
 
-A search uses the rating under a budget. ``hwnas.rank_noise.budgeted_picks`` reads what each score would pick among
+A search uses the rating under a budget. ``rank_noise.budgeted_picks`` reads what each score would pick among
 the result's architectures under MACs budgets (the 20%, 30%, ..., 100% quantiles of their MACs): the picked
 architecture's accuracy over a random pick within the budget (the mean of those that fit), and its regret (the best
 that fits minus the pick), averaged over the budgets, in accuracy points; MACs itself picks the largest that fits.
@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import RESULTS, ROOT, finish_tau_plot, print_table, shown_path, write_result
+from _common import RESULTS, ROOT, finish_tau_plot, print_table, result_path, shown_path, write_result
 from ranking import rating_of
 from scipy.stats import kendalltau
 
@@ -120,7 +120,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.resamples < 100:
         parser.error(f"--resamples must be >= 100 for a 95% interval, got {args.resamples}")
-    results = args.results or [RESULTS / f"{n}.json" for n in RESULT_NAMES if (RESULTS / f"{n}.json").exists()]
+    results = args.results or [p for n in RESULT_NAMES if (p := RESULTS / "ranking" / f"{n}.json").exists()]
     for path in results:
         if not path.exists():
             parser.error(f"no ranking result at {path}; run benchmarks/ranking.py first or pass --results")
@@ -133,7 +133,7 @@ def main() -> None:
         if not (path / "ratings.json").exists():
             parser.error(f"{path} has no ratings.json; rate it with 'hwnas rate --run {path}'")
 
-    from hwnas.rank_noise import (
+    from rank_noise import (
         BUDGET_LEVELS,
         NoiseModel,
         bootstrap_budgeted_gains,
@@ -142,9 +142,10 @@ def main() -> None:
         partial_tau,
         percentile_interval,
     )
+
     from hwnas.run import open_run
-    from hwnas.stages import load_ratings
-    from profilers._files import read_json
+    from hwnas.supernet.ratings import load_ratings
+    from profilers.files import read_json
     from search_spaces import get_space
 
     started = time.perf_counter()
@@ -232,9 +233,9 @@ def main() -> None:
         versus = e["budgeted_pick_hwnas_minus_largest_that_fits"]
         print(f"{name}: hwnas's pick minus the largest that fits, averaged over MACs budgets: {versus['pts']:+.2f} pts "
               "[{:+.2f}, {:+.2f}]".format(*versus["interval_95"]))
-    png = RESULTS / f"{args.name}.png"
+    png = result_path("rank_confidence", args.name, ".png")
     plot(png, summary)
-    write_result(args.name, {
+    write_result("rank_confidence", args.name, {
         "results": [shown_path(p) for p in results],
         "runs": [str(p) for p in runs], "resamples": args.resamples,
         "method": "percentile bootstrap: architectures drawn with replacement, each with its score and seed-averaged "

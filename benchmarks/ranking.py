@@ -1,82 +1,20 @@
 """Benchmark: do block-wise ratings rank architectures the way stand-alone training does? (DNA vs SPOS)
 
-On the tiny MBConv space and an embedded data set (default ``digits-distorted-4``: digits drawn 4 times under fixed
-random distortions, harder than plain digits so that capacity shows and a test split of 1440 images): teacher,
-block-wise distillation and rating of every candidate (hwnas) and, side by side, an SPOS supernet (one supernet
-trained end to end on labels with uniform path sampling, rated by validation accuracy after BN re-estimation). Then
-``--archs`` architectures spread evenly across hwnas's rating range are each trained stand-alone ``--seeds`` times
-with one fixed recipe (default: 20 epochs of the AdamW recipe with on-the-fly augmentation, a fresh random affine
-distortion of every batch; the teacher is trained the same way). Without augmentation the children memorise the
-4312 training images (train accuracy 100%) and the seed-to-seed spread swamps the differences between
-architectures; augmented, they stay capacity-bound and the differences show. Milder augmentation
-(``--augment-strength 0.5``) gives a better teacher (91.3% vs 82.6%) and steadier children, but squeezes the
-architectures into a few points (small networks win) and hwnas ranks worse: tau 0.347 vs 0.495 (``ranking_m5``).
-Both were measured before gradient clipping (``--grad-clip 0``): then some seeds blew up in epoch 1 and sat at chance,
-and the 0.495 (``ranking_noclip``) mostly tracked which architectures did. Clipped (the default, ``ranking``), the
-children are steady (seed-to-seed 0.77 pts) in 94.7-97.6%, and neither rating ranks them: hwnas tau -0.005, SPOS
--0.139 (``ranking_lr002``). Those block supernets were under-trained: at DNA's Adam lr 0.002 (set for ImageNet's
-20,000-step epochs) 10 epochs here are 670 steps, and every deeper candidate of the first blocks rated worse than its
-own shorter prefix. At lr 0.02 (now the default; ``--distill-lr``) the same 20 architectures (``--archs-from``), with
-two more seeds each (``ranking``, 5 seeds): hwnas tau 0.253 / rho 0.356, MACs 0.284, noise ceiling 0.683. Every SPOS
-score before ``ranking`` came from a supernet that never learned (separate ops from a random start: 21% sampled-path
-train accuracy); with entangled weights and 5 warm-up epochs on the largest path (``--spos-sharing``,
-``--spos-warmup``) it reaches 98.8%, and on the same architectures SPOS tau is 0.264 / rho 0.387.
-Distilled with 3 seeds (``--rating-seeds 3``), hwnas's ratings agree with each other at tau 0.761 and score
-0.242-0.263 each (their mean 0.305): the ranking's noise is mostly the stand-alone accuracies'.
-With 10 more architectures from hwnas's best to its worst over the whole space (``--full-range-archs 10``, 3 seeds,
-``ranking_wide``) the architectures spread wider than the seeds (0.84 vs 0.71 pts): hwnas tau 0.399, SPOS 0.327, MACs
-0.389, noise ceiling 0.682. Other scores from the same supernets (``rating_variants.py``: stitched students under the
-teacher's head, the KL of the teacher with one stage swapped, block weights calibrated on trained architectures, MSE)
-do no better than the plain l1_rel sum on those accuracies. Over 20 full-range architectures alone (``--archs 0
---full-range-archs 20 --seeds 2``, ``ranking_full``, ``runs/bench-ranking-lr``'s supernets, a fresh SPOS supernet at
-99.1% sampled-path train accuracy): hwnas tau 0.427, SPOS 0.543, MACs 0.427; the two seeds agree at tau 0.396 (noise
-ceiling 0.608, below the 0.65 target), and per seed hwnas/SPOS read 0.505/0.716 and 0.417/0.340: one seed decides
-which method looks better. No score from the block supernets beat l1_rel on seed 0 (``rating_variants.py``: mse_rel
-0.516, swap KL 0.379, DONNA-style block weights with MACs 0.526, stitched students about 0; every block's l1_rel alone
-orders these per-block quantiles the same way). A stronger teacher does not help: trained 60 epochs instead of 20
-(98.5% vs 96.5%, better than every child), its supernets give l1_rel tau 0.259 on ``ranking_full`` and 0.431 on
-``ranking_wide`` (``rating_variants.py --run runs/bench-teacher60/run``; 0.427 and 0.445 with the 20-epoch teacher).
-Nor does averaging supernets: distilled with three seeds (``--rating-seeds 3``, ``ranking_full_r3``), the ratings
-score 0.427, 0.501 and 0.354 on ``ranking_full`` and agree with each other at 0.663; their mean scores 0.438.
-Weighting each block by how well its candidates' order reproduces across those seeds (``hwnas.rating_seeds``; the
-last two blocks, at 2x2 and 1x1 pixels, do not reproduce) scores 0.459 here, and 0.495 / 0.421 on the architectures
-of ``ranking_wide`` / ``ranking`` (``rating_reliability.py``).
-A third and a fourth stand-alone seed on ``ranking_full``'s architectures (``--seeds 4``, ``ranking_full_s4``) raise
-the noise ceiling to 0.723: hwnas 0.474, SPOS 0.557, MACs 0.463. On 20 architectures each of these taus has a 95%
-interval about 0.6 wide (``rank_confidence.py``), so no result here separates hwnas from SPOS or MACs.
-On 100 architectures with one seed each (``ranking_100_s1``, read with ``--done-only`` from the 100 x 4 run
-``ranking_100``) the intervals narrow to about 0.25: hwnas 0.326 (twins shared 0.311, mean of 3 distillation seeds
-0.343), SPOS 0.329, MACs 0.349; hwnas - SPOS -0.02 [-0.15, +0.12], so a gap of +0.2 is excluded there.
-With a second seed for all 100 (``ranking_100_s2``, noise ceiling 0.662): hwnas 0.421, SPOS 0.326, MACs 0.449;
-hwnas - SPOS +0.095 [-0.05, +0.25].
+On ``mbconv-tiny`` and an embedded data set (default ``digits-distorted-4``): the teacher, block-wise distillation
+and rating of every candidate (hwnas) and, side by side, an SPOS supernet trained end to end on labels (rated by
+validation accuracy after BN re-estimation). ``--archs`` architectures spread across hwnas's rating range (plus
+``--full-range-archs`` from its best to its worst) are each trained stand-alone ``--seeds`` times with one fixed
+recipe (AdamW, on-the-fly augmentation, gradient clipping), evaluated on a large fixed test set (``--test-copies``
+distortions of the test digits) with the data's own split beside it.
 
-Reported: Kendall tau and Spearman rho of each method's score against the seed-averaged test accuracy; the spread of
-accuracies across architectures next to the seed-to-seed spread (pooled over every architecture); the agreement of
-the stand-alone ranking with itself across seeds; the noise ceiling (the tau a perfect score would reach against these
-seed-averaged accuracies, ``hwnas.rank_noise``: a target above it cannot be shown on that run); and two trivial
-proxies (parameters, MACs) so a rating is judged against doing nothing.
+Reported: Kendall tau and Spearman rho of each score (hwnas, SPOS, parameters, MACs) against the seed-averaged
+accuracy; the spread across architectures next to the seed-to-seed spread; the noise ceiling (``rank_noise``: the tau
+a perfect score would reach against these accuracies). Results and their history: ``benchmarks/docs/ranking.md``.
 
-Every child is also evaluated on a large test set (``--test-copies 32``: the 360 test digits under 32 distortions of
-their own, 11520 images) and ranked by that accuracy; the data's own test split (1440 images) is reported beside it.
-On the own split about 60% of one architecture's seed-to-seed variance was which test images a training happened to
-get wrong (``eval_noise``: 0.72 pts -> 0.45 pts on the large set, 4 seeds), and that noise caps every ranking's tau.
-The results above were measured on the own split (before the large set existed).
-
-A harder task is not a cheap way out: a cluttered variant (the digit at 40-55% of a 32 px canvas among fragments of
-other digits; a pilot, not shipped) left the smallest architecture at 45.5% / 34.9% and the largest at 23.8% / 48.0%
-after 10 epochs (two seeds each): there seed luck decides, and one training of the largest took 8 minutes here.
-
-Work lives in ``--work`` (default ``runs/bench-ranking``): every stage and every training is checkpointed, so a
-killed run resumes. Two worker processes (1 thread each) share the CPU. ``--device cuda`` trains everything on a GPU
-(same recipe), where many more seeds per architecture, and so a higher noise ceiling, fit in minutes; the machine
-needs torch, timm, scikit-learn and scipy (``PYTHONPATH=. python benchmarks/ranking.py --device cuda --seeds 8``).
-A run of many hours (``--archs 50 --full-range-archs 50 --seeds 4``: 400 trainings) trains seed 0 of every
-architecture first, then seed 1, and so on; ``--done-only`` with the same arguments (and ``--seeds 1`` for seed 0
-alone) ranks what is already trained, without training anything, while the run goes on or after it was stopped.
-The result JSONs in ``benchmarks/results`` record every training's accuracies, so ``--restore-children RESULT...``
-writes them back into a lost or fresh ``--work`` (the run's hours of trainings are not only in an ignored folder):
-``ranking_100`` resumed this way on a fresh clone with ``--archs-from benchmarks/results/ranking_100_s1.json
---restore-children benchmarks/results/ranking_100_s{1,2}.json benchmarks/results/ranking_full_s4.json``.
+Work lives in ``--work`` (default ``runs/bench-ranking``); every stage and training is checkpointed, so a killed run
+resumes. Seed 0 of every architecture is trained first, then seed 1, and so on; ``--done-only`` ranks what is trained
+so far without training. Result JSONs record every training's accuracies, so ``--restore-children RESULT...`` writes
+them back into a lost ``--work``. ``--device cuda`` trains on a GPU with the same recipe.
 
     python benchmarks/ranking.py --archs 20 --seeds 2
 """
@@ -98,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import RESULTS, ROOT, print_table, write_result
+from _common import ROOT, print_table, result_path, write_result
 from scipy.stats import kendalltau, spearmanr
 
 Ratings = list[dict[str, float]]
@@ -112,9 +50,10 @@ def _setup_worker() -> None:
 def hwnas_stage(work: str, data: str, teacher_epochs: int, distill_epochs: int, distill_lr: float, augment: bool,
                 strength: float, clip: float | None, device: str, share_twins: bool = True) -> float:
     """Teacher, block-wise distillation, rating (each resumable); returns the teacher's test accuracy."""
-    from hwnas.distill import DistillConfig
     from hwnas.run import create_or_open_run
-    from hwnas.stages import distill, rate, train_teacher
+    from hwnas.supernet.distill import DistillConfig, distill
+    from hwnas.supernet.ratings import rate
+    from hwnas.supernet.teacher import train_teacher
     from hwnas.training import TrainConfig
 
     run = create_or_open_run(Path(work) / "run", SPACE, data)
@@ -132,9 +71,9 @@ def rating_seed_stage(work: str, seed: int, distill_epochs: int, distill_lr: flo
     feature cache copied from ``work/run``), then rated: how much of the rating is the supernets' own noise."""
     import shutil
 
-    from hwnas.distill import DistillConfig
     from hwnas.run import open_run
-    from hwnas.stages import distill, rate
+    from hwnas.supernet.distill import DistillConfig, distill
+    from hwnas.supernet.ratings import rate
 
     source, target = Path(work) / "run", Path(work) / f"run-seed{seed}"
     if not (target / "run.json").exists():
@@ -161,8 +100,9 @@ def spos_checkpoint(work: Path, sharing: str) -> Path:
 def spos_stage(work: str, data: str, epochs: int, augment: bool, clip: float | None, sharing: str,
                warmup: int, device: str) -> list[dict[str, float]]:
     """The SPOS supernet, trained (or resumed) to ``epochs``; returns its history."""
+    from spos import SPOSConfig, SPOSSupernet, train_spos
+
     from hwnas.data import load_data
-    from hwnas.spos import SPOSConfig, SPOSSupernet, train_spos
     from search_spaces import get_space
 
     torch.manual_seed(0)
@@ -199,7 +139,7 @@ def recipe_seed_variance(folder: Path, tag: str, key: str) -> tuple[float, int] 
     """Seed-to-seed variance of one training with the recipe ``tag``, pooled over every architecture in ``folder``
     trained with at least two seeds (accuracy ``key``), and how many architectures that is; None when there are
     none. It lets a ranking of one seed per architecture still estimate its noise ceiling."""
-    from profilers._files import read_json
+    from profilers.files import read_json
 
     by_arch: dict[str, list[float]] = {}
     for path in folder.glob(f"*{tag}_s*.json"):  # ``_e20_aug_clip1_s`` matches neither ``_clip10_s`` nor ``_aug0.5``
@@ -218,7 +158,7 @@ def restore_children(folder: Path, sources: list[Path], data: str, epochs: int, 
     accuracy measure is refused, and so is a record in the folder that disagrees with a source (other trainings
     under the same name). The restored records say where they came from (``restored_from``); their weights are not
     restored, so they cannot be evaluated on another test set."""
-    from profilers._files import atomic_write_json, read_json
+    from profilers.files import atomic_write_json, read_json
 
     key = f"test_accuracy_x{test_copies}" if test_copies else None
     wanted = {"epochs": epochs, "augment": augment, "augment_strength": strength if augment else None,
@@ -270,7 +210,7 @@ def stand_alone(work: str, data: str, arch: str, seed: int, epochs: int, augment
     from hwnas.data import load_data
     from hwnas.devices import load_checkpoint
     from hwnas.training import TrainConfig, train_classifier
-    from profilers._files import atomic_torch_save, atomic_write_json, read_json
+    from profilers.files import atomic_torch_save, atomic_write_json, read_json
     from search_spaces import get_space
 
     folder = Path(work) / "children"
@@ -413,7 +353,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="where every training runs: auto (a CUDA GPU when torch "
                         "sees one), cpu, cuda or cuda:N; the recipe is the same, so a GPU runs more seeds in less time")
     parser.add_argument("--work", default=str(ROOT / "runs" / "bench-ranking"))
-    parser.add_argument("--name", default="ranking", help="result name: benchmarks/results/NAME.json and NAME.png")
+    parser.add_argument("--name", default="ranking", help="result name: benchmarks/results/ranking/NAME.json and NAME.png")
     args = parser.parse_args()
     clip = args.grad_clip or None
     if args.full_range_archs == 1 or args.full_range_archs < 0:
@@ -427,15 +367,16 @@ def main() -> None:
     if args.done_only and not (Path(args.work) / "run" / "ratings.json").exists():
         parser.error(f"--done-only needs a rated run at {Path(args.work) / 'run'} (it trains nothing); run without "
                      "--done-only first")
+    from rank_noise import noise_ceiling_tau, seed_noise_variance
+    from spos import SPOSSupernet, spos_accuracy
+
     from hwnas.data import load_data
     from hwnas.devices import load_checkpoint, resolve_device
-    from hwnas.rank_noise import noise_ceiling_tau, seed_noise_variance
-    from hwnas.rating_pool import pool_equivalent
-    from hwnas.rating_seeds import reliability_weighted
     from hwnas.run import create_or_open_run
-    from hwnas.spos import SPOSSupernet, spos_accuracy
-    from hwnas.stages import load_ratings
-    from profilers._files import read_json
+    from hwnas.supernet.ratings import load_ratings
+    from hwnas.supernet.reliability import reliability_weighted
+    from hwnas.supernet.twins import pool_equivalent
+    from profilers.files import read_json
     from search_spaces import count_macs, get_space
 
     device = str(resolve_device(args.device))
@@ -576,10 +517,10 @@ def main() -> None:
               f"{', '.join(f'{t:.3f}' for t in rating_seed_tau)}; their mean rating vs accuracy {mean_rating_tau:.3f}; "
               f"weighted by each block's reproducibility {weighted_tau:.3f}")
     taus = {name: v["kendall_tau"] for name, v in table.items()}
-    png = RESULTS / f"{args.name}.png"
+    png = result_path("ranking", args.name, ".png")
     plot(png, rating, spos_scores, accuracies, taus)
     hwnas_tau, spos_tau = taus["hwnas (DNA block-wise)"], taus["SPOS baseline"]
-    write_result(args.name, {
+    write_result("ranking", args.name, {
         "space": SPACE, "data": args.data, "data_sizes": {k: len(v) for k, v in bundle.datasets.items()},
         "archs": archs, "ratings": rating, "spos_val_accuracy": spos_scores, "test_accuracy": accuracies,
         "test_accuracy_per_seed": per_seed, "accuracy_measure": accuracy_key,

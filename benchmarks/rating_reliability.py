@@ -3,24 +3,14 @@
 The same teacher's block supernets distilled with several seeds (``ranking.py --rating-seeds 3`` leaves them in
 ``WORK/run``, ``WORK/run-seed1``, ``WORK/run-seed2``) rate every candidate of every block once per seed. A block whose
 candidates the seeds order alike measures the candidates; one they order differently measures the seed.
-``hwnas.rating_seeds.reliability_weighted`` averages the seeds and scales each block by that reproducibility (the mean
-pairwise Kendall tau of its candidates' ratings, clipped at 0). Scored, with no child trained again, against the
-seed-averaged stand-alone accuracies of earlier ranking results: the rating stored in the result (from the
-supernets its own run distilled), the first seed's plain sum (hwnas's score), the mean of the seeds, the
+``hwnas.supernet.reliability.reliability_weighted`` averages the seeds and scales each block by that
+reproducibility (the mean pairwise Kendall tau of its candidates' ratings, clipped at 0). Scored, with no child
+trained again, against the seed-averaged stand-alone accuracies of earlier ranking results: the rating stored in the result
+(from the supernets its own run distilled), the first seed's plain sum (hwnas's score), the mean of the seeds, the
 reliability-weighted mean, and MACs. ``ranking`` and ``ranking_wide`` share 20 architectures;
 ``ranking_full`` is a separate set.
 
-Measured on ``runs/bench-ranking-lr`` (3 seeds, 10 epochs each): the first two blocks reproduce at tau 0.78, block 2
-at 0.53, block 3 at 0.42, blocks 4 and 5 not at all (0.09, -0.16). At 32 px the later blocks run on 4x4, 2x2 and
-1x1 maps, where a depthwise kernel wider than the map only adds taps that read padding: of blocks 2-5's 42, 84, 84
-and 6 candidates only 18, 12, 12 and 2 compute different functions (``SearchSpace.function_key``), so much of what those
-blocks' ratings tell apart is the seed. (DNA's space at 224 px has no such duplicates: its smallest maps are 7x7.)
-Weighted, Kendall tau rises on every result: ``ranking_full`` 0.427 -> 0.459, ``ranking_wide`` 0.445 ->
-0.495, ``ranking`` 0.316 -> 0.421 (the ratings those two results stored came from another distillation: 0.399 and
-0.253); still short of the 0.65 target and, on ``ranking_full``, of SPOS (0.543). Each seed's rating with twins
-pooled (what the search loads, ``hwnas.rating_pool``) scores 0.449, 0.438, 0.417 on ``ranking_full``: the raw
-seeds' mean, a third of their spread. Supernets distilled with twins sharing one module (the default now;
-``--name rating_reliability_twins`` on ``runs/bench-twins``) score 0.427, 0.512, 0.533 there.
+Results and their history: ``benchmarks/docs/rating_reliability.md``.
 
     python benchmarks/rating_reliability.py --runs runs/bench-ranking-lr/run runs/bench-ranking-lr/run-seed1 \
         runs/bench-ranking-lr/run-seed2
@@ -32,12 +22,12 @@ import argparse
 import time
 from pathlib import Path
 
-from _common import RESULTS, ROOT, finish_tau_plot, print_table, shown_path, write_result
+from _common import RESULTS, ROOT, finish_tau_plot, print_table, result_path, shown_path, write_result
 from ranking import rating_of
 from scipy.stats import kendalltau
 
 WORK = ROOT / "runs" / "bench-ranking-lr"
-DEFAULT_RESULTS = [RESULTS / f"{name}.json"
+DEFAULT_RESULTS = [RESULTS / "ranking" / f"{name}.json"
                    for name in ("ranking_full_s4", "ranking_full_s3", "ranking_full", "ranking_wide", "ranking")]
 
 
@@ -77,11 +67,11 @@ def main() -> None:
     for path in args.results:
         if not path.exists():
             parser.error(f"no ranking result at {path}; run benchmarks/ranking.py first or pass --results")
-    from hwnas.rating_pool import equivalence_classes, pool_equivalent
-    from hwnas.rating_seeds import block_reliability, mean_ratings, reliability_weighted
     from hwnas.run import open_run
-    from hwnas.stages import load_ratings
-    from profilers._files import read_json
+    from hwnas.supernet.ratings import load_ratings
+    from hwnas.supernet.reliability import block_reliability, mean_ratings, reliability_weighted
+    from hwnas.supernet.twins import equivalence_classes, pool_equivalent
+    from profilers.files import read_json
 
     started = time.perf_counter()
     runs = [open_run(path) for path in args.runs]
@@ -125,9 +115,9 @@ def main() -> None:
     print_table(rows, ["result", "archs", *next(iter(taus.values())), "noise ceiling"])
     print("each seed, twins pooled: " + "; ".join(f"{name} {', '.join(f'{t:.3f}' for t in values)}"
                                                  for name, values in each_seed.items()))
-    png = RESULTS / f"{args.name}.png"
+    png = result_path("rating_reliability", args.name, ".png")
     plot(png, taus, ceilings)
-    write_result(args.name, {
+    write_result("rating_reliability", args.name, {
         "runs": [str(p) for p in args.runs], "space": space.name, "block_reliability": reliability,
         "block_candidates": [len(space.block_candidates(b)) for b in range(space.num_blocks)],
         "block_distinct_functions": distinct,

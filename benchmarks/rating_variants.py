@@ -21,22 +21,9 @@ when it is missing, the teacher is trained and the supernets distilled and rated
 (about 20 minutes on 2 cores), then reused. The result's own stored ratings (from the ranking run's supernets)
 are scored too: the two distillations' difference is the rating's own noise.
 
-    python benchmarks/rating_variants.py --result benchmarks/results/ranking_wide.json
+    python benchmarks/rating_variants.py --result benchmarks/results/ranking/ranking_wide.json
 
-A stronger teacher (``--teacher-epochs 60``: 98.5% vs 96.5%) made no better ratings: l1_rel tau 0.259 on
-``ranking_full`` and 0.431 on ``ranking_wide`` (0.427 and 0.445 with the 20-epoch teacher):
-
-    python benchmarks/rating_variants.py --run runs/bench-teacher60/run --teacher-epochs 60 \
-        --result benchmarks/results/ranking_full.json --name rating_variants_t60_full
-
-Nor does a teacher from outside the space. DNA's teacher (EfficientNet-B7) is larger than every candidate, while the
-embedded default's is the space's own largest member, whose stages the largest candidates copy exactly. timm's
-``efficientnet_b0`` (5.3M parameters, 7x the largest member; 20 epochs with augmentation, 96.9% test; 1x1 adapters to
-the space's widths) made by ``hwnas teacher train --teacher efficientnet_b0``, ``hwnas distill``, ``hwnas rate`` in
-``runs/bench-b0teacher/run`` (22 min on 2 cores) scores l1_rel tau 0.406 on ``ranking_full``
-(``rating_variants_b0_full``; 0.427 with the default teacher, ``rating_variants_full``) and 0.145 on ``ranking_wide``
-(``rating_variants_b0_wide``; 0.445). Its block weights calibrated on ``ranking_full`` reached 0.691 (leave-one-out)
-but 0.357 on ``ranking_wide``: no robust gain.
+Results and their history: ``benchmarks/docs/rating_variants.md``.
 """
 
 from __future__ import annotations
@@ -50,11 +37,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _common import RESULTS, ROOT, print_table, shown_path, write_result
+from _common import ROOT, print_table, result_path, shown_path, write_result
 from scipy.stats import kendalltau, spearmanr
 from torch import nn
 
-from hwnas.rating import _recalibrate_and_run
+from hwnas.supernet.rating import recalibrate_and_run
 
 SPACE = "mbconv-tiny"
 
@@ -70,10 +57,10 @@ class SupernetScorer:
 
     def __init__(self, run_path: Path, calibration_samples: int) -> None:
         from hwnas.data import load_data
-        from hwnas.distill import load_supernet
-        from hwnas.features import TeacherFeatures
         from hwnas.run import open_run
-        from hwnas.stages import open_teacher
+        from hwnas.supernet.distill import load_supernet
+        from hwnas.supernet.features import TeacherFeatures
+        from hwnas.supernet.teacher import open_teacher
 
         self.run = open_run(run_path)
         self.space = self.run.space
@@ -98,7 +85,7 @@ class SupernetScorer:
     def _block(self, block: int, state: Hashable, candidate: Any, calibration: torch.Tensor, held_out: torch.Tensor,
                ) -> tuple[torch.Tensor, torch.Tensor]:
         path = nn.Sequential(*path_modules(self.supernets[block], state, candidate))  # = path_forward
-        return _recalibrate_and_run(path, calibration, held_out)
+        return recalibrate_and_run(path, calibration, held_out)
 
     @torch.no_grad()
     def stitched(self, arch: Hashable) -> dict[str, float]:
@@ -168,7 +155,7 @@ def plot(path: Path, taus: dict[str, float], ceiling: float | None, title: str) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--result", type=Path, default=ROOT / "benchmarks" / "results" / "ranking_wide.json",
+    parser.add_argument("--result", type=Path, default=ROOT / "benchmarks" / "results" / "ranking" / "ranking_wide.json",
                         help="a ranking benchmark result: its architectures and stand-alone accuracies")
     parser.add_argument("--run", type=Path, default=ROOT / "runs" / "bench-ranking-lr" / "run",
                         help="the hwnas run with the distilled block supernets (made when missing)")
@@ -182,8 +169,8 @@ def main() -> None:
                              "on 2 cores, so a 100-architecture result is scored in seconds")
     parser.add_argument("--name", default="rating_variants")
     args = parser.parse_args()
-    from hwnas.stages import load_ratings
-    from profilers._files import read_json
+    from hwnas.supernet.ratings import load_ratings
+    from profilers.files import read_json
 
     if not args.result.exists():
         parser.error(f"no ranking result at {args.result}; run benchmarks/ranking.py first or pass --result")
@@ -254,10 +241,10 @@ def main() -> None:
     print(f"each block's l1_rel alone: Kendall tau {', '.join(f'{t:.3f}' for t in per_block)}; noise ceiling of the "
           f"accuracies {ceiling if ceiling is None else round(ceiling, 3)}; this run's teacher "
           f"{scorer.teacher_val_accuracy:.4f} on val")
-    png = RESULTS / f"{args.name}.png"
+    png = result_path("rating_variants", args.name, ".png")
     plot(png, {n: v["kendall_tau"] for n, v in table.items()}, ceiling,
          f"{len(archs)} archs of {args.result.stem}, one set of block supernets")
-    write_result(args.name, {
+    write_result("rating_variants", args.name, {
         "result": shown_path(args.result),
         "run": str(args.run), "space": SPACE, "data": result["data"], "archs": [str(a) for a in archs],
         "accuracy": accuracies, "accuracy_measure": result.get("accuracy_measure", "test_accuracy"),

@@ -1,10 +1,10 @@
 """Benchmark: do distillation seeds combined by block reliability rank better than one seed?
 
 ``hwnas distill --seeds N`` trains N seeds of the block supernets and ``hwnas rate`` combines them
-(``hwnas.distill_seeds``): the seeds' mean rating, each block scaled by the mean Kendall tau of its candidates' order
+(``hwnas.supernet.seeds``): the seeds' mean rating, each block scaled by the mean Kendall tau of its candidates' order
 between seeds. This scores, against a ranking result's stand-alone accuracies (``ranking.py``; default
 ``ranking_100``: 100 archs x 4 seeds), each triple of seeds given: every seed alone, the seeds' plain mean rating, and
-the combination, with the paired bootstrap interval (2000 draws of the architectures, ``hwnas.rank_noise``) of the
+the combination, with the paired bootstrap interval (2000 draws of the architectures, ``rank_noise``) of the
 combination minus its first seed alone. All scores are the search's pooled ratings. No child is trained.
 
 A triple is ``NAME=RUN`` (a run distilled with ``hwnas distill --seeds``: its seeds are read from ``RUN/seeds/``) or
@@ -29,9 +29,9 @@ from scipy.stats import kendalltau
 
 def triple_ratings(spec: str) -> tuple[str, list[Any]]:
     """(name, unpooled per-block ratings of each seed) of one ``NAME=RUN`` or ``NAME=RUN0,RUN1,...`` spec."""
-    from hwnas.distill_seeds import seed_runs
     from hwnas.run import open_run
-    from hwnas.stages import load_ratings
+    from hwnas.supernet.ratings import load_ratings
+    from hwnas.supernet.seeds import seed_runs
 
     name, _, paths = spec.partition("=")
     if not name or not paths:
@@ -48,9 +48,10 @@ def triple_ratings(spec: str) -> tuple[str, list[Any]]:
 def score_triple(space: Any, archs: list[Any], seeds: list[Any], accuracies: list[float],
                  per_seed: list[list[float]]) -> dict[str, Any]:
     """Kendall taus of each seed, the plain mean and the reliability-weighted combination (pooled, as searched)."""
-    from hwnas.rank_noise import difference_interval
-    from hwnas.rating_pool import pool_equivalent
-    from hwnas.rating_seeds import block_reliability, mean_ratings, reliability_weighted
+    from rank_noise import difference_interval
+
+    from hwnas.supernet.reliability import block_reliability, mean_ratings, reliability_weighted
+    from hwnas.supernet.twins import pool_equivalent
 
     def score(ratings: Any) -> list[float]:
         pooled = pool_equivalent(space, ratings)
@@ -70,12 +71,12 @@ def score_triple(space: Any, archs: list[Any], seeds: list[Any], accuracies: lis
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--result", default=str(RESULTS / "ranking_100.json"), help="a ranking.py result")
+    parser.add_argument("--result", default=str(RESULTS / "ranking" / "ranking_100.json"), help="a ranking.py result")
     parser.add_argument("--triple", action="append", required=True, help="NAME=RUN or NAME=RUN0,RUN1,RUN2")
     parser.add_argument("--name", default="seed_combination")
     args = parser.parse_args()
 
-    from profilers._files import read_json
+    from profilers.files import read_json
     from search_spaces import get_space
 
     started = time.perf_counter()
@@ -101,7 +102,7 @@ def main() -> None:
     gains = [s["combined_minus_single_mean"] for s in scored.values()]
     print(f"combined minus the seeds' average: mean {statistics.fmean(gains):+.3f} over {len(gains)} triple(s); "
           f"against {Path(args.result).name} ({len(archs)} archs)")
-    write_result(args.name, {"benchmark": "seed_combination", "result": Path(args.result).name,
+    write_result("seed_combination", args.name, {"result": Path(args.result).name,
                              "triples": {spec.partition("=")[0]: spec.partition("=")[2] for spec in args.triple},
                              "scores": scored, "mean_gain_over_single_average": statistics.fmean(gains),
                              "wall_s": time.perf_counter() - started})

@@ -18,11 +18,12 @@ from pathlib import Path
 import torch
 from _common import print_table, write_result
 
-from hwnas.distill import DistillConfig
-from hwnas.rating import rate_block
 from hwnas.run import create_or_open_run
-from hwnas.stages import distill, rate, train_teacher
-from hwnas.supernet import BlockSupernet
+from hwnas.supernet.blocks import BlockSupernet
+from hwnas.supernet.distill import DistillConfig, distill
+from hwnas.supernet.rating import rate_block
+from hwnas.supernet.ratings import rate
+from hwnas.supernet.teacher import train_teacher
 from hwnas.training import TrainConfig
 from search_spaces import DNA_OPS, MBConvSpace, StageSpec
 
@@ -95,7 +96,8 @@ def main() -> None:
     print_table([[t["space"], f"{t['teacher_test_accuracy']:.3f}", f"{t['teacher_s']:.0f}", f"{t['distill_s']:.0f}",
                   f"{t['rate_s']:.0f}"] for t in tiny],
                 ["space", "teacher test acc", "teacher s", "distill s (6 epochs)", "rate s"])
-    write_result("supernet_costs", {"prefix_sharing": sharing, "teacher_cache": cache, "tiny_pipelines": tiny,
+    write_result("supernet_costs", "supernet_costs", {"prefix_sharing": sharing, "teacher_cache": cache,
+                                                      "tiny_pipelines": tiny,
                                     "torch_threads": 1,
                                     "targets": {"evaluations>=3x": sharing["evaluation_ratio"] >= 3,
                                                 "cache>=2x": cache["speedup"] >= 2}})

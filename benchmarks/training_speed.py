@@ -1,6 +1,6 @@
 """Benchmark: training step time on the CPU with depthwise layers on small maps in the dense form, and without.
 
-``hwnas.depthwise.fast_small_depthwise`` computes depthwise convolutions on maps of up to 2x2 pixels (and up to 8x8
+``hwnas.training.depthwise.fast_small_depthwise`` computes depthwise convolutions on maps of up to 2x2 pixels (and up to 8x8
 for kernels of 5x5 and wider) as per-channel matrix products, where PyTorch's CPU backward is slow. Training
 (``train_classifier``) and block distillation (``distill_block``) use it. This times one training step (forward,
 backward, AdamW) of stand-alone ``mbconv-tiny`` children (the ranking benchmark's trainings) and of the largest
@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from _common import print_table, write_result
 
-from hwnas.depthwise import fast_small_depthwise
+from hwnas.training.depthwise import fast_small_depthwise
 
 SPACE = "mbconv-tiny"
 
@@ -111,7 +111,7 @@ def main() -> None:
         rows.append(["child", timing["arch"], f"{timing['native_ms']:.0f}", f"{timing['dense_ms']:.0f}",
                      f"{timing['speedup']:.2f}x"])
 
-    from hwnas.supernet import BlockSupernet
+    from hwnas.supernet.blocks import BlockSupernet
 
     blocks = []
     for block in range(space.num_blocks):
@@ -145,7 +145,7 @@ def main() -> None:
     total_dense = sum(c["dense_ms"] for c in children)
     print(f"children: {total_native / total_dense:.2f}x faster per step in total ({args.threads} thread(s), "
           f"batch {args.batch})")
-    write_result(args.name, {
+    write_result("training_speed", args.name, {
         "space": SPACE, "threads": args.threads, "batch": args.batch, "rounds": args.rounds, "steps": args.steps,
         "torch": torch.__version__, "children": children, "supernet_blocks": blocks,
         "children_speedup": total_native / total_dense, "wall_s": time.perf_counter() - started,

@@ -140,6 +140,18 @@ def large_distorted_test_set(resolution: int, copies: int = 32, seed: int = LARG
     return TensorDataset(grey.expand(-1, 3, -1, -1).contiguous(), labels.repeat_interleave(copies))
 
 
+def open_image(path: str) -> object:
+    """An RGB image; ValueError naming the file when it is not a readable image (truncated, not an image)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with open(path, "rb") as handle:
+            image = Image.open(handle)
+            return image.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise ValueError(f"{path} is not a readable image ({error}); remove or replace it") from None
+
+
 def load_image_folder_bundle(root: Path, resolution: int) -> DataBundle:
     """An ImageNet-layout folder read with torchvision's ImageFolder and timm's train/eval transforms."""
     from timm.data import create_transform
@@ -150,8 +162,9 @@ def load_image_folder_bundle(root: Path, resolution: int) -> DataBundle:
         if not (root / split).is_dir():
             raise FileNotFoundError(f"image folder {root} needs {root / split}/CLASS/*.jpg (ImageNet layout); "
                                     f"{root / split} is missing")
-    train = ImageFolder(str(root / "train"), transform=create_transform(resolution, is_training=False))
-    val = ImageFolder(str(root / "val"), transform=create_transform(resolution, is_training=False))
+    transform = create_transform(resolution, is_training=False)
+    train = ImageFolder(str(root / "train"), transform=transform, loader=open_image)
+    val = ImageFolder(str(root / "val"), transform=transform, loader=open_image)
     if train.classes != val.classes:
         raise ValueError(f"{root}: train and val have different classes ({len(train.classes)} vs {len(val.classes)})")
     return DataBundle(str(root), len(train.classes), resolution, {"train": train, "val": val, "test": val})

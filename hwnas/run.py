@@ -7,12 +7,15 @@ checkpoints (one per block), the teacher-feature cache, the ratings, the search 
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from profilers._files import atomic_write_json, read_json
+from profilers.files import atomic_write_json, read_json, remove_stale_temporaries
 from search_spaces import SearchSpace, get_space
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -56,6 +59,8 @@ def open_run(name: str | Path) -> RunDir:
     if not config_path.exists():
         raise FileNotFoundError(f"no run at {path} (no run.json); create it with "
                                 f"'hwnas teacher train --run {name} --space SPACE --data digits'")
+    for leftover in remove_stale_temporaries(path):
+        log.info("removed %s, left by a killed write", leftover)
     return RunDir(path, read_json(config_path, "run configuration"))
 
 

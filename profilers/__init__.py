@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import importlib
 
-from profilers._base import MissingRuntimeError, ModelRef, Runtime
-from profilers._protocol import Protocol, measure
-from profilers._stats import LatencyStats
+from profilers.protocol import Protocol, measure
+from profilers.runtime import MissingRuntimeError, ModelRef, Runtime
+from profilers.stats import LatencyStats
 
 _RUNTIMES = {
     "onnxruntime": ("profilers.onnxruntime_runtime", "OnnxRuntime"),

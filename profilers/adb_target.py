@@ -30,9 +30,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from profilers._base import ModelRef, Runtime
-from profilers._protocol import Protocol, measure_batches
-from profilers._stats import LatencyStats
+from profilers.protocol import Protocol, measure_batches
+from profilers.runtime import ModelRef, Runtime
+from profilers.stats import LatencyStats
 
 REMOTE_DIR = "/data/local/tmp/hwnas"
 DEFAULT_BINARY = "/data/local/tmp/benchmark_model"
@@ -90,8 +90,8 @@ class AdbTarget:
     def __init__(self, runtime: Runtime, serial: str | None = None, adb: str = "adb", binary: str = DEFAULT_BINARY,
                  timeout_s: float = 300.0) -> None:
         if runtime.file_suffix != ".tflite":
-            raise ValueError(f"an adb target runs TFLite files with benchmark_model; use --runtime litert, not "
-                             f"{runtime.name}")
+            raise ValueError(f"an adb target runs TFLite files with benchmark_model: use --runtime litert (export: "
+                             f"--format tflite), not {runtime.name}")
         if shutil.which(adb) is None:
             raise AdbError(f"adb not found ({adb!r}); install Android platform-tools (Debian: apt-get install adb) "
                            "or pass its path")
@@ -160,7 +160,7 @@ class AdbTarget:
         return runs_from_quantiles(parse_benchmark_output(self._shell(command + " 2>&1")))
 
     def measure_files(
-        self, refs: Mapping[str, ModelRef], protocol: Protocol, store: Any, prefix: str,
+        self, refs: Mapping[str, ModelRef], protocol: Protocol, store: Any = None, prefix: str = "",
         on_round: Callable[[int, int], None] | None = None,
     ) -> dict[str, LatencyStats]:
         """Push every file, then measure all of them in interleaved rounds (a batch = one invocation)."""

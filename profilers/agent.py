@@ -8,23 +8,33 @@ API (JSON over HTTP):
 - ``POST /measure`` with ``{"runtime", "threads", "precision", "protocol": {...}, "models": {name: base64}}``
   -> ``{"device": {...}, "runtime": {...}, "stats": {name: {min, p10, median, p90, mean, n}}}``.
 
-Binds 127.0.0.1 by default; any other address requires a token (``Authorization: Bearer TOKEN``). Requests are
-limited in size and in measurement time; malformed ones get a 4xx with a message, never a crash.
+Binds 127.0.0.1 by default; any other address requires a token (``Authorization: Bearer TOKEN``). Limits:
+- a request's size (``max_bytes``) and its measurement time (``max_seconds``, checked after every timed run, so no
+  request holds the device past it), with the protocol's run and round counts capped (``PROTOCOL_CAPS``);
+- reading a request's headers and body within ``READ_TIMEOUT_S`` (a client that declares a body and never sends it
+  is cut off);
+- ``max_connections`` connections served at once and ``max_waiting`` measurements queued behind the one running;
+  past either, the answer is 503 with ``Retry-After`` (nothing is reset: the listen backlog holds 128).
+Malformed requests get a 4xx with a message (NaN or Infinity, nesting too deep, wrong types), never a crash.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import dataclasses
 import hmac
 import ipaddress
 import json
+import math
+import socket
 import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -34,13 +44,20 @@ import torch
 from torch import nn
 
 from profilers import MissingRuntimeError, get_runtime, list_runtimes
-from profilers._base import ModelRef, Runtime
-from profilers._device import device_metadata
-from profilers._protocol import Protocol, measure
-from profilers._stats import LatencyStats
+from profilers.machine import device_metadata
+from profilers.protocol import Protocol, measure
+from profilers.runtime import ModelRef, Runtime
+from profilers.stats import LatencyStats
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_SECONDS = 600.0
+READ_TIMEOUT_S = 20.0
+DEFAULT_MAX_CONNECTIONS = 64
+DEFAULT_MAX_WAITING = 64
+MAX_THREADS = 256
+# the largest counts a request's protocol may ask for (the time limit bounds them too; these bound memory)
+PROTOCOL_CAPS = {"warmup_runs": 1000, "runs_per_round": 10_000, "min_runs_per_round": 10_000, "min_rounds": 1000,
+                 "max_rounds": 1000, "span_max_rounds": 1000}
 FILE_RUNTIMES = ("onnxruntime", "litert", "onnxruntime-cuda", "tensorrt")
 
 
@@ -62,24 +79,82 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def check_limits(port: int, max_bytes: int, max_seconds: float, max_connections: int, max_waiting: int) -> None:
+    """ValueError naming the first limit out of range."""
+    if not 0 <= port <= 65535:
+        raise ValueError(f"--port must be 0-65535 (0: any free port), got {port}")
+    if max_bytes < 1:
+        raise ValueError(f"--max-mb must be >= 1, got {max_bytes / (1024 * 1024):g}")
+    if not (math.isfinite(max_seconds) and max_seconds > 0):
+        raise ValueError(f"--max-seconds must be a finite number > 0, got {max_seconds}")
+    if max_connections < 1 or max_waiting < 0:
+        raise ValueError(f"--max-connections must be >= 1 and --max-waiting >= 0, got {max_connections} and "
+                         f"{max_waiting}")
+
+
 class AgentServer(ThreadingHTTPServer):
     """The agent's HTTP server; one measurement at a time (a lock), ``/info`` always answers."""
 
     daemon_threads = True
+    request_queue_size = 128  # the listen backlog: simultaneous clients wait here instead of being reset
 
     def __init__(
         self, host: str = "127.0.0.1", port: int = 8765, token: str | None = None,
         max_bytes: int = DEFAULT_MAX_BYTES, max_seconds: float = DEFAULT_MAX_SECONDS, device_name: str | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS, max_waiting: int = DEFAULT_MAX_WAITING,
+        read_timeout_s: float = READ_TIMEOUT_S,
     ) -> None:
+        """Bind and get ready to serve; ValueError for a limit out of range or a port that cannot be bound (many
+        parameters because each is one flag of ``hwnas agent serve``)."""
+        check_limits(port, max_bytes, max_seconds, max_connections, max_waiting)
         if not is_loopback(host) and not token:
             raise ValueError(f"the agent binds {host}, which is reachable from other machines: give --token "
                              "(or bind 127.0.0.1)")
-        super().__init__((host, port), _Handler)
+        try:
+            super().__init__((host, port), _Handler)
+        except OSError as error:
+            raise ValueError(f"cannot listen on {host}:{port}: {error.strerror or error}; choose another --port "
+                             "(or stop what is using it)") from None
         self.token = token
         self.max_bytes = max_bytes
         self.max_seconds = max_seconds
+        self.max_waiting = max_waiting
+        self.read_timeout_s = read_timeout_s
         self.device = device_metadata(device_name)
         self.measure_lock = threading.Lock()
+        self.connections = threading.BoundedSemaphore(max_connections)
+        self.refusals = threading.BoundedSemaphore(4 * max_connections)  # busy answers being written at once
+        self.waiting = 0
+        self.waiting_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve the connection on its own thread while fewer than ``max_connections`` are served; else answer 503
+        at once and close."""
+        if not self.connections.acquire(blocking=False):
+            if self.refusals.acquire(blocking=False):  # read the request, then answer 503 (a client mid-send
+                threading.Thread(target=self._refuse, args=(request,), daemon=True).start()  # sees no reset)
+            else:
+                self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.connections.release()
+            raise
+
+    def _refuse(self, request: socket.socket) -> None:
+        try:
+            _refuse_busy(request, self.read_timeout_s, self.max_bytes)
+        finally:
+            self.shutdown_request(request)
+            self.refusals.release()
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        """The thread's work, then its connection slot back."""
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.connections.release()
 
     @property
     def url(self) -> str:
@@ -88,18 +163,68 @@ class AgentServer(ThreadingHTTPServer):
         return f"http://{host}:{port}"
 
 
+def _refuse_busy(connection: socket.socket, read_timeout_s: float, max_bytes: int, retry_after_s: int = 5) -> None:
+    """Read the request (headers and declared body, within the read timeout) and answer 503 with Retry-After."""
+    connection.settimeout(read_timeout_s)
+    deadline = time.monotonic() + read_timeout_s
+    received = b""
+    with contextlib.suppress(OSError, ValueError):
+        while b"\r\n\r\n" not in received and time.monotonic() < deadline and len(received) < 65536:
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+        head, _, rest = received.partition(b"\r\n\r\n")
+        lengths = [line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")]
+        remaining = min(int(lengths[0]), max_bytes) - len(rest) if lengths and lengths[0].isdigit() else 0
+        while remaining > 0 and time.monotonic() < deadline:
+            chunk = connection.recv(min(remaining, 1 << 16))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+    body = json.dumps({"error": "the agent is busy: retry later"}).encode()
+    head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: {retry_after_s}"
+            f"\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    with contextlib.suppress(OSError):
+        connection.sendall(head + body)
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: AgentServer
     protocol_version = "HTTP/1.1"
 
+    def setup(self) -> None:
+        self.timeout = self.server.read_timeout_s  # a socket read (headers, body, idle keep-alive) waits this long
+        super().setup()
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
         pass
 
-    def _reply(self, status: HTTPStatus, payload: dict[str, Any]) -> None:
+    def handle_one_request(self) -> None:
+        """One request, whose request line and headers must arrive within ``READ_TIMEOUT_S`` in all (a client
+        trickling a byte at a time is cut off; the per-read timeout alone would not stop it)."""
+        self._headers_read = False
+        timer = threading.Timer(self.server.read_timeout_s, self._cut_off_slow_headers)
+        timer.daemon = True
+        timer.start()
+        try:
+            super().handle_one_request()
+        finally:
+            timer.cancel()
+
+    def _cut_off_slow_headers(self) -> None:
+        if not self._headers_read:
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _reply(self, status: HTTPStatus, payload: dict[str, Any], retry_after_s: int | None = None) -> None:
         body = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
+        if retry_after_s is not None:
+            self.send_header("Retry-After", str(retry_after_s))
         self.end_headers()
         self.wfile.write(body)
 
@@ -109,7 +234,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(HTTPStatus.OK, handler())
         except RequestError as error:
             self.close_connection = True
-            self._reply(error.status, {"error": str(error)})
+            retry = 5 if error.status == HTTPStatus.SERVICE_UNAVAILABLE else None
+            self._reply(error.status, {"error": str(error)}, retry)
         except MissingRuntimeError as error:
             self._reply(HTTPStatus.UNPROCESSABLE_ENTITY, {"error": str(error)})
         except Exception as error:  # an agent must answer, not die: report what broke
@@ -123,6 +249,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise RequestError(HTTPStatus.UNAUTHORIZED, "missing or wrong token: send 'Authorization: Bearer TOKEN'")
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        self._headers_read = True
         if self.path != "/info":
             self._guard(lambda: _raise(HTTPStatus.NOT_FOUND, f"no such endpoint {self.path}; use GET /info or "
                                                              "POST /measure"))
@@ -130,6 +257,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._guard(lambda: {"device": self.server.device, "runtimes": _available_runtimes()})
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        self._headers_read = True
         if self.path != "/measure":
             self._guard(lambda: _raise(HTTPStatus.NOT_FOUND, f"no such endpoint {self.path}; use POST /measure"))
             return
@@ -144,13 +272,35 @@ class _Handler(BaseHTTPRequestHandler):
             self._drain(length)
             raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                                f"request of {length} bytes exceeds the agent's limit of {self.server.max_bytes}")
+        body = self._read_body(length)
         try:
-            payload = json.loads(self.rfile.read(length))
+            payload = json.loads(body, parse_constant=_no_constant)
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise RequestError(HTTPStatus.BAD_REQUEST, f"body is not valid JSON: {error}") from error
+        except RecursionError:
+            raise RequestError(HTTPStatus.BAD_REQUEST, "body is nested too deeply") from None
         if not isinstance(payload, dict):
             raise RequestError(HTTPStatus.BAD_REQUEST, "body must be a JSON object")
         return payload
+
+    def _read_body(self, length: int) -> bytes:
+        """The body, read within the read timeout in all (408 otherwise: a body declared and never sent)."""
+        limit = self.server.read_timeout_s
+        deadline = time.monotonic() + limit
+        parts, remaining = [], length
+        while remaining > 0:
+            if time.monotonic() > deadline:
+                raise RequestError(HTTPStatus.REQUEST_TIMEOUT, f"the body was not sent within {limit:g} s")
+            try:
+                chunk = self.rfile.read1(min(remaining, 1 << 16))
+            except (TimeoutError, OSError):
+                chunk = b""
+            if not chunk:
+                raise RequestError(HTTPStatus.REQUEST_TIMEOUT, f"the body ended after {length - remaining} of the "
+                                                               f"{length} bytes declared")
+            parts.append(chunk)
+            remaining -= len(chunk)
+        return b"".join(parts)
 
     def _drain(self, length: int, limit: int = 16 * 1024 * 1024) -> None:
         """Read and drop a refused body (up to ``limit`` bytes) so the client can read the refusal."""
@@ -168,7 +318,8 @@ class _Handler(BaseHTTPRequestHandler):
         models = payload.get("models")
         if not isinstance(models, dict) or not models:
             raise RequestError(HTTPStatus.BAD_REQUEST, "'models' must map names to base64-encoded model files")
-        with self.server.measure_lock, tempfile.TemporaryDirectory() as tmp:
+        with self._queued(), tempfile.TemporaryDirectory() as tmp:
+            deadline = time.monotonic() + self.server.max_seconds
             runners = {}
             for index, (name, encoded) in enumerate(models.items()):
                 try:
@@ -178,16 +329,49 @@ class _Handler(BaseHTTPRequestHandler):
                 path = Path(tmp) / f"model_{index}{runtime.file_suffix}"
                 path.write_bytes(data)
                 try:
-                    runners[str(name)] = runtime.load(path)["main"]
+                    runners[str(name)] = _bounded(runtime.load(path)["main"], deadline)
                 except MissingRuntimeError:
                     raise
                 except Exception as error:
                     raise RequestError(HTTPStatus.BAD_REQUEST,
                                        f"model {name!r} does not load in {runtime.name}: {error}") from error
-            deadline = time.monotonic() + self.server.max_seconds
-            stats = measure(runners, protocol, on_round=lambda done, total: _check_deadline(deadline))
+            stats = measure(runners, protocol)
         return {"device": self.server.device, "runtime": runtime.metadata(),
                 "stats": {name: s.to_dict() for name, s in stats.items()}}
+
+
+    @contextlib.contextmanager
+    def _queued(self) -> Iterator[None]:
+        """Hold the measurement lock; 503 when ``max_waiting`` measurements already wait for it."""
+        server = self.server
+        with server.waiting_lock:
+            if server.waiting >= server.max_waiting and server.measure_lock.locked():
+                raise RequestError(HTTPStatus.SERVICE_UNAVAILABLE, f"{server.waiting} measurements are queued: "
+                                                                   "retry later")
+            server.waiting += 1
+        try:
+            server.measure_lock.acquire()
+        finally:
+            with server.waiting_lock:
+                server.waiting -= 1
+        try:
+            yield
+        finally:
+            server.measure_lock.release()
+
+
+def _no_constant(name: str) -> None:
+    raise RequestError(HTTPStatus.BAD_REQUEST, f"{name} is not a number JSON allows; send finite numbers")
+
+
+def _bounded(runner: Callable[[], object], deadline: float) -> Callable[[], object]:
+    """The runner, refusing to run once ``deadline`` has passed (so one request cannot hold the device)."""
+
+    def run() -> object:
+        _check_deadline(deadline)
+        return runner()
+
+    return run
 
 
 def _raise(status: HTTPStatus, message: str) -> dict[str, Any]:
@@ -215,9 +399,13 @@ def _runtime_from(payload: Mapping[str, Any]) -> Runtime:
     if name not in FILE_RUNTIMES:
         raise RequestError(HTTPStatus.BAD_REQUEST, f"'runtime' must be one of {', '.join(FILE_RUNTIMES)}; "
                                                    f"got {name!r} (known runtimes: {', '.join(list_runtimes())})")
+    threads, precision = payload.get("threads", 1), payload.get("precision", "fp32")
+    if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= MAX_THREADS:
+        raise RequestError(HTTPStatus.BAD_REQUEST, f"'threads' must be a whole number 1-{MAX_THREADS}, got {threads!r}")
+    if not isinstance(precision, str):
+        raise RequestError(HTTPStatus.BAD_REQUEST, f"'precision' must be a string, got {precision!r}")
     try:
-        return get_runtime(str(name), threads=int(payload.get("threads", 1)),
-                           precision=str(payload.get("precision", "fp32")))
+        return get_runtime(str(name), threads=threads, precision=precision)
     except (TypeError, ValueError) as error:
         raise RequestError(HTTPStatus.BAD_REQUEST, str(error)) from error
 
@@ -226,6 +414,22 @@ def _protocol_from(payload: Mapping[str, Any], max_seconds: float) -> Protocol:
     raw = payload.get("protocol", {})
     if not isinstance(raw, dict):
         raise RequestError(HTTPStatus.BAD_REQUEST, "'protocol' must be an object")
+    fields = {f.name: f.type for f in dataclasses.fields(Protocol)}
+    for key, value in raw.items():
+        if key not in fields:
+            raise RequestError(HTTPStatus.BAD_REQUEST, f"unknown protocol setting {key!r}; known: {', '.join(fields)}")
+        wanted = fields[key]
+        if wanted == "str":
+            ok = isinstance(value, str)
+        else:
+            ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and (
+                wanted != "int" or isinstance(value, int)) and value >= 0
+        if not ok:
+            raise RequestError(HTTPStatus.BAD_REQUEST, f"protocol setting {key!r} must be a non-negative "
+                                                       f"{'whole number' if wanted == 'int' else wanted}, got {value!r}")
+        if key in PROTOCOL_CAPS and value > PROTOCOL_CAPS[key]:
+            raise RequestError(HTTPStatus.BAD_REQUEST, f"protocol setting {key!r} is capped at {PROTOCOL_CAPS[key]} "
+                                                       f"by this agent, got {value}")
     try:
         protocol = Protocol(**raw)
     except (TypeError, ValueError) as error:
@@ -259,7 +463,10 @@ class AgentClient:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                return json.loads(response.read())
+                answer = json.loads(response.read(), parse_constant=_no_constant)
+                if not isinstance(answer, dict):
+                    raise AgentError(f"agent {self.url} answered with {type(answer).__name__}, not a JSON object")
+                return answer
         except urllib.error.HTTPError as error:
             detail = error.read().decode(errors="replace")
             try:
@@ -267,6 +474,8 @@ class AgentClient:
             except json.JSONDecodeError:
                 pass
             raise AgentError(f"agent {self.url} answered {error.code}: {detail}") from error
+        except (json.JSONDecodeError, UnicodeDecodeError, RequestError) as error:
+            raise AgentError(f"agent {self.url} answered with something that is not strict JSON: {error}") from None
         except (urllib.error.URLError, OSError) as error:
             raise AgentError(f"cannot reach the agent at {self.url}: {error}; is 'hwnas agent serve' running "
                              "there?") from error
@@ -278,7 +487,10 @@ class AgentClient:
     def device(self) -> dict[str, Any]:
         """The remote device's metadata (cached)."""
         if self._device is None:
-            self._device = dict(self.info()["device"])
+            device = self.info().get("device")
+            if not isinstance(device, dict):
+                raise AgentError(f"agent {self.url} answered /info without its device; is it an hwnas agent?")
+            self._device = dict(device)
             self._device["agent_url"] = self.url
         return self._device
 
@@ -290,10 +502,17 @@ class AgentClient:
             "models": {name: base64.b64encode(data).decode() for name, data in models.items()},
         }
         answer = self._request("POST", "/measure", payload)
-        return {name: LatencyStats.from_dict(s) for name, s in answer["stats"].items()}
+        stats = answer.get("stats") if isinstance(answer, dict) else None
+        if not isinstance(stats, dict) or set(stats) != set(models):
+            raise AgentError(f"agent {self.url} answered without statistics for every model sent ({sorted(models)}); "
+                             "is it an hwnas agent of this version?")
+        try:
+            return {name: LatencyStats.from_dict(s) for name, s in stats.items()}
+        except ValueError as error:
+            raise AgentError(f"agent {self.url} answered with unusable statistics: {error}") from None
 
     def measure_files(
-        self, refs: Mapping[str, ModelRef], protocol: Protocol, store: Any, prefix: str,
+        self, refs: Mapping[str, ModelRef], protocol: Protocol, store: Any = None, prefix: str = "",
         on_round: Callable[[int, int], None] | None = None,
     ) -> dict[str, LatencyStats]:
         """Measure in chunks; each finished chunk is stored so a restart skips it."""

@@ -7,9 +7,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from profilers._base import MissingRuntimeError, Runtime, random_input
-from profilers._protocol import Runner
 from profilers.onnx_export import export_onnx
+from profilers.protocol import Runner
+from profilers.runtime import MissingRuntimeError, Runtime, random_input
 
 
 class OnnxRuntime(Runtime):

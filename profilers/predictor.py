@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from profilers import drift as drift_policy
 from profilers.table import LatencyTable
 from search_spaces import SearchSpace
 
@@ -110,21 +111,18 @@ def fit_calibration(raw_ms: Sequence[float], measured_ms: Sequence[float], archs
     return calibration
 
 
-DRIFT_TOLERANCE = 0.10  # a second validation pass this far off the first (median ratio) gets a warning
-
-
 def validation_report(
     predicted: Sequence[float], measured: Sequence[float], remeasured: Sequence[float], archs: Sequence[str],
 ) -> dict[str, Any]:
     """Predictor error on held-out networks next to the spread of measuring the same networks twice; a ``warning``
-    when the second pass drifted from the first by more than ``DRIFT_TOLERANCE`` (median ratio)."""
+    when the second pass was perturbed against the first (``profilers.drift``: its median ratio)."""
     from scipy.stats import kendalltau
 
     p, m, r = (np.asarray(v, dtype=float) for v in (predicted, measured, remeasured))
     error = np.abs(p - m) / m
     spread = np.abs(r - m) / m
     tau = kendalltau(p, m).statistic if len(p) > 1 else float("nan")
-    drift = float(np.median(r / m))
+    drift = float(drift_policy.drift(r, m))
     report = {
         "n": int(len(p)),
         "mean_abs_pct_error": float(100 * error.mean()),
@@ -139,7 +137,7 @@ def validation_report(
         "remeasured_ms": r.tolist(),
         "remeasure_median_ratio": drift,
     }
-    if abs(drift - 1) > DRIFT_TOLERANCE:
+    if drift_policy.is_perturbed(drift):
         report["warning"] = drift_warning(drift)
     return report
 

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+import logging
 import random
 import shutil
 import sqlite3
-import sys
 import tempfile
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Hashable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -23,15 +22,18 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
-from profilers._base import ModelRef, Runtime
-from profilers._device import device_metadata
-from profilers._protocol import Protocol, Runner, measure
-from profilers._stats import LatencyStats
+from profilers.files import remove_stale_temporaries
 from profilers.predictor import LatencyPredictor, fit_calibration, min_layers, plot_validation, validation_report
+from profilers.progress import progress
+from profilers.protocol import Protocol
+from profilers.runtime import ModelRef, Runtime
 from profilers.table import LatencyTable, table_metadata
+from profilers.targets import open_target
 from search_spaces import SearchSpace, get_space
+
+log = logging.getLogger(__name__)
+
 
 OVERHEAD_KEY = "__call_overhead__"
 
@@ -122,8 +124,7 @@ def export_units(
     units = {u.key: u for u in space.all_units()}
     refs = {key: ModelRef(models_dir / _file_name(key, runtime.file_suffix), "main") for key in [OVERHEAD_KEY, *units]}
     missing = [key for key, ref in refs.items() if not ref.path.exists()]
-    bar = tqdm(total=len(missing), desc=f"export {runtime.name}", unit="unit", disable=not show_progress,
-               file=sys.stderr)
+    bar = progress(total=len(missing), desc=f"export {runtime.name}", unit="unit", disable=not show_progress)
     if OVERHEAD_KEY in missing:
         _export_atomic(runtime, OVERHEAD_KEY, _CallOverhead(), torch.zeros(1, 8), refs[OVERHEAD_KEY].path)
         missing.remove(OVERHEAD_KEY)
@@ -151,55 +152,8 @@ def _is_registered(space: SearchSpace) -> bool:
         return False
 
 
-class LocalTarget:
-    """Measure on this machine, in this process."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-
-    def device(self) -> dict[str, Any]:
-        """This machine's metadata."""
-        return device_metadata()
-
-    def measure_files(
-        self, refs: Mapping[str, ModelRef], protocol: Protocol, store: SampleStore | None, prefix: str,
-        on_round: Callable[[int, int], None] | None = None,
-    ) -> dict[str, LatencyStats]:
-        """Load each file and measure all of them interleaved under ``protocol``."""
-        loaded: dict[Path, dict[str, Runner]] = {}
-        for ref in refs.values():
-            if ref.path not in loaded:
-                loaded[ref.path] = self.runtime.load(ref.path)
-        runners = {key: loaded[ref.path][ref.entry] for key, ref in refs.items()}
-        done = store.batches(prefix) if store else None
-        on_batch = (lambda key, r, times: store.add_batch(prefix + key, r, times)) if store else None
-        return measure(runners, protocol, done=done, on_batch=on_batch, on_round=on_round)
-
-    def measure_modules(
-        self, items: Mapping[str, tuple[nn.Module, torch.Tensor]], protocol: Protocol, workdir: Path,
-    ) -> dict[str, LatencyStats]:
-        """Measure modules end to end (runtimes without a file format included)."""
-        if self.runtime.file_suffix is None:
-            return measure(self.runtime.compile(items, workdir), protocol)
-        refs = self.runtime.export(items, workdir)
-        return self.measure_files(refs, protocol, None, "")
 
 
-def make_target(runtime: Runtime, url: str | None, token: str | None = None) -> Any:
-    """A LocalTarget; an agent client for ``http://HOST:PORT``; an Android device for ``adb:SERIAL`` (``adb:`` for
-    the only one; ``$HWNAS_ADB`` names the adb program, ``$HWNAS_BENCHMARK_MODEL`` the binary's path on the device)."""
-    if url is None:
-        return LocalTarget(runtime)
-    if url.startswith("adb:"):
-        from profilers.adb_target import DEFAULT_BINARY, AdbTarget, parse_target
-
-        return AdbTarget(runtime, parse_target(url), adb=os.environ.get("HWNAS_ADB", "adb"),
-                         binary=os.environ.get("HWNAS_BENCHMARK_MODEL", DEFAULT_BINARY))
-    from profilers.agent import AgentClient
-
-    if runtime.file_suffix is None:
-        raise ValueError(f"runtime {runtime.name} has no model file to send to an agent; use onnxruntime or litert")
-    return AgentClient(url, runtime, token=token)
 
 
 def profile_space(
@@ -216,22 +170,25 @@ def profile_space(
     show_progress: bool = True,
     seed: int = 0,
 ) -> LatencyTable:
-    """Measure every unit of ``space`` on the target and write the table to ``out`` (resumable)."""
+    """Measure every unit of ``space`` on the target and write the table to ``out`` (resumable).
+
+    Many parameters because each is one flag of ``hwnas profile``: the command's whole surface, passed through."""
     protocol = protocol or Protocol()
     if runtime.file_suffix is None:
         raise ValueError(f"runtime {runtime.name} is measured end to end only ('hwnas measure'); profile with "
                          "onnxruntime or litert")
     out = Path(out)
     work = out.parent / f"{out.name}.work"
-    target = make_target(runtime, target_url, token)
+    target = open_target(runtime, target_url, token)
+    target.device()  # an unreachable agent or phone fails now, before any unit is converted
+    remove_stale_temporaries(out.parent, out.name)
     settings = {"space": space.name, "space_hash": space.definition_hash(), "runtime": runtime.metadata(),
                 "protocol": protocol.to_dict(), "target": target_url, "calibrate": calibrate,
                 "validate": validate, "seed": seed}
     store = SampleStore(work / "samples.sqlite", settings)
     try:
         refs = export_units(space, runtime, work / "models", jobs=jobs, show_progress=show_progress)
-        bar = tqdm(total=protocol.max_rounds, desc="measure rounds", unit="round", disable=not show_progress,
-                   file=sys.stderr)
+        bar = progress(total=protocol.max_rounds, desc="measure rounds", unit="round", disable=not show_progress)
 
         def on_round(done: int, total: int) -> None:
             bar.total = total
@@ -302,7 +259,8 @@ def calibrate_table(
     table: LatencyTable, space: SearchSpace, target: Any, protocol: Protocol, work: Path, store: SampleStore | None,
     calibrate: int, validate: int, seed: int = 0, show_progress: bool = True,
 ) -> None:
-    """Fit the calibration on ``calibrate`` random networks and report on ``validate`` held-out ones.
+    """Fit the calibration on ``calibrate`` random networks and report on ``validate`` held-out ones (many
+    parameters because the profile's state is passed in: its table, target, protocol, work folder and sample store).
 
     Calibration and held-out networks are measured in one interleaved pass (drift between them would otherwise
     show up as predictor error), then the held-out networks once more for the re-measure spread.
@@ -311,14 +269,14 @@ def calibrate_table(
     calibration_archs = sample_distinct(space, calibrate, seed + 1)
     held_out = sample_distinct(space, validate, seed + 2, exclude=calibration_archs)
     if show_progress:
-        print(f"measuring {len(calibration_archs)} calibration and {len(held_out)} held-out networks end to end",
-              file=sys.stderr)
+        log.info("measuring %d calibration and %d held-out networks end to end", len(calibration_archs),
+                 len(held_out))
     first = measure_archs(space, calibration_archs + held_out, target, protocol, work, store, "networks-1")
     if calibrate:
         table.calibration = _fit(predictor, calibration_archs, first[:calibrate])
     if validate:
         if show_progress:
-            print(f"re-measuring the {len(held_out)} held-out networks", file=sys.stderr)
+            log.info("re-measuring the %d held-out networks", len(held_out))
         second = measure_archs(space, held_out, target, protocol, work, store, "networks-2")
         predicted = [predictor.predict(a) for a in held_out]
         table.validation = validation_report(predicted, first[calibrate:], second, [str(a) for a in held_out])

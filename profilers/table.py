@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from profilers._files import atomic_write_json, read_json
-from profilers._stats import LatencyStats
+from profilers.files import atomic_write_json, read_json
+from profilers.stats import LatencyStats
 from search_spaces import SearchSpace
 
 FORMAT = "hwnas-latency-table"
@@ -102,7 +102,16 @@ class LatencyTable:
         table = LatencyTable(metadata, units, overhead, data.get("calibration"), data.get("validation"))
         if space is not None:
             table.check_compatible(space, precision)
+            table.check_complete(space)
         return table
+
+    def check_complete(self, space: SearchSpace) -> None:
+        """ValueError when the table lacks a unit of ``space`` (a file edited or cut short)."""
+        missing = [u.key for u in space.all_units() if u.key not in self.units]
+        if missing:
+            raise ValueError(f"latency table {self.metadata.get('path', '')} lacks {len(missing)} of the "
+                             f"{len(space.all_units())} units of {space.name} (e.g. {missing[0]}); re-profile with "
+                             f"'hwnas profile --space {space.name} --out TABLE'")
 
 
 def _hwnas_version() -> str:

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from profilers._base import MissingRuntimeError, Runtime
-from profilers._protocol import Runner
 from profilers.onnx_export import export_onnx
+from profilers.protocol import Runner
+from profilers.runtime import MissingRuntimeError, Runtime
 
 
 def import_tensorrt() -> object:

@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from profilers._base import MissingRuntimeError, Runtime
-from profilers._protocol import Runner
+from profilers.protocol import Runner
+from profilers.runtime import MissingRuntimeError, Runtime
 
 
 class TorchEager(Runtime):

@@ -3,9 +3,8 @@
 ``get_space(name)`` returns a registered space; ``list_spaces()`` names them all.
 """
 
-from search_spaces import _spaces  # noqa: F401  (registers the shipped spaces)
-from search_spaces._base import LatencyUnit, SearchSpace, count_macs
-from search_spaces._registry import get_space, list_spaces, register_space
+from search_spaces import shipped  # noqa: F401  (registers the shipped spaces)
+from search_spaces.base import LatencyUnit, SearchSpace, count_macs
 from search_spaces.mbconv import (
     DNA_OPS,
     DNA_STAGES,
@@ -15,6 +14,7 @@ from search_spaces.mbconv import (
     MBConvStage,
     StageSpec,
 )
+from search_spaces.registry import get_space, list_spaces, register_space
 from search_spaces.vit import ViTArch, ViTBlock, ViTLayer, ViTSpace
 
 __all__ = [

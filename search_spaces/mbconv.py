@@ -27,7 +27,7 @@ from timm.models._efficientnet_builder import (
 from timm.models.efficientnet import EfficientNet
 from torch import nn
 
-from search_spaces._base import LatencyUnit, SearchSpace, choice_error
+from search_spaces.base import LatencyUnit, SearchSpace, choice_error
 
 _OP_PATTERN = re.compile(r"e(\d+)k(\d+)")
 
@@ -107,6 +107,8 @@ class MBConvSpace(SearchSpace):
         num_features: int = 1280,
         se_ratio: float = 0.25,
     ) -> None:
+        """A space of timm EfficientNet-style networks (many parameters because each is one dimension of the space's
+        definition, named as timm's EfficientNet builder names it)."""
         if not stages:
             raise ValueError("an MBConv space needs at least one stage")
         for index, spec in enumerate(stages):
@@ -228,6 +230,26 @@ class MBConvSpace(SearchSpace):
     # -- timm arch-def -------------------------------------------------------------------------------------------
     def _stem_block(self) -> str:
         return f"ds_r1_k3_s1_e1_c{self.stem_out}_se{self.se_ratio:g}"
+
+    def searchable_layers(self, model: nn.Module) -> list[nn.Module]:
+        """The layers after the stem's depthwise block (timm EfficientNet: ``blocks[1:]``)."""
+        return [layer for stage in list(model.blocks)[1:] for layer in stage]
+
+    def cut_into_blocks(
+        self, model: nn.Module, description: dict[str, Any],
+    ) -> tuple[nn.Module, list[nn.Module], nn.Module, dict[str, Any]]:
+        """A timm EfficientNet: stem = conv, BN and ``blocks[0]``; one stage per block = ``blocks[1:]``; head."""
+        name = description.get("name")
+        if not isinstance(model, EfficientNet):
+            raise ValueError(f"teacher {name} ({type(model).__name__}) is neither a timm EfficientNet nor a "
+                             f"VisionTransformer; the {self.name} space cuts timm EfficientNets at their stages")
+        stages = list(model.blocks)[1:]
+        if len(stages) != self.num_blocks:
+            raise ValueError(f"teacher {name} has {len(stages)} stages after its stem, the space has "
+                             f"{self.num_blocks} blocks; choose a teacher of the same family (EfficientNet-B0..B7)")
+        stem = nn.Sequential(model.conv_stem, model.bn1, model.blocks[0])
+        head = nn.Sequential(model.conv_head, model.bn2, model.global_pool, model.classifier)
+        return stem, stages, head, {}
 
     def to_timm_arch_def(self, arch: MBConvArch) -> list[list[str]]:
         """timm's arch-def strings, consecutive equal layers folded into repeats (as timm writes B0)."""

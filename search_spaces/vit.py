@@ -19,7 +19,7 @@ import torch
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 
-from search_spaces._base import LatencyUnit, SearchSpace, choice_error
+from search_spaces.base import LatencyUnit, SearchSpace, choice_error
 
 _LAYER_PATTERN = re.compile(r"h(\d+)m(\d+(?:\.\d+)?)")
 
@@ -83,6 +83,25 @@ class _Head(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.vit.forward_head(x)
+
+
+class ViTStem(nn.Module):
+    def __init__(self, vit: VisionTransformer) -> None:
+        super().__init__()
+        self.vit = vit
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        vit = self.vit
+        return vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed(x))))
+
+
+class ViTHead(nn.Module):
+    def __init__(self, vit: VisionTransformer) -> None:
+        super().__init__()
+        self.vit = vit
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.vit.forward_head(self.vit.norm(x))
 
 
 class ViTSpace(SearchSpace):
@@ -254,6 +273,24 @@ class ViTSpace(SearchSpace):
     def head_units(self, state: int) -> list[LatencyUnit]:
         """Units after the last block."""
         return [self._head_unit()]
+
+    def cut_into_blocks(
+        self, model: nn.Module, description: dict[str, Any],
+    ) -> tuple[nn.Module, list[nn.Module], nn.Module, dict[str, Any]]:
+        """A timm VisionTransformer: its transformer layers in as many groups as the space has blocks (equal
+        groups, or the ``layer_bounds`` an earlier cut recorded)."""
+        name = description.get("name")
+        if not isinstance(model, VisionTransformer):
+            raise ValueError(f"teacher {name} ({type(model).__name__}) is neither a timm EfficientNet nor a "
+                             f"VisionTransformer; the {self.name} space cuts timm VisionTransformers")
+        layers = list(model.blocks)
+        if len(layers) < self.num_blocks:
+            raise ValueError(f"teacher {name} has {len(layers)} transformer layers, fewer than the space's "
+                             f"{self.num_blocks} blocks")
+        count = self.num_blocks
+        bounds = description.get("layer_bounds") or [round(i * len(layers) / count) for i in range(count + 1)]
+        stages = [nn.Sequential(*layers[a:b]) for a, b in zip(bounds, bounds[1:])]
+        return ViTStem(model), stages, ViTHead(model), {"layer_bounds": bounds}
 
     def blocks_of(self, arch: ViTArch) -> tuple[ViTBlock, ...]:
         """The candidate chosen in each block."""

@@ -1,19 +1,26 @@
-"""Shared test settings and fixtures: one torch thread, a small trained run shared by the pipeline tests."""
+"""Shared test settings and fixtures: one torch thread, a small trained run shared by the pipeline tests.
 
+The benchmarks' own modules (``rank_noise``, ``spos``, ``ranking``) are importable here, as they are to the scripts
+beside them.
+"""
+
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 torch.set_num_threads(1)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """A run on digits for the tiny MBConv space: teacher (2 epochs), supernets (1 epoch), ratings."""
-    from hwnas.distill import DistillConfig
     from hwnas.run import create_or_open_run
-    from hwnas.stages import distill, rate, train_teacher
+    from hwnas.supernet.distill import DistillConfig, distill
+    from hwnas.supernet.ratings import rate
+    from hwnas.supernet.teacher import train_teacher
     from hwnas.training import TrainConfig
 
     path = tmp_path_factory.mktemp("runs") / "tiny"

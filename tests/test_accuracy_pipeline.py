@@ -11,12 +11,12 @@ import torch
 from killing import kill_when
 
 from hwnas.data import load_data
-from hwnas.distill import DistillConfig, checkpoint_path
-from hwnas.rating import rate_block
 from hwnas.run import create_or_open_run, open_run
-from hwnas.stages import distill, load_ratings, open_teacher
-from hwnas.supernet import BlockSupernet
-from hwnas.teacher import check_teacher, space_teacher, split_model
+from hwnas.supernet.blocks import BlockSupernet
+from hwnas.supernet.distill import DistillConfig, checkpoint_path, distill
+from hwnas.supernet.rating import rate_block
+from hwnas.supernet.ratings import load_ratings
+from hwnas.supernet.teacher import check_teacher, open_teacher, space_teacher, split_model
 from search_spaces import get_space
 
 
@@ -57,8 +57,8 @@ def test_ratings_cover_every_candidate_with_finite_scores(tiny_run):
 
 def test_prefix_sharing_gives_the_same_scores_with_fewer_layer_evaluations(tiny_run):
     run = open_run(tiny_run)
-    from hwnas.distill import load_supernet
-    from hwnas.features import TeacherFeatures
+    from hwnas.supernet.distill import load_supernet
+    from hwnas.supernet.features import TeacherFeatures
 
     teacher = open_teacher(run)
     supernet, _ = load_supernet(run, teacher, 1)
@@ -75,7 +75,7 @@ def test_prefix_sharing_gives_the_same_scores_with_fewer_layer_evaluations(tiny_
 
 def test_block_candidate_limit_says_how_to_restrict(tiny_run):
     run = open_run(tiny_run)
-    from hwnas.distill import load_supernet
+    from hwnas.supernet.distill import load_supernet
 
     supernet, _ = load_supernet(run, open_teacher(run), 0)
     x = torch.zeros(2, *supernet.teacher_in)
@@ -117,9 +117,9 @@ def test_twins_share_one_module():
 def test_wide_kernel_child_starts_from_its_narrow_twin(tiny_run):
     """A child with k7 on the last blocks' 2x2 and 1x1 maps, initialised from supernets whose twins shared the k3
     module, computes what that module computes."""
-    from hwnas.child import _child_layers, init_from_supernet
-    from hwnas.distill import load_supernet
-    from hwnas.supernet import layer_key
+    from hwnas.ship.child import init_from_supernet
+    from hwnas.supernet.blocks import layer_key
+    from hwnas.supernet.distill import load_supernet
 
     run = open_run(tiny_run)
     space = run.space
@@ -130,18 +130,18 @@ def test_wide_kernel_child_starts_from_its_narrow_twin(tiny_run):
     assert record["config"]["share_twins"] is True
     unit = space.block_units(5, arch.stages[5], 160)[0]
     module = supernet.layers[layer_key(0, space.twin_unit(unit))]
-    assert module.conv_dw.kernel_size == (3, 3) and _child_layers(model)[-1].conv_dw.kernel_size == (7, 7)
+    assert module.conv_dw.kernel_size == (3, 3) and space.searchable_layers(model)[-1].conv_dw.kernel_size == (7, 7)
     x = space.unit_input(unit, batch=2)
     with torch.no_grad():
-        torch.testing.assert_close(_child_layers(model)[-1].eval()(x), module.eval()(x))
+        torch.testing.assert_close(space.searchable_layers(model)[-1].eval()(x), module.eval()(x))
 
 
 def test_supernets_from_before_twins_shared_resume_with_no_share_twins(tmp_path, tiny_run):
     import shutil
 
     from hwnas.devices import load_checkpoint
-    from hwnas.distill import load_supernet
-    from profilers._files import atomic_torch_save
+    from hwnas.supernet.distill import load_supernet
+    from profilers.files import atomic_torch_save
 
     run_path = tmp_path / "old"
     shutil.copytree(tiny_run, run_path, ignore=shutil.ignore_patterns("ratings*"))
@@ -169,10 +169,10 @@ def test_teacher_whose_stages_do_not_match_is_refused():
     space = get_space("mbconv-tiny")
     short = EfficientNet(decode_arch_def([["ds_r1_k3_s1_e1_c16"], ["ir_r1_k3_s2_e6_c24"], ["ir_r1_k3_s2_e6_c40"]]))
     with pytest.raises(ValueError, match="has 2 stages after its stem, the space has 6 blocks"):
-        split_model(short, space.num_blocks, {"name": "short"})
+        split_model(short, space, {"name": "short"})
     for name in ("resnet10t", "mobilenetv3_small_050"):
         with pytest.raises(ValueError, match="neither a timm EfficientNet nor a VisionTransformer"):
-            split_model(timm.create_model(name), space.num_blocks, {"name": name})
+            split_model(timm.create_model(name), space, {"name": name})
     vit_space = get_space("vit-tiny")
     wrong = space_teacher(vit_space, vit_space.sample(__import__("random").Random(0)))
     with pytest.raises(ValueError, match="spatial sizes"):
@@ -180,7 +180,8 @@ def test_teacher_whose_stages_do_not_match_is_refused():
 
 
 def test_vit_space_teacher_distill_and_rate(tmp_path):
-    from hwnas.stages import rate, train_teacher
+    from hwnas.supernet.ratings import rate
+    from hwnas.supernet.teacher import train_teacher
     from hwnas.training import TrainConfig
 
     run = create_or_open_run(tmp_path / "vit", "vit-tiny", "digits")
@@ -204,9 +205,9 @@ def test_run_settings_conflicts_and_missing_runs_are_clear(tmp_path, tiny_run):
 
 DISTILL_SCRIPT = """
 import sys
-from hwnas.distill import DistillConfig
+from hwnas.supernet.distill import DistillConfig
 from hwnas.run import open_run
-from hwnas.stages import distill
+from hwnas.supernet.distill import distill
 distill(open_run(sys.argv[1]), block=0, config=DistillConfig(epochs=int(sys.argv[2]), batch_size=16), cache=False,
         show_progress=False)
 """
@@ -233,7 +234,7 @@ def test_killed_distillation_resumes_from_its_last_epoch(tmp_path, tiny_run):
 
 
 def test_timm_teachers_line_up_with_the_full_spaces():
-    from hwnas.teacher import timm_teacher
+    from hwnas.supernet.teacher import timm_teacher
 
     mbconv = get_space("mbconv")
     shapes = check_teacher(timm_teacher("efficientnet_b0", mbconv), mbconv)
@@ -319,8 +320,8 @@ def test_separate_depths_checkpoints_resume_load_and_seed_children(tmp_path, tin
     with ``separate_depths``, the checkpoint rebuilds as such, and a child starts from its own depth's cell."""
     import shutil
 
-    from hwnas.child import _child_layers, init_from_supernet
-    from hwnas.distill import load_supernet
+    from hwnas.ship.child import init_from_supernet
+    from hwnas.supernet.distill import load_supernet
 
     run_path = tmp_path / "cells"
     shutil.copytree(tiny_run, run_path, ignore=shutil.ignore_patterns("ratings*"))
@@ -339,7 +340,7 @@ def test_separate_depths_checkpoints_resume_load_and_seed_children(tmp_path, tin
         init_from_supernet(run, model, arch)
         x = torch.randn(2, *space.block_units(0, arch.stages[0], space.initial_state())[0].input_shape)
         with torch.no_grad():
-            torch.testing.assert_close(_child_layers(model)[0](x),
+            torch.testing.assert_close(space.searchable_layers(model)[0](x),
                                        supernet.candidate_layers(arch.stages[0], supernet.states[0])[0](x))
 
 
@@ -348,8 +349,8 @@ def test_rate_rates_again_a_block_whose_supernet_was_trained_further(tmp_path, t
     again (the new checkpoint's digest, 2 epochs) and leaves the other blocks' ratings as they were."""
     import shutil
 
-    from hwnas.distill import file_digest
-    from hwnas.stages import rate
+    from hwnas.supernet.ratings import rate
+    from profilers.files import file_digest
 
     run_path = tmp_path / "longer"
     shutil.copytree(tiny_run, run_path)
@@ -371,8 +372,9 @@ def test_a_teacher_trained_again_rebuilds_its_feature_cache_and_refuses_old_supe
     away, distillation starts from the new teacher."""
     import shutil
 
-    from hwnas.features import TeacherFeatures
-    from hwnas.stages import rate, train_teacher
+    from hwnas.supernet.features import TeacherFeatures
+    from hwnas.supernet.ratings import rate
+    from hwnas.supernet.teacher import train_teacher
     from hwnas.training import TrainConfig
 
     run_path = tmp_path / "new-teacher"

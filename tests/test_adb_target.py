@@ -16,7 +16,7 @@ import torch
 
 from profilers import Protocol, get_runtime
 from profilers.adb_target import AdbError, AdbTarget, parse_benchmark_output, parse_target, runs_from_quantiles
-from profilers.profile import make_target
+from profilers.targets import open_target
 
 STANDIN = Path(__file__).parent / "android_standin"
 
@@ -80,7 +80,7 @@ def phone(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_units_are_pushed_and_timed_on_the_device_in_rounds(phone, tmp_path):
-    target = make_target(get_runtime("litert"), "adb:standin-1")
+    target = open_target(get_runtime("litert"), "adb:standin-1")
     device = target.device()
     assert device["device_name"] == "Standin Phone 1" and device["cpu_model"] == "SM8550"
     assert device["os"] == "Android 14" and "benchmark_model" in device["measured_by"]
@@ -97,9 +97,9 @@ def test_units_are_pushed_and_timed_on_the_device_in_rounds(phone, tmp_path):
 def test_missing_binary_and_unknown_serial_say_what_to_do(phone):
     (phone / "data/local/tmp/benchmark_model").unlink()
     with pytest.raises(AdbError, match="no executable benchmark_model"):
-        make_target(get_runtime("litert"), "adb:standin-1").device()
+        open_target(get_runtime("litert"), "adb:standin-1").device()
     with pytest.raises(AdbError, match="adb devices"):
-        make_target(get_runtime("litert"), "adb:other-phone").device()
+        open_target(get_runtime("litert"), "adb:other-phone").device()
 
 
 @pytest.mark.slow
@@ -112,3 +112,22 @@ def test_measure_command_runs_a_network_on_the_phone(phone):
     payload = json.loads(done.stdout)
     assert payload["device"]["device_name"] == "Standin Phone 1" and payload["latency_ms"]["median"] > 0
     assert payload["latency_ms"]["n"] >= 2 * 20  # at least min_rounds invocations of the quick protocol
+
+
+@pytest.mark.slow
+def test_export_measures_the_tflite_file_on_the_phone(phone, tiny_run, tmp_path):
+    """``hwnas export --target adb:SERIAL``: the exported TFLite file is pushed and timed on the phone; an ONNX file
+    cannot run there and says so."""
+    arch = "24:e3k3|40:e3k3|80:e3k3|96:e3k3|160:e3k3|320:e3k3"
+    base = [sys.executable, "-m", "hwnas.cli", "export", "--run", str(tiny_run), "--arch", arch, "--quick", "--json",
+            "--target", "adb:standin-1"]
+    done = subprocess.run(base + ["--format", "tflite", "--out", str(tmp_path / "ship")], capture_output=True,
+                          text=True, env=os.environ.copy(), timeout=600)
+    assert done.returncode == 0, done.stderr
+    (item,) = json.loads(done.stdout)["exports"]
+    assert item["latency"]["device"]["device_name"] == "Standin Phone 1" and item["latency"]["measured_ms"] > 0
+    pushed = list((phone / "data/local/tmp/hwnas").iterdir())
+    assert any(p.read_bytes() == Path(item["file"]).read_bytes() for p in pushed)
+    refused = subprocess.run(base + ["--format", "onnx", "--out", str(tmp_path / "onnx")], capture_output=True,
+                             text=True, env=os.environ.copy(), timeout=600)
+    assert refused.returncode == 2 and "--runtime litert" in refused.stderr and "Traceback" not in refused.stderr

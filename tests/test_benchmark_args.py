@@ -43,15 +43,15 @@ CASES = [
 @pytest.mark.parametrize(("script", "args", "message"), CASES, ids=[f"{s}{' '.join(a)}" for s, a, _ in CASES])
 def test_bad_benchmark_arguments_are_refused(script: str, args: list[str], message: str, tmp_path: Path) -> None:
     if script == "rating_variants.py" and "--result" not in args:
-        result = ROOT / "benchmarks" / "results" / "ranking_full.json"
+        result = ROOT / "benchmarks" / "results" / "ranking" / "ranking_full.json"
         args = [*args, "--result", str(result)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     results = ROOT / "benchmarks" / "results"
-    before = {path.name: path.stat().st_mtime_ns for path in results.iterdir()}
+    before = {path: path.stat().st_mtime_ns for path in results.rglob("*")}
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], capture_output=True, text=True,
                           cwd=tmp_path, env=env, timeout=120)
     assert done.returncode == 2, done.stderr
     assert message in done.stderr
     assert not list(tmp_path.iterdir()), "a refused benchmark must not write anything"
-    assert {path.name: path.stat().st_mtime_ns for path in results.iterdir()} == before
+    assert {path: path.stat().st_mtime_ns for path in results.rglob("*")} == before
     assert "Traceback" not in done.stderr

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from hwnas.combiner import Combiner, pareto_mask
+from hwnas.search.combiner import Combiner, pareto_mask
 from search_spaces import DNA_OPS, MBConvSpace, StageSpec, ViTSpace, get_space
 
 

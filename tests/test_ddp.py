@@ -7,8 +7,8 @@ import sys
 
 import torch
 
-from hwnas.distill import checkpoint_path
 from hwnas.run import open_run
+from hwnas.supernet.distill import checkpoint_path
 
 
 def test_torchrun_two_processes_train_one_block(tiny_run, tmp_path):

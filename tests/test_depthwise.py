@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from hwnas.depthwise import dense_depthwise, fast_small_depthwise, is_plain_depthwise, tap_index, uses_dense
+from hwnas.training.depthwise import dense_depthwise, fast_small_depthwise, is_plain_depthwise, tap_index, uses_dense
 from search_spaces import get_space
 
 CASES = [(size, kernel, stride, bias) for size in (1, 2, 3, 4, 8) for kernel in (3, 5, 7) for stride in (1, 2)

@@ -67,11 +67,13 @@ def test_training_on_cuda_resumes_on_cpu(tmp_path: Path):
 
 @needs_cuda
 def test_distill_rate_and_spos_on_cuda(tmp_path: Path):
+    from spos import SPOSConfig, SPOSSupernet, spos_accuracy, train_spos
+
     from hwnas.data import load_data
-    from hwnas.distill import DistillConfig
     from hwnas.run import create_or_open_run
-    from hwnas.spos import SPOSConfig, SPOSSupernet, spos_accuracy, train_spos
-    from hwnas.stages import distill, load_ratings, rate, train_teacher
+    from hwnas.supernet.distill import DistillConfig, distill
+    from hwnas.supernet.ratings import load_ratings, rate
+    from hwnas.supernet.teacher import train_teacher
     from hwnas.training import TrainConfig
     from search_spaces import get_space
 

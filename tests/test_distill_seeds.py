@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from hwnas.cli import main
-from hwnas.distill import DistillConfig, checkpoint_path
-from hwnas.distill_seeds import COMBINED_FILE, open_seed_run, seed_runs
-from hwnas.rating_seeds import block_reliability, reliability_weighted
 from hwnas.run import open_run
-from hwnas.stages import distill, load_ratings, rate, train_teacher
+from hwnas.supernet.distill import DistillConfig, checkpoint_path, distill
+from hwnas.supernet.ratings import load_ratings, rate
+from hwnas.supernet.reliability import block_reliability, reliability_weighted
+from hwnas.supernet.seeds import COMBINED_FILE, open_seed_run, seed_runs
+from hwnas.supernet.teacher import train_teacher
 
 
 @pytest.fixture

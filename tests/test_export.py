@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
-from hwnas.child import export_child, load_child, train_child
 from hwnas.data import load_data
-from hwnas.export import export_file
 from hwnas.run import open_run
+from hwnas.ship.child import ExportSettings, export_child, load_child, train_child
+from hwnas.ship.export import export_file
 from hwnas.training import TrainConfig
 from profilers import MissingRuntimeError, Protocol
 
@@ -31,8 +31,11 @@ def test_training_reports_accuracy_and_uses_the_supernet(trained, tiny_run):
 
 def test_onnx_and_tflite_fp32_match_pytorch_on_the_test_split(trained, tiny_run, tmp_path, tiny_table):
     run = open_run(tiny_run)
-    report = export_child(run, ARCH, [("onnx", "fp32"), ("tflite", "fp32")], tmp_path, trained["weights"],
-                          [tiny_table], budget_ms=10.0, protocol=Protocol.quick(), budget_runtime="onnxruntime")
+    typed = export_child(run, ARCH, [("onnx", "fp32"), ("tflite", "fp32")], tmp_path, trained["weights"],
+                         ExportSettings(tables=(tiny_table,), budget_ms=10.0, protocol=Protocol.quick(),
+                                        budget_runtime="onnxruntime"))
+    assert typed.arch == run.space.parse(ARCH) and typed.exports[0].measured_ms > 0
+    report = typed.to_dict()
     for item in report["exports"]:
         parity = item["parity"]
         assert parity["samples"] == 360 and parity["split"] == "test"
@@ -57,7 +60,8 @@ def test_onnx_and_tflite_fp32_match_pytorch_on_the_test_split(trained, tiny_run,
 
 def test_int8_tflite_is_quantized_and_reports_the_accuracy_change(trained, tiny_run, tmp_path):
     run = open_run(tiny_run)
-    report = export_child(run, ARCH, [("tflite", "int8")], tmp_path, trained["weights"], measure=False)
+    report = export_child(run, ARCH, [("tflite", "int8")], tmp_path, trained["weights"],
+                          ExportSettings(measure=False)).to_dict()
     (item,) = report["exports"]
     assert item["precision"] == "int8" and 0 <= item["parity"]["top1_agreement"] <= 1
     assert "accuracy_change" in item
@@ -99,7 +103,7 @@ def test_broken_requests_are_clear_errors(tiny_run, tmp_path, trained):
 
 def test_a_vit_child_exports_to_onnx_and_tflite_with_parity(tmp_path):
     # the ViT space's children (timm VisionTransformer: attention, LayerNorm, GELU) convert as the CNN's do
-    from hwnas.export import parity
+    from hwnas.ship.export import parity
     from search_spaces import get_space
 
     space = get_space("vit-tiny")

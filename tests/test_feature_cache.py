@@ -6,9 +6,9 @@ import numpy as np
 import torch
 
 from hwnas.data import load_data
-from hwnas.features import TeacherFeatures
 from hwnas.run import open_run
-from hwnas.stages import open_teacher
+from hwnas.supernet.features import TeacherFeatures
+from hwnas.supernet.teacher import open_teacher
 
 
 def _read_cache(run_path, cache_dir, barrier, results) -> None:

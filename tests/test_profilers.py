@@ -13,10 +13,11 @@ import torch
 from killing import kill_when
 
 from profilers import LatencyStats, MissingRuntimeError, Protocol, get_runtime, measure
-from profilers._protocol import measure_batches
 from profilers.predictor import LatencyPredictor, fit_calibration, validation_report
-from profilers.profile import LocalTarget, profile_space
+from profilers.profile import profile_space
+from profilers.protocol import measure_batches
 from profilers.table import LatencyTable
+from profilers.targets import LocalTarget
 from search_spaces import MBConvSpace, StageSpec, get_space
 from search_spaces.mbconv import DNA_OPS
 
@@ -188,8 +189,8 @@ def test_table_file_errors_are_clear(tmp_path, tiny_table):
 
 
 def test_predictor_is_a_sum_of_positive_unit_costs_that_the_combiner_reproduces(tiny_table):
-    from hwnas.combiner import Combiner
-    from hwnas.search import latency_cost
+    from hwnas.search.combiner import Combiner
+    from hwnas.search.costs import latency_cost
 
     space = get_space("mbconv-tiny")
     table = LatencyTable.load(tiny_table, space)

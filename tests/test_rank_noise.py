@@ -4,9 +4,7 @@ import random
 
 import numpy as np
 import pytest
-from scipy.stats import kendalltau
-
-from hwnas.rank_noise import (
+from rank_noise import (
     bootstrap_budgeted_gains,
     bootstrap_taus,
     budgeted_picks,
@@ -18,6 +16,7 @@ from hwnas.rank_noise import (
     seed_noise_variance,
     tau_intervals,
 )
+from scipy.stats import kendalltau
 
 
 def _accuracies(true: list[float], noise: float, seeds: int, seed: int = 0) -> list[list[float]]:

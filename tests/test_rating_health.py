@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from hwnas.rating import deeper_worse, undertrained_warning
-from hwnas.supernet import BlockSupernet
-from hwnas.teacher import check_teacher, space_teacher
+from hwnas.supernet.blocks import BlockSupernet
+from hwnas.supernet.rating import deeper_worse, undertrained_warning
+from hwnas.supernet.teacher import check_teacher, space_teacher
 from search_spaces import get_space
 
 

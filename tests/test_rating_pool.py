@@ -4,9 +4,9 @@ and the combiner taking the cheapest twin."""
 import pytest
 import torch
 
-from hwnas.combiner import Combiner
-from hwnas.rating_pool import equivalence_classes, pool_equivalent, pooled_counts
-from hwnas.search import counted_cost
+from hwnas.search.combiner import Combiner
+from hwnas.search.costs import counted_cost
+from hwnas.supernet.twins import equivalence_classes, pool_equivalent, pooled_counts
 from search_spaces import get_space
 
 

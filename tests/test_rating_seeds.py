@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hwnas.rating_seeds import block_reliability, mean_ratings, reliability_weighted
+from hwnas.supernet.reliability import block_reliability, mean_ratings, reliability_weighted
 
 STEADY = {"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0}
 

@@ -4,9 +4,9 @@ import random
 
 import pytest
 import torch
+from spos import SPOSConfig, SPOSSupernet, spos_accuracy, train_spos
 
 from hwnas.data import load_data
-from hwnas.spos import SPOSConfig, SPOSSupernet, spos_accuracy, train_spos
 from search_spaces import get_space
 
 

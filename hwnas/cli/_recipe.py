@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from hwnas.cli._args import non_negative_float, positive_float
+
 
 def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--augment``, ``--augment-strength`` (which implies ``--augment``) and ``--grad-clip``."""
     parser.add_argument("--augment", action="store_true", help="a fresh random affine distortion of every batch")
-    parser.add_argument("--augment-strength", type=float, default=None,
+    parser.add_argument("--augment-strength", type=positive_float, default=None,
                         help="scale of the distortion ranges, in (0, 1] (default 1); implies --augment")
-    parser.add_argument("--grad-clip", type=float, default=1.0,
+    parser.add_argument("--grad-clip", type=non_negative_float, default=1.0,
                         help="clip the gradient norm at this value (default 1; 0 turns clipping off)")
 
 

@@ -20,12 +20,12 @@ from typing import Any
 
 from hwnas.cli._recipe import add_device_argument
 from hwnas.devices import resolve_device
-from hwnas.distill import DistillConfig
-from hwnas.distill_seeds import describe
 from hwnas.run import create_or_open_run
+from hwnas.supernet.distill import DistillConfig
+from hwnas.supernet.seeds import describe
 from hwnas.training import TrainConfig
 from profilers import Protocol, get_runtime
-from profilers._files import atomic_write_bytes, atomic_write_json, read_json
+from profilers.files import atomic_write_bytes, atomic_write_json, read_json
 
 DEMO_SPACE = "mbconv-tiny"
 # short batches and few rounds, but never shorter than Protocol.min_span_s (10 s): on a VM whose speed switches every
@@ -34,7 +34,7 @@ PROFILE_PROTOCOL = Protocol(min_rounds=3, max_rounds=6, round_budget_s=0.1)
 SEARCH_PROTOCOL = Protocol(min_rounds=3, max_rounds=5, round_budget_s=0.05)
 TEACHER = TrainConfig(epochs=15)
 DISTILL = DistillConfig(epochs=20)  # digits is small: 6 epochs left deeper candidates rated worse than shallow
-DISTILL_SEEDS = 3  # combined by block reliability: +0.02 to +0.07 Kendall tau over one seed on 100 trained archs
+DISTILL_SEEDS = 3  # combined by block reliability (benchmarks/docs/seed_combination.md)
 CHILD = TrainConfig(epochs=15, distill_weight=0.5)
 REFINE_TRIALS = 10
 
@@ -56,8 +56,11 @@ def _stage(number: int, title: str) -> float:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run (or resume) every stage, then write the report."""
-    from hwnas.child import export_child, train_child
-    from hwnas.stages import distill, rate, search, teacher_path, train_teacher
+    from hwnas.search.budgeted import SearchSettings, search
+    from hwnas.ship.child import ExportSettings, export_child, train_child
+    from hwnas.supernet.distill import distill
+    from hwnas.supernet.ratings import rate
+    from hwnas.supernet.teacher import teacher_path, train_teacher
     from profilers.profile import profile_space
     from profilers.table import LatencyTable
 
@@ -96,8 +99,8 @@ def run_demo(args: argparse.Namespace) -> int:
 
     t = _stage(5, "search: exact combiner, then Optuna with real measurements")
     budget = _pick_budget(run, table_path)
-    result = search(run, table_path, budget, REFINE_TRIALS, protocol=SEARCH_PROTOCOL)
-    arch = result["chosen"]["arch"]
+    found = search(run, table_path, budget, SearchSettings(refine_trials=REFINE_TRIALS, protocol=SEARCH_PROTOCOL))
+    result, arch = found.to_dict(), str(found.chosen.arch)
     timings["search"] = time.perf_counter() - t
 
     t = _stage(6, f"train the winner with distillation ({CHILD.epochs} epochs): {arch}")
@@ -106,8 +109,9 @@ def run_demo(args: argparse.Namespace) -> int:
 
     t = _stage(7, "export to ONNX and TFLite (fp32, int8), check parity, measure")
     shipped = export_child(run, arch, [("onnx", "fp32"), ("tflite", "fp32"), ("tflite", "int8")], run.path / "export",
-                           Path(child["weights"]), [table_path], budget, protocol=PROFILE_PROTOCOL,
-                           budget_runtime=table.metadata.get("runtime"))
+                           Path(child["weights"]),
+                           ExportSettings(tables=(table_path,), budget_ms=budget, protocol=PROFILE_PROTOCOL,
+                                          budget_runtime=table.metadata.get("runtime"))).to_dict()
     timings["export"] = time.perf_counter() - t
 
     _stage(8, "write the report")
@@ -126,7 +130,7 @@ def run_demo(args: argparse.Namespace) -> int:
 def _distill_config(run: Any) -> DistillConfig:
     """The demo's recipe; a run folder whose supernets were trained before twins shared a module keeps them."""
     from hwnas.devices import load_checkpoint
-    from hwnas.distill import checkpoint_path, shares_twins
+    from hwnas.supernet.distill import checkpoint_path, shares_twins
 
     path = checkpoint_path(run, 0)
     if path.exists() and not shares_twins(load_checkpoint(path)["config"]):
@@ -138,9 +142,9 @@ def _distill_config(run: Any) -> DistillConfig:
 
 def _pick_budget(run: Any, table_path: Path) -> float:
     """A budget inside the table's range: 40% of the way from the fastest to the slowest front point."""
-    from hwnas.combiner import Combiner
-    from hwnas.search import latency_cost
-    from hwnas.stages import load_ratings
+    from hwnas.search.combiner import Combiner
+    from hwnas.search.costs import latency_cost
+    from hwnas.supernet.ratings import load_ratings
     from profilers.predictor import LatencyPredictor
     from profilers.table import LatencyTable
 
@@ -159,7 +163,7 @@ def _copy_plots(folder: Path, result: dict[str, Any], child: dict[str, Any]) -> 
 
 def _supernet_check(run: Any) -> dict[str, Any]:
     """The distillation recipe and the under-training check recorded with the ratings."""
-    from hwnas.stages import ratings_path
+    from hwnas.supernet.ratings import ratings_path
 
     ratings = read_json(ratings_path(run), "ratings")
     return {"distill": ratings.get("distill"), "deeper_worse": [b.get("deeper_worse") for b in ratings["blocks"]],

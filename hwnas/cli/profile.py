@@ -7,20 +7,23 @@ import os
 import tempfile
 from pathlib import Path
 
+from hwnas.cli._args import at_least, check_output_file, target
 from hwnas.cli._output import emit, table
 from profilers import Protocol, get_runtime, list_runtimes
 from profilers.predictor import LatencyPredictor
-from profilers.profile import make_target, profile_space
+from profilers.profile import profile_space
 from profilers.table import LatencyTable
+from profilers.targets import open_target
 from search_spaces import get_space
 
 
 def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--space", required=True, help="search space (see 'hwnas space list')")
     parser.add_argument("--runtime", default="onnxruntime", choices=list_runtimes(), help="runtime to measure")
-    parser.add_argument("--threads", type=int, default=1, help="runtime threads (default 1)")
+    parser.add_argument("--threads", type=at_least(1), default=1, help="runtime threads (default 1)")
     parser.add_argument("--precision", default="fp32", help="fp32 (default), fp16 or int8 where the runtime has it")
-    parser.add_argument("--target", default=None, help="URL of an 'hwnas agent serve', or adb:SERIAL for an Android phone "
+    parser.add_argument("--target", default=None, type=target,
+                        help="URL of an 'hwnas agent serve', or adb:SERIAL for an Android phone "
                         "timed by TFLite's benchmark_model (default: this machine)")
     parser.add_argument("--token", default=os.environ.get("HWNAS_AGENT_TOKEN"),
                         help="agent token (default: $HWNAS_AGENT_TOKEN)")
@@ -34,11 +37,11 @@ def register(commands: argparse._SubParsersAction) -> None:
                                   description=profile_space.__doc__)
     _add_runtime_options(profile)
     profile.add_argument("--out", required=True, type=Path, help="latency table to write (JSON)")
-    profile.add_argument("--calibrate", type=int, default=0, metavar="N",
+    profile.add_argument("--calibrate", type=at_least(0), default=0, metavar="N",
                          help="fit the calibration on N random networks measured end to end")
-    profile.add_argument("--validate", type=int, default=0, metavar="M",
+    profile.add_argument("--validate", type=at_least(0), default=0, metavar="M",
                          help="report the predictor's error on M held-out networks, each measured twice")
-    profile.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+    profile.add_argument("--jobs", type=at_least(1), default=min(2, os.cpu_count() or 1),
                          help="parallel model conversions before measuring (default: up to 2)")
     profile.add_argument("--device-name", default=None, help="name recorded for the device (default: host name)")
     profile.add_argument("--seed", type=int, default=0, help="seed of the calibration/validation networks")
@@ -62,8 +65,10 @@ def _protocol(args: argparse.Namespace) -> Protocol:
 
 def run_profile(args: argparse.Namespace) -> int:
     """Profile a space and print a summary of the table."""
+    check_output_file(args.out, "--out")
     space = get_space(args.space)
     runtime = get_runtime(args.runtime, args.threads, args.precision)
+    open_target(runtime, args.target, args.token)  # a target that cannot measure fails before any unit is converted
     result = profile_space(
         space, runtime, args.out, _protocol(args), target_url=args.target, token=args.token,
         calibrate=args.calibrate, validate=args.validate, jobs=args.jobs, device_name=args.device_name,
@@ -92,7 +97,7 @@ def run_measure(args: argparse.Namespace) -> int:
     space = get_space(args.space)
     arch = space.parse(args.arch)
     runtime = get_runtime(args.runtime, args.threads, args.precision)
-    target = make_target(runtime, args.target, args.token)
+    target = open_target(runtime, args.target, args.token)
     protocol = _protocol(args)
     with tempfile.TemporaryDirectory() as tmp:
         items = {str(arch): (space.build(arch), space.example_input())}
@@ -111,6 +116,7 @@ def run_predict(args: argparse.Namespace) -> int:
     latency_table = LatencyTable.load(args.table)
     space = get_space(str(latency_table.metadata.get("space")))
     latency_table.check_compatible(space)
+    latency_table.check_complete(space)
     arch = space.parse(args.arch)
     predictor = LatencyPredictor(latency_table, space)
     payload = {"arch": str(arch), "space": space.name, "predicted_ms": predictor.predict(arch),

@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from hwnas.cli._args import at_least, check_output_folder, positive_float, target
 from hwnas.cli._output import emit, table
 from hwnas.cli._recipe import add_device_argument, add_recipe_arguments, recipe_settings
 from hwnas.run import open_run
@@ -18,9 +19,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="train a searched child stand-alone on the run's data")
     train.add_argument("--run", required=True, help="run name or path")
     train.add_argument("--arch", required=True, help="architecture string")
-    train.add_argument("--epochs", type=int, default=30)
-    train.add_argument("--lr", type=float, default=3e-3)
-    train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--epochs", type=at_least(1), default=30)
+    train.add_argument("--lr", type=positive_float, default=3e-3)
+    train.add_argument("--batch-size", type=at_least(1), default=64)
     train.add_argument("--distill", action="store_true", help="knowledge distillation from the run's teacher")
     train.add_argument("--init-supernet", action="store_true", help="start from the supernet's layer weights")
     train.add_argument("--seed", type=int, default=0)
@@ -40,11 +41,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--out", type=Path, required=True, help="output folder")
     export.add_argument("--table", type=Path, action="append", default=None,
                         help="latency table(s); each format is predicted from its runtime's (repeatable)")
-    export.add_argument("--budget-ms", type=float, default=None, help="report whether the budget holds")
+    export.add_argument("--budget-ms", type=positive_float, default=None, help="report whether the budget holds")
     export.add_argument("--budget-runtime", default=None, choices=("onnxruntime", "litert", "tensorrt"),
                         help="check --budget-ms only on the formats of this runtime (the one the search's table "
                              "measured); default: every format")
-    export.add_argument("--target", default=None, help="URL of an 'hwnas agent serve' to measure on")
+    export.add_argument("--target", default=None, type=target,
+                        help="where to measure: http://HOST:PORT (an 'hwnas agent serve'), adb:SERIAL (a phone; "
+                             "TFLite files), or this machine (default)")
     export.add_argument("--token", default=os.environ.get("HWNAS_AGENT_TOKEN"), help="agent token")
     export.add_argument("--no-measure", action="store_true", help="skip the latency measurement")
     export.add_argument("--quick", action="store_true", help="short, noisier measurement protocol")
@@ -54,7 +57,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     """Train one child."""
-    from hwnas.child import train_child
+    from hwnas.ship.child import train_child
 
     run = open_run(args.run)
     config = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
@@ -67,18 +70,18 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     """Export, check and measure."""
-    from hwnas.child import export_child
+    from hwnas.ship.child import ExportSettings, export_child
 
+    check_output_folder(args.out, "--out")
     run = open_run(args.run)
-    report = export_child(run, args.arch, [(f, args.precision) for f in args.format], args.out, args.weights,
-                          args.table, args.budget_ms, args.target, args.token,
-                          Protocol.quick() if args.quick else Protocol(), measure=not args.no_measure,
-                          budget_runtime=args.budget_runtime)
-    rows = [[e["format"], e["precision"], f"{e['parity']['max_abs_diff']:.2e}",
-             f"{100 * e['parity']['top1_agreement']:.1f}%", f"{e['accuracy_change']:+.4f}",
-             f"{e['latency']['measured_ms']:.3f}" if e.get("latency") else "-",
-             f"{e['predicted_ms']:.3f}" if e.get("predicted_ms") is not None else "-"] for e in report["exports"]]
+    settings = ExportSettings(tables=tuple(args.table or ()), budget_ms=args.budget_ms,
+                              budget_runtime=args.budget_runtime, target=args.target, token=args.token,
+                              protocol=Protocol.quick() if args.quick else Protocol(), measure=not args.no_measure)
+    report = export_child(run, args.arch, [(f, args.precision) for f in args.format], args.out, args.weights, settings)
+    rows = [[e.format, e.precision, f"{e.parity['max_abs_diff']:.2e}", f"{100 * e.parity['top1_agreement']:.1f}%",
+             f"{e.accuracy_change:+.4f}", f"{e.measured_ms:.3f}" if e.measured_ms is not None else "-",
+             f"{e.predicted_ms:.3f}" if e.predicted_ms is not None else "-"] for e in report.exports]
     text = table(rows, ["format", "precision", "max abs diff", "top-1 agree", "acc change", "measured ms",
                         "predicted ms"])
-    emit(report, args.json, f"{text}\nreport: {report['report_files'][1]}")
+    emit(report.to_dict(), args.json, f"{text}\nreport: {report.report_files[1]}")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import random
 
+from hwnas.cli._args import at_least
 from hwnas.cli._output import emit, table
 from search_spaces import get_space, list_spaces
 
@@ -20,7 +21,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     sample = sub.add_parser("sample", help="print random architectures, one string a line")
     sample.add_argument("space", help="space name (see 'hwnas space list')")
-    sample.add_argument("--n", type=int, default=1, help="how many architectures (default 1)")
+    sample.add_argument("--n", type=at_least(1), default=1, help="how many architectures (default 1)")
     sample.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     sample.add_argument("--json", action="store_true", help="machine-readable output")
     sample.set_defaults(handler=run_sample)
@@ -64,8 +65,7 @@ def run_info(args: argparse.Namespace) -> int:
     space = get_space(args.space)
     arch = space.parse(args.arch)
     info = space.info(arch)
-    if hasattr(space, "to_timm_arch_def"):
-        info["timm_arch_def"] = space.to_timm_arch_def(arch)
+    info["timm_arch_def"] = space.to_timm_arch_def(arch)
     info["space_size_exact"] = str(info["space_size"])
     lines = [
         f"space         {info['space']} ({info['resolution']} px)",

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 
+from hwnas.cli._args import at_least, positive_float
 from hwnas.cli._output import emit, table
 from hwnas.cli._recipe import add_device_argument, add_recipe_arguments, recipe_settings
-from hwnas.distill import DistillConfig
-from hwnas.rating import DEFAULT_MAX_CANDIDATES
 from hwnas.run import create_or_open_run, open_run
+from hwnas.supernet.distill import DistillConfig
+from hwnas.supernet.rating import DEFAULT_MAX_CANDIDATES
 from hwnas.training import TrainConfig
 
 
@@ -25,8 +27,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--arch", default=None, help="teacher = this member of the space (default: the largest)")
     train.add_argument("--teacher", default=None, help="teacher = this timm model name instead")
     train.add_argument("--pretrained", action="store_true", help="load the timm teacher's pretrained weights")
-    train.add_argument("--epochs", type=int, default=30, help="training epochs (0: register without training)")
-    train.add_argument("--lr", type=float, default=3e-3, help="AdamW learning rate")
+    train.add_argument("--epochs", type=at_least(0), default=30, help="training epochs (0: register without training)")
+    train.add_argument("--lr", type=positive_float, default=3e-3, help="AdamW learning rate")
     add_recipe_arguments(train)
     add_device_argument(train)
     train.add_argument("--json", action="store_true", help="machine-readable output")
@@ -36,18 +38,17 @@ def register(commands: argparse._SubParsersAction) -> None:
     distill.add_argument("--run", default=os.environ.get("HWNAS_RUN"), required="HWNAS_RUN" not in os.environ,
                          help="run name or path (default: $HWNAS_RUN; under torchrun, whose parser claims --run, "
                               "set HWNAS_RUN)")
-    distill.add_argument("--block", type=int, default=None, help="train only this block (default: all, in turn)")
-    distill.add_argument("--epochs", type=int, default=20, help="epochs per block (default 20, DNA's)")
-    distill.add_argument("--lr", type=float, default=0.02,
-                         help="Adam learning rate, x0.9 per epoch (default 0.02; DNA's ImageNet recipe: 0.002, which "
-                              "leaves supernets under-trained on small data sets: 'rate' warns when they are)")
-    distill.add_argument("--batch-size", type=int, default=64)
+    distill.add_argument("--block", type=at_least(0), default=None, help="train only this block (default: all, in turn)")
+    distill.add_argument("--epochs", type=at_least(1), default=20, help="epochs per block (default 20, DNA's)")
+    distill.add_argument("--lr", type=positive_float, default=0.02,
+                         help="Adam learning rate, x0.9 per epoch (default 0.02; DNA's ImageNet recipe: 0.002; "
+                              "'rate' warns when supernets look under-trained)")
+    distill.add_argument("--batch-size", type=at_least(1), default=64)
     distill.add_argument("--seed", type=int, default=0, help="seed of the sampled paths and the data order")
-    distill.add_argument("--seeds", type=int, default=1,
+    distill.add_argument("--seeds", type=at_least(1), default=1,
                          help="distill this many seeds (--seed, --seed+1, ...; the extra ones in RUN/seeds/, same "
                               "teacher): 'hwnas rate' combines them, each block weighted by how well its candidates' "
-                              "order reproduces across seeds, and the search uses that (3 seeds: +0.02 to +0.07 Kendall "
-                              "tau over one seed on 100 trained archs, for 3x the distillation time)")
+                              "order reproduces across seeds, and the search uses that (default 1; the demo uses 3)")
     distill.add_argument("--no-cache", action="store_true", help="run the teacher every step (no feature cache)")
     distill.add_argument("--no-share-twins", dest="share_twins", action="store_false",
                          help="train every kernel as its own module, even one wider than its map can reach (as "
@@ -61,10 +62,10 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     rate = commands.add_parser("rate", help="rate every candidate of every block")
     rate.add_argument("--run", required=True, help="run name or path")
-    rate.add_argument("--block", type=int, default=None, help="rate only this block")
-    rate.add_argument("--max-candidates", type=int, default=DEFAULT_MAX_CANDIDATES,
+    rate.add_argument("--block", type=at_least(0), default=None, help="rate only this block")
+    rate.add_argument("--max-candidates", type=at_least(1), default=DEFAULT_MAX_CANDIDATES,
                       help="refuse blocks with more candidate evaluations than this")
-    rate.add_argument("--calibration-samples", type=int, default=256, help="training samples for BN re-estimation")
+    rate.add_argument("--calibration-samples", type=at_least(1), default=256, help="training samples for BN re-estimation")
     add_device_argument(rate)
     rate.add_argument("--json", action="store_true", help="machine-readable output")
     rate.set_defaults(handler=run_rate)
@@ -72,13 +73,24 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run_teacher_train(args: argparse.Namespace) -> int:
     """Train the teacher of a run."""
-    from hwnas.stages import train_teacher
+    from hwnas.run import resolve_run
+    from hwnas.supernet.teacher import train_teacher
 
+    if args.teacher and args.arch:
+        raise ValueError("--teacher (a timm model) and --arch (a member of the space) both name the teacher; give one")
+    if args.pretrained and not args.teacher:
+        raise ValueError("--pretrained loads a timm teacher's weights: give --teacher NAME with it")
+    new = not (resolve_run(args.run) / "run.json").exists()
     run = create_or_open_run(args.run, args.space, args.data)
     train = args.epochs > 0
     config = TrainConfig(epochs=args.epochs, lr=args.lr, **recipe_settings(args)) if train else None
-    result = train_teacher(run, arch=args.arch, timm_name=args.teacher, pretrained=args.pretrained, config=config,
-                           train=train, device=args.device)
+    try:
+        result = train_teacher(run, arch=args.arch, timm_name=args.teacher, pretrained=args.pretrained,
+                               config=config, train=train, device=args.device)
+    except Exception:
+        if new and not any((run.path / name).exists() for name in ("teacher.pt", "teacher_training.pt")):
+            shutil.rmtree(run.path, ignore_errors=True)  # nothing was trained: the corrected retry starts afresh
+        raise
     accuracy = result.get("test_accuracy")
     emit(result, args.json, f"teacher {result['teacher']['name']} for {run.path}: test accuracy "
                             f"{'n/a (not trained here)' if accuracy is None else f'{accuracy:.4f}'}")
@@ -88,7 +100,7 @@ def run_teacher_train(args: argparse.Namespace) -> int:
 def run_distill(args: argparse.Namespace) -> int:
     """Distill the run's supernets (under torchrun: data parallel inside each block; NCCL on GPUs, gloo on CPUs)."""
     from hwnas.devices import resolve_device
-    from hwnas.stages import distill
+    from hwnas.supernet.distill import distill
 
     device = resolve_device(args.device)
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -116,8 +128,8 @@ def run_distill(args: argparse.Namespace) -> int:
 
 def run_rate(args: argparse.Namespace) -> int:
     """Rate every candidate."""
-    from hwnas.distill_seeds import COMBINED_FILE, describe
-    from hwnas.stages import rate
+    from hwnas.supernet.ratings import rate
+    from hwnas.supernet.seeds import COMBINED_FILE, describe
 
     run = open_run(args.run)
     summary = rate(run, args.block, args.max_candidates, args.calibration_samples, device=args.device)

@@ -1,0 +1,242 @@
+"""Searched children: stand-alone training (optionally distilled from the run's teacher and initialised from the
+supernet), and export with parity and latency checks. Everything lives in ``runs/NAME/children/ARCH_ID/``."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from hwnas.data import load_data
+from hwnas.devices import load_checkpoint
+from hwnas.run import RunDir
+from hwnas.ship.report import ExportReport, ShippedFile
+from hwnas.supernet.blocks import layer_key
+from hwnas.supernet.distill import checkpoint_path, separates_depths, shares_twins
+from hwnas.training import TrainConfig, train_classifier
+from profilers import Protocol
+from profilers.files import atomic_torch_save, atomic_write_json, read_json
+from profilers.predictor import LatencyPredictor
+from profilers.table import LatencyTable
+from profilers.targets import Target, open_target
+from search_spaces import SearchSpace
+
+log = logging.getLogger(__name__)
+
+
+def child_dir(run: RunDir, arch: Hashable) -> Path:
+    """The folder of one child of the run."""
+    folder = run.path / "children" / hashlib.sha1(str(arch).encode()).hexdigest()[:12]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "arch.txt").write_text(str(arch) + "\n")
+    return folder
+
+
+@torch.no_grad()
+def init_from_supernet(run: RunDir, model: nn.Module, arch: Hashable) -> int:
+    """Copy each layer's weights from its block supernet (same module, same key; a wide kernel from the narrow
+    twin it shared a module with); returns layers copied."""
+    space = run.space
+    layers = iter(run.space.searchable_layers(model))
+    copied, state = 0, space.initial_state()
+    for block, candidate in enumerate(space.blocks_of(arch)):
+        path = checkpoint_path(run, block)
+        checkpoint = load_checkpoint(path) if path.exists() else None
+        units = space.block_units(block, candidate, state)
+        for position, unit in enumerate(units):
+            layer = next(layers)
+            if checkpoint is None:
+                continue
+            module_unit = space.twin_unit(unit) if shares_twins(checkpoint["config"]) else unit
+            depth = len(units) if separates_depths(checkpoint["config"]) else None
+            prefix = f"layers.{layer_key(position, module_unit, depth)}."
+            weights = {k[len(prefix):]: v for k, v in checkpoint["model"].items() if k.startswith(prefix)}
+            if weights:
+                own = layer.state_dict()
+                layer.load_state_dict({name: _fit_kernel(value, own[name]) for name, value in weights.items()})
+                copied += 1
+        state = space.block_output_state(block, candidate)
+    return copied
+
+
+def _fit_kernel(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``source`` shaped as ``target``: a narrower convolution kernel (a twin's module) centred in zeros. The taps
+    it lacks only ever read padding, so the wide layer computes what the narrow one did."""
+    if source.shape == target.shape:
+        return source
+    if source.dim() != 4 or source.shape[:2] != target.shape[:2] or any(
+            (t - s) % 2 or t < s for s, t in zip(source.shape[2:], target.shape[2:])):
+        raise ValueError(f"supernet weights of shape {tuple(source.shape)} do not fit a layer of shape "
+                         f"{tuple(target.shape)}")
+    fitted = torch.zeros_like(target)
+    top, left = (target.shape[2] - source.shape[2]) // 2, (target.shape[3] - source.shape[3]) // 2
+    fitted[..., top:top + source.shape[2], left:left + source.shape[3]] = source
+    return fitted
+
+
+def train_child(run: RunDir, arch_text: str, config: TrainConfig, distill: bool = False, init_supernet: bool = False,
+                show_progress: bool = True, device: str = "cpu") -> dict[str, Any]:
+    """Train a child stand-alone on the run's data on ``device`` (resumable); returns history, test accuracy and the
+    weights."""
+    space = run.space
+    arch = space.parse(arch_text)
+    model = space.build(arch).train()
+    folder = child_dir(run, arch)
+    _check_same_start(folder, init_supernet)
+    copied = init_from_supernet(run, model, arch) if init_supernet else 0
+    teacher = None
+    if distill:
+        from hwnas.supernet.teacher import open_teacher
+
+        teacher = open_teacher(run)
+    bundle = load_data(run.config["data"], space.resolution)
+    result = train_classifier(model, bundle, config, folder / "train.pt", teacher=teacher,
+                              show_progress=show_progress, label="child", device=device)
+    weights = folder / "weights.pt"
+    atomic_torch_save({"arch": str(arch), "space": space.name, "state_dict": model.state_dict()}, weights)
+    report = {"arch": str(arch), "weights": str(weights), "layers_from_supernet": copied, "distilled": distill,
+              "config": vars(config), **result}
+    atomic_write_json(folder / "train_result.json", report)
+    plot_training(result["history"], folder / "training.png", str(arch))
+    if show_progress:
+        log.info("child test accuracy %.4f", result["test_accuracy"])
+    return report
+
+
+def _check_same_start(folder: Path, init_supernet: bool) -> None:
+    """A child's training resumes only from the start it began with (``--init-supernet`` or not): ValueError says
+    what to do otherwise, instead of resuming the other start's weights and reporting this one's. Trainings from
+    before the start was recorded are taken as they are."""
+    start = folder / "start.json"
+    wanted = {"init_supernet": init_supernet}
+    if (folder / "train.pt").exists() and start.exists():
+        recorded = read_json(start, "child start")
+        if recorded != wanted:
+            flag = "with" if recorded.get("init_supernet") else "without"
+            raise ValueError(f"{folder / 'train.pt'} was started {flag} --init-supernet; train it {flag} the flag to "
+                             f"resume it, or move {folder} away to train it from the other start")
+    atomic_write_json(start, wanted)
+
+
+def load_child(run: RunDir, arch: Hashable, weights: Path | None) -> tuple[nn.Module, str]:
+    """The child with trained weights, or with BatchNorm re-estimated on data when no weights are given."""
+    space = run.space
+    model = space.build(arch)
+    if weights is not None:
+        weights = Path(weights)
+        if not weights.exists():
+            raise FileNotFoundError(f"no weights at {weights}; train the child with 'hwnas train --run {run.path} "
+                                    f"--arch ...' or leave --weights out")
+        saved = load_checkpoint(weights)
+        if saved.get("arch") != str(arch):
+            raise ValueError(f"{weights} holds weights of {saved.get('arch')}, not {arch}")
+        model.load_state_dict(saved["state_dict"])
+        return model.eval(), str(weights)
+    from hwnas.ship.export import calibrate_batchnorm
+
+    bundle = load_data(run.config["data"], space.resolution)
+    return calibrate_batchnorm(model, bundle), "random initialisation, BatchNorm re-estimated on training images"
+
+
+def plot_training(history: list[dict[str, Any]], path: Path, title: str) -> None:
+    """Loss and validation accuracy per epoch, as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3))
+    left.plot(epochs, [h["loss"] for h in history], marker="o", markersize=3)
+    left.set_xlabel("epoch")
+    left.set_ylabel("training loss")
+    right.plot(epochs, [h["val_accuracy"] for h in history], marker="o", markersize=3, color="tab:green")
+    right.set_xlabel("epoch")
+    right.set_ylabel("validation accuracy")
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    """How an export is checked: ``tables`` (latency tables; each format is predicted from the one of its runtime,
+    and three of that table's units are measured beside the file to read the machine's drift), ``budget_ms`` checked
+    on every format's measured latency or, with ``budget_runtime`` (the runtime the search's table measured), only on
+    the formats that run on it; ``target`` where to measure (None: this machine, a URL or ``adb:SERIAL``) with
+    ``token`` for an agent; the measurement ``protocol``; ``measure=False`` skips measuring; ``parity_limit`` caps the
+    test images compared."""
+
+    tables: tuple[Path, ...] = ()
+    budget_ms: float | None = None
+    budget_runtime: str | None = None
+    target: None | str | Target = None
+    token: str | None = None
+    protocol: Protocol = field(default_factory=Protocol)
+    measure: bool = True
+    parity_limit: int | None = None
+
+
+def export_child(run: RunDir, arch: Hashable | str, formats: list[tuple[str, str]], out_dir: Path,
+                 weights: Path | None = None, settings: ExportSettings | None = None) -> ExportReport:
+    """Export to each (format, precision), check parity on the test split, measure, write the report."""
+    from hwnas.ship.export import FORMATS, export_file, parity
+
+    settings = settings or ExportSettings()
+    space = run.space
+    arch = space.parse(arch) if isinstance(arch, str) else arch
+    tables = [LatencyTable.load(t, space) for t in settings.tables]  # each loaded once, checked against the space
+    targets = _open_targets(formats, settings) if settings.measure else {}  # a bad target fails before exporting
+    model, weights_note = load_child(run, arch, weights)
+    bundle = load_data(run.config["data"], space.resolution)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = hashlib.sha1(str(arch).encode()).hexdigest()[:12]
+    exports = []
+    for fmt, precision in formats:
+        exported = export_file(model, space, fmt, precision, out_dir, stem, bundle)
+        item = ShippedFile(fmt, precision, exported.path, exported.path.stat().st_size,
+                           parity(model, exported, bundle, limit=settings.parity_limit))
+        if settings.measure:
+            runtime_name = FORMATS[fmt][0]
+            index = next((i for i, t in enumerate(tables) if t.metadata.get("runtime") == runtime_name), None)
+            _measure_item(item, space, arch, tables[index] if index is not None else None,
+                          settings.tables[index] if index is not None else None, settings, targets[fmt, precision])
+        exports.append(item)
+    report = ExportReport(arch, space.name, weights_note, settings.budget_ms,
+                          settings.budget_runtime if settings.budget_ms is not None else None, exports)
+    report.write(out_dir, stem)
+    return report
+
+
+def _open_targets(formats: list[tuple[str, str]], settings: ExportSettings) -> dict[tuple[str, str], Target]:
+    """Where each (format, precision) is measured: its runtime on ``settings.target``."""
+    from hwnas.ship.export import measuring_runtime
+
+    return {(fmt, precision): open_target(measuring_runtime(fmt, precision), settings.target, settings.token)
+            for fmt, precision in formats}
+
+
+def _measure_item(item: ShippedFile, space: SearchSpace, arch: Hashable, table: LatencyTable | None,
+                  table_path: Path | None, settings: ExportSettings, target: Target) -> None:
+    """Measure one exported file; predict it from its runtime's table (fp32); check the budget where it applies."""
+    from hwnas.ship.export import measure_file
+
+    runtime_name = target.runtime.name
+    reference = (space, table) if table is not None else None
+    item.latency = measure_file(item.file, target, settings.protocol, reference)
+    if table is not None and item.precision == "fp32":
+        item.predicted_ms = LatencyPredictor(table, space).predict(arch)
+        item.table = str(table_path)
+    if settings.budget_ms is not None:
+        applies = settings.budget_runtime is None or runtime_name == settings.budget_runtime
+        measured_ms = item.latency["measured_ms"]
+        item.within_budget = measured_ms <= settings.budget_ms if applies else None
+        item.over_budget_pct = 100 * (measured_ms / settings.budget_ms - 1) if applies else None

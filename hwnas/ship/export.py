@@ -1,0 +1,231 @@
+"""Ship to the edge: export a child to ONNX, TFLite (fp32 or int8) or a TensorRT engine, check parity, measure.
+
+ONNX: torch's exporter, ``onnx.checker`` (full check), outputs compared with PyTorch in ONNX Runtime on real test
+images. TFLite: litert-torch, run in the LiteRT interpreter and compared the same way; int8 by post-training static
+quantization (ai-edge-quantizer) calibrated on training images, with the accuracy change reported. TensorRT: an
+engine from the ONNX model (lazily imported; a clear error where it is missing). Then the exported file is measured
+on its runtime under the profilers' protocol and a deployment report is written (JSON and Markdown).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hwnas.data import DataBundle
+from profilers import LatencyStats, MissingRuntimeError, Protocol, Runtime, get_runtime
+from profilers.files import atomic_write_bytes
+from profilers.onnx_export import export_onnx
+from profilers.runtime import ModelRef
+from profilers.table import LatencyTable
+from profilers.targets import Target
+from search_spaces import SearchSpace
+
+FORMATS = {"onnx": ("onnxruntime", ".onnx"), "tflite": ("litert", ".tflite"), "tensorrt": ("tensorrt", ".engine")}
+PRECISIONS = {"onnx": ("fp32",), "tflite": ("fp32", "int8"), "tensorrt": ("fp32", "fp16", "int8")}
+
+
+@dataclass
+class Exported:
+    """An exported file and a function running it on a batch-1 input (numpy in, logits out)."""
+
+    path: Path
+    run: Callable[[np.ndarray], np.ndarray]
+
+
+@torch.no_grad()
+def calibrate_batchnorm(model: nn.Module, bundle: DataBundle, batches: int = 8, batch_size: int = 64) -> nn.Module:
+    """Re-estimate BatchNorm statistics on training images (for exports without trained weights)."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None
+    model.train()
+    for index, (images, _) in enumerate(bundle.loader("train", batch_size, shuffle=True)):
+        if index >= batches:
+            break
+        model(images)
+    for norm in norms:
+        norm.momentum = 0.1
+    return model.eval()
+
+
+def _onnx(model: nn.Module, example: torch.Tensor, path: Path) -> Exported:
+    import onnx
+
+    atomic_write_bytes(path, export_onnx(model, example))
+    onnx.checker.check_model(str(path), full_check=True)
+    session = get_runtime("onnxruntime").session(path)
+    name = session.get_inputs()[0].name
+    return Exported(path, lambda x: session.run(None, {name: x})[0])
+
+
+def _tflite_interpreter_runner(data: bytes) -> Callable[[np.ndarray], np.ndarray]:
+    """Run a TFLite model on float inputs; int8 input/output tensors are (de)quantized with their own parameters."""
+    interpreter = get_runtime("litert").interpreter(data)
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    in_scale, in_zero = inp["quantization"]
+    out_scale, out_zero = out["quantization"]
+
+    def run(x: np.ndarray) -> np.ndarray:
+        if np.issubdtype(inp["dtype"], np.integer) and in_scale:
+            info = np.iinfo(inp["dtype"])
+            x = np.clip(np.round(x / in_scale + in_zero), info.min, info.max)
+        interpreter.set_tensor(inp["index"], x.astype(inp["dtype"]))
+        interpreter.invoke()
+        y = np.array(interpreter.get_tensor(out["index"]))
+        if np.issubdtype(out["dtype"], np.integer) and out_scale:
+            y = (y.astype(np.float32) - out_zero) * out_scale
+        return y
+
+    return run
+
+
+def _running_min_max(qsv: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """Calibration statistics as the running min/max over every sample (not a moving average of per-sample ranges,
+    which shrinks ranges when the model's batch is 1 and clips the logits)."""
+    if not qsv:
+        return new
+    return {"min": np.minimum(qsv["min"], new["min"]), "max": np.maximum(qsv["max"], new["max"])}
+
+
+def _int8_tflite(float_model: bytes, bundle: DataBundle, samples: int) -> bytes:
+    """Post-training static int8 (weights and activations) with ai-edge-quantizer, calibrated on training images."""
+    try:
+        from ai_edge_quantizer import calibrator, quantizer, recipe
+    except ImportError as error:
+        raise MissingRuntimeError("int8 TFLite needs ai-edge-quantizer (installed with litert-torch)") from error
+    interpreter = get_runtime("litert").interpreter(float_model)
+    signatures = interpreter.get_signature_list()
+    if len(signatures) != 1:
+        raise ValueError(f"expected one signature in the converted model, found {list(signatures)}")
+    (key, signature), = signatures.items()
+    (input_name,) = signature["inputs"]
+    images, _ = bundle.tensors("train")
+    if len(images) == 0:
+        raise ValueError("int8 quantization needs calibration images; the data set's train split is empty")
+    calibration = [{input_name: images[i:i + 1].numpy()} for i in range(min(samples, len(images)))]
+    engine = quantizer.Quantizer(float_model, recipe.static_wi8_ai8())
+    statistics = calibrator.Calibrator(float_model, num_threads=1, qsv_update_func=_running_min_max)
+    statistics.calibrate({key: calibration}, engine._recipe_manager)
+    result = engine.quantize(statistics.get_model_qsvs(), enable_progress_report=False)
+    return bytes(result.quantized_model)
+
+
+def _tflite(model: nn.Module, example: torch.Tensor, path: Path, precision: str, bundle: DataBundle | None,
+            calibration_samples: int) -> Exported:
+    from profilers.litert_runtime import convert_tflite
+
+    data = convert_tflite(model, example)
+    if precision == "int8":
+        if bundle is None:
+            raise ValueError("int8 export needs calibration data: give the run's data (post-training quantization "
+                             "calibrates on training images)")
+        data = _int8_tflite(data, bundle, calibration_samples)
+    atomic_write_bytes(path, data)
+    return Exported(path, _tflite_interpreter_runner(data))
+
+
+def _tensorrt(model: nn.Module, example: torch.Tensor, path: Path, precision: str, bundle: DataBundle | None,
+              calibration_samples: int) -> Exported:
+    from profilers.tensorrt_runtime import build_engine, engine_runner, import_tensorrt, int8_calibrator
+
+    import_tensorrt()
+    calibrator = None
+    if precision == "int8":
+        if bundle is None:
+            raise ValueError("an int8 TensorRT engine needs calibration data")
+        images, _ = bundle.tensors("train")
+        calibrator = int8_calibrator(images[:calibration_samples].numpy(), path.with_suffix(".calib"))
+    atomic_write_bytes(path, build_engine(export_onnx(model, example), precision, calibrator))
+    return Exported(path, engine_runner(path))
+
+
+def export_file(model: nn.Module, space: SearchSpace, fmt: str, precision: str, out_dir: Path, stem: str,
+                bundle: DataBundle | None, calibration_samples: int = 128) -> Exported:
+    """Write the model in ``fmt``/``precision`` and return a runner for parity checks."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    if precision not in PRECISIONS[fmt]:
+        raise ValueError(f"{fmt} export supports precision {', '.join(PRECISIONS[fmt])}, not {precision!r}")
+    path = Path(out_dir) / f"{stem}_{precision}{FORMATS[fmt][1]}"
+    example = space.example_input()
+    model = model.eval()
+    if fmt == "onnx":
+        return _onnx(model, example, path)
+    if fmt == "tflite":
+        return _tflite(model, example, path, precision, bundle, calibration_samples)
+    return _tensorrt(model, example, path, precision, bundle, calibration_samples)
+
+
+@torch.no_grad()
+def parity(model: nn.Module, exported: Exported, bundle: DataBundle, split: str = "test",
+           limit: int | None = None) -> dict[str, Any]:
+    """Max abs logit difference, top-1 agreement and both accuracies on real images of ``split``."""
+    images, labels = bundle.tensors(split)
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
+    reference = model.eval()(images).numpy()
+    exported_logits = np.concatenate([exported.run(images[i:i + 1].numpy()) for i in range(len(images))])
+    ours, theirs = reference.argmax(1), exported_logits.argmax(1)
+    return {
+        "samples": int(len(images)), "split": split,
+        "max_abs_diff": float(np.abs(reference - exported_logits).max()),
+        "top1_agreement": float((ours == theirs).mean()),
+        "accuracy_torch": float((ours == labels.numpy()).mean()),
+        "accuracy_exported": float((theirs == labels.numpy()).mean()),
+    }
+
+
+def measuring_runtime(fmt: str, precision: str) -> Runtime:
+    """The runtime that measures a file of ``fmt`` (1 thread): a TFLite file carries its own precision, so LiteRT
+    measures int8 files as it loads them."""
+    return get_runtime(FORMATS[fmt][0], 1, "fp32" if fmt == "tflite" else precision)
+
+
+def measure_file(path: Path, target: Target, protocol: Protocol,
+                 reference: tuple[SearchSpace, LatencyTable] | None = None) -> dict[str, Any]:
+    """Latency of an exported file on ``target`` (``profilers.targets``: this machine, an agent or a phone), which
+    measures with the file's runtime (``measuring_runtime``).
+
+    With ``reference`` (the space and a latency table of the same runtime), three of the table's units are measured
+    in the same interleaved pass: their ratio to the table is the pass's drift (``profilers.drift``); a perturbed
+    pass is repeated after a pause and the least perturbed is kept. The drift is reported as ``machine_drift``.
+    """
+    import tempfile
+
+    from profilers import drift as drift_policy
+
+    runtime, measuring = target.runtime, target
+    files = {"model": Path(path)}
+    table = reference[1] if reference is not None and reference[1].metadata.get("runtime") == runtime.name else None
+    with tempfile.TemporaryDirectory() as tmp:
+        if table is not None:
+            space = reference[0]
+            units = sorted(space.all_units(), key=lambda u: -table.entry(u.key))[:3]
+            refs = runtime.export({u.key: (space.build_unit(u), space.unit_input(u)) for u in units}, Path(tmp))
+            files.update({key: ref.path for key, ref in refs.items()})
+
+        def one_pass() -> tuple[LatencyStats, float | None]:
+            stats = measuring.measure_files({k: ModelRef(p, "main") for k, p in files.items()}, protocol)
+            units = [k for k in files if k != "model"]
+            ratio = (drift_policy.drift([stats[k].get(protocol.statistic) for k in units],
+                                        [table.entry(k) for k in units]) if table is not None else None)
+            return stats["model"], ratio
+
+        stats, ratios = drift_policy.measure_until_quiet(one_pass)
+    drift = drift_policy.least_perturbed(ratios) if ratios else None
+    return {"runtime": runtime.metadata(), "device": measuring.device(), "statistic": protocol.statistic,
+            "latency_ms": stats.to_dict(), "measured_ms": stats.get(protocol.statistic),
+            "machine_drift": drift, "passes": max(len(ratios), 1)}
+
+
+
+
+

@@ -1,0 +1,37 @@
+"""The spaces hwnas ships: DNA's MBConv space and a small ViT space, each with a tiny CPU variant."""
+
+from __future__ import annotations
+
+from search_spaces.mbconv import DNA_STAGES, MBConvSpace, StageSpec
+from search_spaces.registry import register_space
+from search_spaces.vit import ViTSpace
+
+
+@register_space("mbconv")
+def mbconv() -> MBConvSpace:
+    """DNA's MBConv space at 224 px for ImageNet (1000 classes)."""
+    return MBConvSpace("mbconv")
+
+
+@register_space("mbconv-tiny")
+def mbconv_tiny() -> MBConvSpace:
+    """The MBConv space shrunk for CPU tests and the demo: 32 px, half width, 1-2 layers a stage, 10 classes."""
+    stages = tuple(StageSpec(s.widths, s.stride, tuple(d for d in s.depths if d <= 2)) for s in DNA_STAGES)
+    return MBConvSpace("mbconv-tiny", stages=stages, resolution=32, num_classes=10, width_mult=0.5)
+
+
+@register_space("vit")
+def vit() -> ViTSpace:
+    """A small ViT space (AutoFormer-T sized): 224 px, patch 16, width 192, three blocks of 3-4 layers."""
+    return ViTSpace("vit")
+
+
+@register_space("vit-tiny")
+def vit_tiny() -> ViTSpace:
+    """The ViT space shrunk for CPU tests and the demo: 32 px, patch 4, width 64, three blocks of 1-2 layers."""
+    return ViTSpace(
+        "vit-tiny", block_depths=((1, 2), (1, 2), (1, 2)), heads=(2, 4), mlp_ratios=(2.0, 4.0),
+        resolution=32, patch_size=4, embed_dim=64, num_classes=10,
+    )
+
+

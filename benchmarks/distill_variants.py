@@ -111,7 +111,7 @@ def main() -> None:
     recipes: dict[str, list[Any]] = {}
     for name, paths in variants.items():
         opened = [open_run(p) for p in paths]
-        if {run.config["space"] for run in opened} != {space.name}:
+        if {run.config.space for run in opened} != {space.name}:
             parser.error(f"variant {name!r}: its runs do not all rate {space.name}, the space {args.result} ranks")
         by_seed = [[-rating_of(space, load_ratings(run), a) for a in archs] for run in opened]
         per_seed[name] = [float(kendalltau(s, accuracy).statistic) for s in by_seed]

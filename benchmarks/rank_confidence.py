@@ -150,7 +150,7 @@ def main() -> None:
 
     started = time.perf_counter()
     opened = [open_run(path) for path in runs]
-    run_spaces = {run.config["space"] for run in opened}
+    run_spaces = {run.config.space for run in opened}
     if len(run_spaces) > 1:
         parser.error(f"the runs rate different spaces: {sorted(run_spaces)}")
     run_ratings = [load_ratings(run) for run in opened]

@@ -537,7 +537,7 @@ def main() -> None:
                    "augment_strength": args.augment_strength if args.augment else None, "grad_clip": clip,
                    "train_config": "hwnas.training.TrainConfig defaults"},
         "archs_from": str(args.archs_from) if args.archs_from else None, "full_range_archs": args.full_range_archs,
-        "distill": run_config.get("distill"),
+        "distill": run_config.distill,
         "teacher_epochs": args.teacher_epochs, "distill_epochs": args.distill_epochs, "spos_epochs": args.spos_epochs,
         "spos_augment": args.spos_augment, "spos_sharing": args.spos_sharing, "spos_warmup_epochs": args.spos_warmup,
         "spos_history": spos_history, "teacher_test_accuracy": teacher_accuracy,

@@ -75,7 +75,7 @@ def main() -> None:
 
     started = time.perf_counter()
     runs = [open_run(path) for path in args.runs]
-    spaces = {run.config["space"] for run in runs}
+    spaces = {run.config.space for run in runs}
     if len(spaces) != 1:
         parser.error(f"the runs rate different spaces: {sorted(spaces)}")
     space = runs[0].space

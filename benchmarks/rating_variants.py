@@ -65,7 +65,7 @@ class SupernetScorer:
         self.run = open_run(run_path)
         self.space = self.run.space
         self.teacher = open_teacher(self.run).eval()
-        bundle = load_data(self.run.config["data"], self.space.resolution)
+        bundle = load_data(self.run.config.data, self.space.resolution)
         self.features = TeacherFeatures(self.teacher, bundle, self.run.path / "cache", show_progress=False)
         count = self.features.size("val")
         self.held_out = torch.arange(count)
@@ -201,8 +201,8 @@ def main() -> None:
                     bool(recipe.get("augment", True)), float(recipe.get("augment_strength") or 1.0),
                     recipe.get("grad_clip", 1.0), "cpu")
     scorer = SupernetScorer(args.run, args.calibration_samples)
-    if scorer.run.config["data"] != result["data"]:
-        parser.error(f"{args.run} was trained on {scorer.run.config['data']}, the result on {result['data']}")
+    if scorer.run.config.data != result["data"]:
+        parser.error(f"{args.run} was trained on {scorer.run.config.data}, the result on {result['data']}")
     space = scorer.space
     archs = [space.parse(a) for a in result["archs"]]
     accuracies = result["test_accuracy"]

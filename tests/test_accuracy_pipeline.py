@@ -380,7 +380,7 @@ def test_a_teacher_trained_again_rebuilds_its_feature_cache_and_refuses_old_supe
     run_path = tmp_path / "new-teacher"
     shutil.copytree(tiny_run, run_path)
     run = open_run(run_path)
-    bundle = load_data(run.config["data"], run.space.resolution)
+    bundle = load_data(run.config.data, run.space.resolution)
     indices = torch.arange(16)
     old = TeacherFeatures(open_teacher(run), bundle, run_path / "cache", show_progress=False).get("val", 2, indices)
     (run_path / "teacher_training.pt").unlink()

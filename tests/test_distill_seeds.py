@@ -12,7 +12,7 @@ from hwnas.run import open_run
 from hwnas.supernet.distill import DistillConfig, checkpoint_path, distill
 from hwnas.supernet.ratings import load_ratings, rate
 from hwnas.supernet.reliability import block_reliability, reliability_weighted
-from hwnas.supernet.seeds import COMBINED_FILE, open_seed_run, seed_runs
+from hwnas.supernet.seeds import open_seed_run, seed_runs
 from hwnas.supernet.teacher import train_teacher
 
 
@@ -29,8 +29,8 @@ def seeded_run(tiny_run, tmp_path):
 def test_an_extra_seed_shares_the_teacher_and_cache_and_trains_other_weights(seeded_run):
     (seed,) = seed_runs(seeded_run)
     assert seed.path == seeded_run.path / "seeds" / "seed1"
-    assert seed.config["seed_of"] == "../.." and seed.config["distill"]["seed"] == 1
-    assert seeded_run.config["distill"]["seed"] == 0
+    assert seed.config.seed_of == "../.." and seed.config.distill["seed"] == 1
+    assert seeded_run.config.distill["seed"] == 0
     assert not (seed.path / "teacher.pt").exists() and not (seed.path / "cache").exists()  # the parent's are used
     assert json.loads((seed.path / "ratings.json").read_text())["blocks"][0]["supernet"]["teacher"] == json.loads(
         (seeded_run.path / "ratings.json").read_text())["blocks"][0]["supernet"]["teacher"]
@@ -47,7 +47,7 @@ def test_the_search_reads_the_seeds_combined_by_block_reliability(seeded_run):
     expected = reliability_weighted([single, other])
     assert combined == [pytest.approx(block) for block in expected]
     assert combined != single
-    record = json.loads((seeded_run.path / COMBINED_FILE).read_text())
+    record = json.loads(seeded_run.combined_ratings_file.read_text())
     assert record["seeds"] == 2 and record["block_reliability"] == pytest.approx(block_reliability([single, other]))
     # the mse score is not combined: it stays the run's own
     assert load_ratings(seeded_run, "mse_rel", pooled=False) == load_ratings(seeded_run, "mse_rel", pooled=False,
@@ -66,7 +66,7 @@ def test_combined_ratings_out_of_date_are_refused_and_rating_again_mends_them(se
     assert load_ratings(seeded_run, pooled=False) != load_ratings(seeded_run, pooled=False, seeds=False)
     shutil.rmtree(seeded_run.path / "seeds")  # no extra seed left: the run's own ratings again
     rate(seeded_run, show_progress=False)
-    assert not (seeded_run.path / COMBINED_FILE).exists()
+    assert not seeded_run.combined_ratings_file.exists()
     assert load_ratings(seeded_run) == load_ratings(seeded_run, seeds=False)
 
 
@@ -77,7 +77,7 @@ def test_an_unfinished_seed_is_left_out_until_it_is_distilled(tiny_run, tmp_path
     distill(run, block=0, config=DistillConfig(epochs=1), seeds=2, show_progress=False)  # seed 1: block 0 only
     rate(run, show_progress=False)
     assert "not every block is distilled yet" in capsys.readouterr().err
-    assert not (path / COMBINED_FILE).exists()
+    assert not (path / "ratings_seeds.json").exists()
 
 
 def test_bad_seed_requests_are_clear_errors(seeded_run):
@@ -109,4 +109,4 @@ def test_a_killed_seed_distillation_resumes_and_keeps_what_it_trained(tiny_run, 
     assert sorted(p.name for p in seed_supernets.glob("block*.pt")) == [f"block{b}.pt" for b in range(6)]
     assert all((seed_supernets / name).read_bytes() == data for name, data in kept.items())  # resumed, not retrained
     assert main(["rate", "--run", str(path), "--json"]) == 0
-    assert json.loads((path / COMBINED_FILE).read_text())["seeds"] == 2
+    assert json.loads((path / "ratings_seeds.json").read_text())["seeds"] == 2

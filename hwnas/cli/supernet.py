@@ -88,7 +88,7 @@ def run_teacher_train(args: argparse.Namespace) -> int:
         result = train_teacher(run, arch=args.arch, timm_name=args.teacher, pretrained=args.pretrained,
                                config=config, train=train, device=args.device)
     except Exception:
-        if new and not any((run.path / name).exists() for name in ("teacher.pt", "teacher_training.pt")):
+        if new and not (run.teacher_checkpoint.exists() or run.teacher_training.exists()):
             shutil.rmtree(run.path, ignore_errors=True)  # nothing was trained: the corrected retry starts afresh
         raise
     accuracy = result.get("test_accuracy")
@@ -129,14 +129,14 @@ def run_distill(args: argparse.Namespace) -> int:
 def run_rate(args: argparse.Namespace) -> int:
     """Rate every candidate."""
     from hwnas.supernet.ratings import rate
-    from hwnas.supernet.seeds import COMBINED_FILE, describe
+    from hwnas.supernet.seeds import describe
 
     run = open_run(args.run)
     summary = rate(run, args.block, args.max_candidates, args.calibration_samples, device=args.device)
     missing = summary["missing_blocks"]
-    text = (f"ratings for {run.path}: every block rated -> {run.path / 'ratings.json'}" if not missing
+    text = (f"ratings for {run.path}: every block rated -> {run.ratings_file}" if not missing
             else f"ratings for {run.path}: blocks {missing} still to rate")
     if summary.get("rating_seeds"):
-        text += f"\ncombined over {describe(summary['rating_seeds'])} -> {run.path / COMBINED_FILE}"
+        text += f"\ncombined over {describe(summary['rating_seeds'])} -> {run.combined_ratings_file}"
     emit(summary, args.json, text)
     return 0

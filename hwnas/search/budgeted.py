@@ -114,7 +114,7 @@ def _refine(run: RunDir, combiner: Combiner, ratings: Ratings, measuring: _Measu
             settings: SearchSettings, show_progress: bool) -> tuple[dict[str, Any], list[Hashable]]:
     """Optuna's refinement: its summary and its finalists."""
     space = run.space
-    storage = settings.storage or f"sqlite:///{run.file('search.db').resolve()}"
+    storage = settings.storage or f"sqlite:///{run.search_db.resolve()}"
     table_digest = hashlib.sha1(measuring.table_path.read_bytes()).hexdigest()
     name = study_name(space, table_digest, budget, settings.multi_objective, ratings)
     study = refine(combiner, ratings, budget, measurer(space, measuring.target, settings.protocol),
@@ -133,7 +133,7 @@ def _choose_measured(run: RunDir, combiner: Combiner, ratings: Ratings, measurin
     """Re-measure the finalists together (stepping down when none fits) and take the best-rated that fits."""
     space, predict = run.space, measuring.predictor.predict
     log.info("re-measuring %d finalists together", len(candidates))
-    measured, ratios = remeasure_together(space, candidates, measuring.target, protocol, predict, tempfile_dir(run))
+    measured, ratios = remeasure_together(space, candidates, measuring.target, protocol, predict, run.scratch)
     stepped = None
     if not any(measured[a] <= budget for a in candidates):
         # the finalists sat at the budget's edge and the machine reads slower than the table: measure the best
@@ -145,7 +145,7 @@ def _choose_measured(run: RunDir, combiner: Combiner, ratings: Ratings, measurin
                      "cheaper architectures", budget, ratio, len(added))
             candidates = candidates + added
             measured, more = remeasure_together(space, candidates, measuring.target, protocol, predict,
-                                                tempfile_dir(run))
+                                                run.scratch)
             ratios += more
             stepped = SteppedDown(ratio, added)
     feasible = [a for a in candidates if measured[a] <= budget]
@@ -171,7 +171,7 @@ def _finish(run: RunDir, combiner: Combiner, ratings: Ratings, cost: CostModel, 
     space, objective = run.space, cost.name
     info = space.info(chosen.arch)
     front = [{"arch": str(p.arch), "cost": p.cost, "rating": p.rating} for p in combiner.front]
-    folder = run.path / "search" / f"{objective}-{budget:g}"
+    folder = run.search_folder(objective, budget)
     result = SearchResult(
         space=space.name, objective=objective, budget=budget, unit=cost.unit, chosen=chosen, params=info["params"],
         macs=info["macs"], timm_arch_def=space.to_timm_arch_def(chosen.arch),
@@ -189,9 +189,3 @@ def _finish(run: RunDir, combiner: Combiner, ratings: Ratings, cost: CostModel, 
                f"{space.name}: exact front under the {objective} table, budget {budget:g} {cost.unit}")
     return result
 
-
-def tempfile_dir(run: RunDir) -> Path:
-    """A scratch folder inside the run (for exported models being measured)."""
-    folder = run.path / "tmp"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 def child_dir(run: RunDir, arch: Hashable) -> Path:
     """The folder of one child of the run."""
-    folder = run.path / "children" / hashlib.sha1(str(arch).encode()).hexdigest()[:12]
+    folder = run.child_folder(arch)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "arch.txt").write_text(str(arch) + "\n")
     return folder
@@ -95,7 +95,7 @@ def train_child(run: RunDir, arch_text: str, config: TrainConfig, distill: bool 
         from hwnas.supernet.teacher import open_teacher
 
         teacher = open_teacher(run)
-    bundle = load_data(run.config["data"], space.resolution)
+    bundle = load_data(run.config.data, space.resolution)
     result = train_classifier(model, bundle, config, folder / "train.pt", teacher=teacher,
                               show_progress=show_progress, label="child", device=device)
     weights = folder / "weights.pt"
@@ -140,7 +140,7 @@ def load_child(run: RunDir, arch: Hashable, weights: Path | None) -> tuple[nn.Mo
         return model.eval(), str(weights)
     from hwnas.ship.export import calibrate_batchnorm
 
-    bundle = load_data(run.config["data"], space.resolution)
+    bundle = load_data(run.config.data, space.resolution)
     return calibrate_batchnorm(model, bundle), "random initialisation, BatchNorm re-estimated on training images"
 
 
@@ -195,7 +195,7 @@ def export_child(run: RunDir, arch: Hashable | str, formats: list[tuple[str, str
     tables = [LatencyTable.load(t, space) for t in settings.tables]  # each loaded once, checked against the space
     targets = _open_targets(formats, settings) if settings.measure else {}  # a bad target fails before exporting
     model, weights_note = load_child(run, arch, weights)
-    bundle = load_data(run.config["data"], space.resolution)
+    bundle = load_data(run.config.data, space.resolution)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = hashlib.sha1(str(arch).encode()).hexdigest()[:12]

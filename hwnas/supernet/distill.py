@@ -72,7 +72,7 @@ def _without_epochs(config: dict[str, Any]) -> dict[str, Any]:
 
 def checkpoint_path(run: RunDir, block: int) -> Path:
     """Where block ``block``'s supernet checkpoint lives."""
-    return run.file("supernet", f"block{block}.pt")
+    return run.supernet_checkpoint(block)
 
 
 
@@ -194,8 +194,8 @@ def check_same_teacher(saved: dict[str, Any], teacher_weights: str, path: Path, 
 
 def teacher_features(run: RunDir, teacher: BlockTeacher, cache: bool, show_progress: bool,
               device: torch.device) -> TeacherFeatures:
-    bundle = load_data(run.config["data"], run.space.resolution)
-    return TeacherFeatures(teacher, bundle, source_run(run).path / "cache" if cache else None, show_progress=show_progress,
+    bundle = load_data(run.config.data, run.space.resolution)
+    return TeacherFeatures(teacher, bundle, source_run(run).cache_folder if cache else None, show_progress=show_progress,
                            device=device)
 
 

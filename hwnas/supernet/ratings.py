@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 def ratings_path(run: RunDir) -> Path:
     """The run's assembled ratings file."""
-    return run.file("ratings.json")
+    return run.ratings_file
 
 
 def rate(run: RunDir, block: int | None = None, max_candidates: int = DEFAULT_MAX_CANDIDATES,
@@ -35,11 +35,11 @@ def rate(run: RunDir, block: int | None = None, max_candidates: int = DEFAULT_MA
     """Rate every candidate of every block (or one) on ``device``; assemble ratings.json once every block is rated."""
     blocks, torch_device = block_indices(run, block), resolve_device(device)
     teacher = open_teacher(run)
-    features = teacher_features(run, teacher, run.config.get("distill", {}).get("cache", True), show_progress, torch_device)
+    features = teacher_features(run, teacher, (run.config.distill or {}).get("cache", True), show_progress, torch_device)
     held_out = torch.arange(features.size("val"))
     calibration = torch.arange(min(calibration_samples, features.size("train")))
     for b in blocks:
-        path = run.file("ratings", f"block{b}.json")
+        path = run.block_ratings(b)
         if path.exists():
             rated_from = read_json(path, "block ratings").get("supernet", {})
             checkpoint = checkpoint_path(run, b)
@@ -81,13 +81,13 @@ def assemble_ratings(run: RunDir) -> dict[str, Any]:
     space = run.space
     blocks, missing = [], []
     for b in range(space.num_blocks):
-        path = run.path / "ratings" / f"block{b}.json"
+        path = run.block_ratings(b)
         if path.exists():
             blocks.append(read_json(path, "block ratings"))
         else:
             missing.append(b)
-    summary = {"space": space.name, "space_hash": space.definition_hash(), "teacher": run.config.get("teacher"),
-               "data": run.config.get("data"), "distill": run.config.get("distill"), "missing_blocks": missing}
+    summary = {"space": space.name, "space_hash": space.definition_hash(), "teacher": run.config.teacher,
+               "data": run.config.data, "distill": run.config.distill, "missing_blocks": missing}
     if not missing:
         checked = [tuple(b["deeper_worse"]) for b in blocks if "deeper_worse" in b]  # absent in older runs
         summary["undertrained"] = undertrained_warning(checked) if len(checked) == len(blocks) else None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,25 +21,23 @@ from hwnas.run import RunDir, open_run
 from hwnas.supernet.reliability import block_reliability, reliability_weighted
 from profilers.files import atomic_write_json, file_digest, read_json
 
-SEEDS_FOLDER = "seeds"
-COMBINED_FILE = "ratings_seeds.json"
 SCORE = "l1_rel"
 
 
 def source_run(run: RunDir) -> RunDir:
     """The run whose teacher and feature cache ``run`` uses: its parent for a seed run, else itself."""
-    parent = run.config.get("seed_of")
+    parent = run.config.seed_of
     return open_run((run.path / parent).resolve()) if parent else run
 
 
 def seed_run_path(run: RunDir, seed: int) -> Path:
     """Where extra distillation seed ``seed`` (>= 1) of ``run`` lives."""
-    return run.path / SEEDS_FOLDER / f"seed{seed}"
+    return run.seeds_folder / f"seed{seed}"
 
 
 def open_seed_run(run: RunDir, seed: int) -> RunDir:
     """Extra distillation seed ``seed`` of ``run``, created (atomically) on first use."""
-    if run.config.get("seed_of"):
+    if run.config.seed_of:
         raise ValueError(f"{run.path} is itself a distillation seed of {source_run(run).path}: give that run")
     if seed < 1:
         raise ValueError(f"extra distillation seeds are numbered from 1, got {seed}")
@@ -47,8 +46,8 @@ def open_seed_run(run: RunDir, seed: int) -> RunDir:
         partial = path.with_name(f"{path.name}.partial-{os.getpid()}")
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
-        config = {k: v for k, v in run.config.items() if k != "distill"} | {"seed_of": "../.."}
-        atomic_write_json(partial / "run.json", config)
+        config = replace(run.config, distill=None, seed_of="../..")
+        atomic_write_json(partial / "run.json", config.to_json())
         try:
             partial.rename(path)
         except OSError:
@@ -60,7 +59,7 @@ def open_seed_run(run: RunDir, seed: int) -> RunDir:
 
 def seed_runs(run: RunDir) -> list[RunDir]:
     """The extra distillation seeds ``run`` has, in seed order."""
-    folder = run.path / SEEDS_FOLDER
+    folder = run.seeds_folder
     found = sorted((int(p.name[4:]), p) for p in folder.glob("seed*")
                    if p.name[4:].isdigit() and (p / "run.json").exists()) if folder.exists() else []
     return [open_run(p) for _, p in found]
@@ -74,7 +73,7 @@ def block_scores(data: dict[str, Any], score: str = SCORE) -> list[dict[str, flo
 def combine_seed_ratings(run: RunDir, ratings_file: str = "ratings.json") -> dict[str, Any] | None:
     """Write ``ratings_seeds.json`` from the run's ratings and those of every seed rated in full; None (and the file
     removed) when no extra seed is rated yet. Returns what was written, less the ratings."""
-    combined_path = run.path / COMBINED_FILE
+    combined_path = run.combined_ratings_file
     own = run.path / ratings_file
     files = [own] + [s.path / ratings_file for s in seed_runs(run) if (s.path / ratings_file).exists()]
     if not own.exists() or len(files) < 2:
@@ -97,7 +96,7 @@ def combine_seed_ratings(run: RunDir, ratings_file: str = "ratings.json") -> dic
 def combined_ratings(run: RunDir) -> tuple[list[dict[str, float]], dict[str, Any]] | None:
     """The combined ratings and their record when ``ratings_seeds.json`` is there and still matches every ratings
     file it was made from; None when there is none. ValueError when it is out of date (says what to run)."""
-    path = run.path / COMBINED_FILE
+    path = run.combined_ratings_file
     if not path.exists():
         return None
     data = read_json(path, "combined ratings file")

@@ -148,7 +148,7 @@ def load_teacher(path: Path, space: SearchSpace) -> BlockTeacher:
 
 def teacher_path(run: RunDir) -> Path:
     """The run's teacher checkpoint (a distillation seed's is its parent run's)."""
-    return source_run(run).file("teacher.pt")
+    return source_run(run).teacher_checkpoint
 
 
 def train_teacher(
@@ -157,7 +157,7 @@ def train_teacher(
 ) -> dict[str, Any]:
     """Train (or resume) the run's teacher on ``device`` and report its test accuracy; ``train=False`` registers it
     as it is (a pretrained timm model, or an untrained space member)."""
-    if run.config.get("seed_of"):
+    if run.config.seed_of:
         raise ValueError(f"{run.path} is a distillation seed of {source_run(run).path} and uses its teacher: train "
                          "the teacher there")
     space = run.space
@@ -167,11 +167,11 @@ def train_teacher(
         teacher = space_teacher(space, space.parse(arch) if arch else largest_arch(space))
     check_teacher(teacher, space)
     _check_one_teacher(run, teacher.description)
-    bundle = load_data(run.config["data"], space.resolution)
+    bundle = load_data(run.config.data, space.resolution)
     config = config or TrainConfig()
     result: dict[str, Any] = {"teacher": teacher.description, "data": bundle.name}
     if train and not pretrained:
-        trained = train_classifier(teacher, bundle, config, run.file("teacher_training.pt"),
+        trained = train_classifier(teacher, bundle, config, run.teacher_training,
                                    show_progress=show_progress, label="teacher", device=device)
         result.update(trained)
     save_teacher(teacher, teacher_path(run), {"result": result})
@@ -182,8 +182,8 @@ def _check_one_teacher(run: RunDir, description: dict[str, Any]) -> None:
     """A run trains one teacher: ValueError when it already has (or is training) another one, whose training
     checkpoint would otherwise be loaded into this one and whose supernets would be mixed with its features. Records
     the teacher before training, so a killed training resumes only for the same teacher."""
-    recorded = run.config.get("teacher")
-    files = [p.name for p in (teacher_path(run), run.file("teacher_training.pt")) if p.exists()]
+    recorded = run.config.teacher
+    files = [p.name for p in (teacher_path(run), run.teacher_training) if p.exists()]
     wanted = json.loads(json.dumps(description))
     if files and recorded is not None and recorded != wanted:
         raise ValueError(f"run {run.path} already has the teacher {recorded.get('name')} ({', '.join(files)}); "

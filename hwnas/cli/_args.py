@@ -49,6 +49,11 @@ def at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def block_or_any(text: str) -> int | str:
+    """A block index (>= 0) or ``any`` (whichever block no other worker is training)."""
+    return "any" if text == "any" else at_least(0)(text)
+
+
 def port(text: str) -> int:
     """A TCP port, 0-65535 (0: any free port)."""
     value = at_least(0)(text)

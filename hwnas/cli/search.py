@@ -25,6 +25,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     search.add_argument("--refine-trials", type=at_least(0), default=20,
                         help="Optuna trials with real measurements (default 20; 0: none)")
     search.add_argument("--multi-objective", action="store_true", help="NSGA-II over (rating, measured latency)")
+    search.add_argument("--stale-after", type=positive_float, default=60.0, metavar="S",
+                        help="a trial whose worker sent no heartbeat for S seconds (killed, machine lost) is marked "
+                             "failed by the next worker (default 60)")
     search.add_argument("--storage", default=None, type=storage_url, help="Optuna storage URL (default: SQLite in the run)")
     search.add_argument("--target", default=None, type=target,
                         help="where to measure: http://HOST:PORT (an 'hwnas agent serve'), adb:SERIAL (a phone), or "
@@ -41,7 +44,8 @@ def run_search(args: argparse.Namespace) -> int:
 
     run = open_run(args.run)
     settings = SearchSettings(objective=args.objective, refine_trials=args.refine_trials,
-                              multi_objective=args.multi_objective, storage=args.storage, target=args.target,
+                              multi_objective=args.multi_objective, storage=args.storage,
+                              stale_after_s=args.stale_after, target=args.target,
                               token=args.token, protocol=Protocol.quick() if args.quick else Protocol())
     result = search(run, args.table, args.budget, settings)
     chosen = result.chosen

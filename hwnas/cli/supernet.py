@@ -6,7 +6,7 @@ import argparse
 import os
 import shutil
 
-from hwnas.cli._args import at_least, positive_float
+from hwnas.cli._args import at_least, block_or_any, positive_float
 from hwnas.cli._output import emit, table
 from hwnas.cli._recipe import add_device_argument, add_recipe_arguments, recipe_settings
 from hwnas.run import create_or_open_run, open_run
@@ -38,7 +38,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     distill.add_argument("--run", default=os.environ.get("HWNAS_RUN"), required="HWNAS_RUN" not in os.environ,
                          help="run name or path (default: $HWNAS_RUN; under torchrun, whose parser claims --run, "
                               "set HWNAS_RUN)")
-    distill.add_argument("--block", type=at_least(0), default=None, help="train only this block (default: all, in turn)")
+    distill.add_argument("--block", type=block_or_any, default=None,
+                         help="train only this block, or 'any': take whichever block (of any seed) no other worker "
+                              "is training, until all are trained (default: all, in turn)")
     distill.add_argument("--epochs", type=at_least(1), default=20, help="epochs per block (default 20, DNA's)")
     distill.add_argument("--lr", type=positive_float, default=0.02,
                          help="Adam learning rate, x0.9 per epoch (default 0.02; DNA's ImageNet recipe: 0.002; "
@@ -115,7 +117,9 @@ def run_distill(args: argparse.Namespace) -> int:
         run = open_run(args.run)
         config = DistillConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
                                share_twins=args.share_twins, separate_depths=args.separate_depths)
-        results = distill(run, args.block, config, cache=not args.no_cache, device=str(device), seeds=args.seeds)
+        take_any = args.block == "any"
+        results = distill(run, None if take_any else args.block, config, cache=not args.no_cache, device=str(device),
+                          seeds=args.seeds, take_any=take_any)
     finally:
         if world > 1:
             import torch.distributed as dist

@@ -47,6 +47,7 @@ class SearchSettings:
     refine_trials: int = 20
     multi_objective: bool = False
     storage: str | None = None
+    stale_after_s: float = 60.0
     target: None | str | Target = None
     token: str | None = None
     protocol: Protocol = field(default_factory=Protocol)
@@ -118,7 +119,8 @@ def _refine(run: RunDir, combiner: Combiner, ratings: Ratings, measuring: _Measu
     table_digest = hashlib.sha1(measuring.table_path.read_bytes()).hexdigest()
     name = study_name(space, table_digest, budget, settings.multi_objective, ratings)
     study = refine(combiner, ratings, budget, measurer(space, measuring.target, settings.protocol),
-                   StudySettings(storage, name, settings.refine_trials, multi_objective=settings.multi_objective),
+                   StudySettings(storage, name, settings.refine_trials, multi_objective=settings.multi_objective,
+                                 stale_after_s=settings.stale_after_s),
                    show_progress=show_progress)
     states = [t.state.name for t in study.trials]
     summary = {"study": name, "storage": storage, "trials": states.count("COMPLETE") + states.count("FAIL"),

@@ -52,9 +52,10 @@ def study_name(space: SearchSpace, table_digest: str, budget_ms: float, multi_ob
 
 @dataclass(frozen=True)
 class StudySettings:
-    """Where the Optuna study lives and how long it runs: ``storage`` (an RDB URL), the study ``name``, ``trials``
-    finished trials in all, ``starts`` front points enqueued first, NSGA-II over (rating, measured ms) when
-    ``multi_objective`` (else TPE), and the sampler's ``seed``."""
+    """Where the Optuna study lives and how long it runs: ``storage`` (an RDB URL: SQLite, PostgreSQL...), the study
+    ``name``, ``trials`` finished trials in all, ``starts`` front points enqueued first, NSGA-II over (rating,
+    measured ms) when ``multi_objective`` (else TPE), the sampler's ``seed``, and ``stale_after_s``: a running
+    trial whose worker sent no heartbeat for that long (killed, or its machine lost) is marked failed."""
 
     storage: str
     name: str
@@ -62,6 +63,7 @@ class StudySettings:
     starts: int = 5
     multi_objective: bool = False
     seed: int = 0
+    stale_after_s: float = 60.0
 
 
 def refine(combiner: Combiner, ratings: Ratings, budget_ms: float, measure: Callable[[Hashable], float],
@@ -83,7 +85,7 @@ def refine(combiner: Combiner, ratings: Ratings, budget_ms: float, measure: Call
     else:
         sampler = optuna.samplers.TPESampler(seed=settings.seed)
         directions = ["minimize"]
-    opened = _open_study(settings.name, settings.storage, sampler, directions)
+    opened = _open_study(settings.name, settings, sampler, directions)
     with _claim_lock(settings.storage):
         if not opened.trials:
             for point in starts:
@@ -117,15 +119,20 @@ def _run_trials(study: Any, objective: Callable[[Any], Any], settings: StudySett
 
     storage, trials = settings.storage, settings.trials
     # ask/tell rather than study.optimize: asking pops an enqueued trial, and on SQLite (no row locks) two workers
-    # can pop the same one and both tell it; the claim lock serialises asking. Workers stop when the study holds
-    # ``trials`` finished trials (each worker's last trial may overshoot by one).
+    # can pop the same one and both tell it; the claim lock serialises asking (a server database locks the row).
+    # Workers stop when the study holds ``trials`` finished trials (each worker's last trial may overshoot by one).
+    # Each running trial sends heartbeats; a trial whose worker died is marked failed by the next worker to ask.
     while True:
         with _claim_lock(storage):
+            for number in optuna.storages.fail_stale_trials(study) or []:
+                log.warning("trial %d lost its worker (no heartbeat for %g s): marked failed", number,
+                            settings.stale_after_s)
             if sum(t.state.is_finished() for t in study.get_trials(deepcopy=False)) >= trials:
                 break
             trial = study.ask()
         try:
-            value = objective(trial)
+            with _heartbeat(trial, settings.stale_after_s):
+                value = objective(trial)
         except Exception:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             continue
@@ -134,6 +141,38 @@ def _run_trials(study: Any, objective: Callable[[Any], Any], settings: StudySett
             raise
         study.tell(trial, value)
     return study
+
+
+def _storage(settings: StudySettings) -> Any:
+    """The Optuna storage with heartbeats on (a killed worker's trial becomes stale after ``stale_after_s``)."""
+    import optuna
+
+    heartbeat = max(1, int(settings.stale_after_s / 4))
+    grace = max(heartbeat + 1, int(settings.stale_after_s))
+    return optuna.storages.RDBStorage(settings.storage, heartbeat_interval=heartbeat, grace_period=grace)
+
+
+@contextlib.contextmanager
+def _heartbeat(trial: Any, stale_after_s: float) -> Iterator[None]:
+    """Record the trial's heartbeat while its measurement runs (what Optuna's own optimize loop does)."""
+    import threading
+
+    storage, stop = trial.study._storage, threading.Event()
+    interval = max(1, int(stale_after_s / 4))
+
+    def beat() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(Exception):  # a missed beat is retried; the trial goes on
+                storage.record_heartbeat(trial._trial_id)
+            stop.wait(interval)
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 @contextlib.contextmanager
@@ -153,9 +192,10 @@ def _claim_lock(storage: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _open_study(name: str, storage: str, sampler: Any, directions: list[str], attempts: int = 5) -> Any:
+def _open_study(name: str, settings: StudySettings, sampler: Any, directions: list[str], attempts: int = 5) -> Any:
     """Create or load the study; workers starting together against a new database race to create its schema, and
-    the loser retries once the winner's schema is there."""
+    the loser retries once the winner's schema is there. ValueError (password hidden) when the storage cannot be
+    used."""
     import time
 
     import optuna
@@ -163,17 +203,17 @@ def _open_study(name: str, storage: str, sampler: Any, directions: list[str], at
 
     for attempt in range(attempts):
         try:
-            return optuna.create_study(study_name=name, storage=storage, sampler=sampler, directions=directions,
-                                       load_if_exists=True)
+            return optuna.create_study(study_name=name, storage=_storage(settings), sampler=sampler,
+                                       directions=directions, load_if_exists=True)
         except (IntegrityError, OperationalError) as error:
             if attempt + 1 == attempts:
-                raise ValueError(f"cannot open the Optuna study in {_shown(storage)}: {' '.join(str(error).split())[:300]}"
-                                 "; check the storage URL, that the database is reachable and writable, and its "
-                                 "password") from None
+                raise ValueError(f"cannot open the Optuna study in {_shown(settings.storage)}: "
+                                 f"{' '.join(str(error).split())[:300]}; check the storage URL, that the database is "
+                                 "reachable and writable, and its password") from None
             time.sleep(0.5 * (attempt + 1))
         except (SQLAlchemyError, ImportError, ValueError) as error:
-            raise ValueError(f"cannot use the Optuna storage {_shown(storage)}: {' '.join(str(error).split())[:300]}") \
-                from None
+            raise ValueError(f"cannot use the Optuna storage {_shown(settings.storage)}: "
+                             f"{' '.join(str(error).split())[:300]}") from None
     raise AssertionError("unreachable")
 
 

@@ -13,6 +13,7 @@ import logging
 import random
 import time
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 from hwnas.data import load_data
 from hwnas.devices import load_checkpoint, resolve_device
 from hwnas.run import RunDir
+from hwnas.supernet import claims
 from hwnas.supernet.blocks import BlockSupernet
 from hwnas.supernet.features import TeacherFeatures
 from hwnas.supernet.seeds import open_seed_run, source_run
@@ -208,25 +210,58 @@ def block_indices(run: RunDir, block: int | None) -> list[int]:
     return [block]
 
 
+def block_done(run: RunDir, block: int, config: DistillConfig) -> bool:
+    """Whether the block's supernet has its ``config.epochs`` epochs (a checkpoint that cannot be read is not)."""
+    path = checkpoint_path(run, block)
+    if not path.exists():
+        return False
+    try:
+        return int(load_checkpoint(path).get("epoch", 0)) >= config.epochs
+    except ValueError:
+        return False
+
+
 def distill(run: RunDir, block: int | None = None, config: DistillConfig | None = None, cache: bool = True,
-            show_progress: bool = True, device: str = "cpu", seeds: int = 1) -> list[dict[str, Any]]:
-    """Train every block's supernet (or one) on ``device``, resuming from checkpoints. ``seeds`` > 1 trains seeds
-    ``config.seed + 1`` ... beside it (``hwnas.supernet.seeds``: ``RUN/seeds/seedK``, same teacher and cache); the
-    results are the run's own seed's, then each extra seed's."""
+            show_progress: bool = True, device: str = "cpu", seeds: int = 1, take_any: bool = False,
+            ) -> list[dict[str, Any]]:
+    """Train every block's supernet (or one) on ``device``, resuming from checkpoints; returns each trained block's
+    history with its seed. ``seeds`` > 1 trains seeds ``config.seed + 1`` ... beside it (``hwnas.supernet.seeds``:
+    ``RUN/seeds/seedK``, same teacher and cache). Each block is trained under its claim (``hwnas.supernet.claims``):
+    a worker given a block another worker is training waits for it; with ``take_any`` (``--block any``) it trains
+    whichever unfinished block of any seed no other worker holds, until all are trained."""
     if seeds < 1:
         raise ValueError(f"--seeds must be >= 1 (distillation seeds of the block supernets), got {seeds}")
+    rank, world = _rank_world()
+    if take_any and (block is not None or world > 1):
+        raise ValueError("--block any lets separate workers share the blocks; give it without a block number and "
+                         "outside torchrun (under torchrun, give --block i: every rank trains that block)")
     blocks, torch_device = block_indices(run, block), resolve_device(device)
     teacher = open_teacher(run)
     features = teacher_features(run, teacher, cache, show_progress, torch_device)
     config = config or DistillConfig()
     run.update(distill=dict(vars(config)) | {"cache": cache})
-    results = [distill_block(run, b, teacher, features, config, show_progress, torch_device) | {"seed": config.seed}
-               for b in blocks]
+    jobs = [(run, config, b) for b in blocks]
     for k in range(1, seeds):
         seed_run, seed_config = open_seed_run(run, k), replace(config, seed=config.seed + k)
-        if show_progress:
-            log.info("distillation seed %d (%s)", seed_config.seed, seed_run.path)
         seed_run.update(distill=dict(vars(seed_config)) | {"cache": cache})
-        results += [distill_block(seed_run, b, teacher, features, seed_config, show_progress, torch_device)
-                    | {"seed": seed_config.seed} for b in blocks]
+        jobs += [(seed_run, seed_config, b) for b in blocks]
+
+    def train(index: int) -> dict[str, Any]:
+        job_run, job_config, b = jobs[index]
+        if show_progress and job_run is not run:
+            log.info("distillation seed %d (%s), block %d", job_config.seed, job_run.path, b)
+        return distill_block(job_run, b, teacher, features, job_config, show_progress, torch_device) | {
+            "seed": job_config.seed}
+
+    claimed = [claims.Job(f"block {b} of seed {c.seed}", checkpoint_path(r, b).with_suffix(".lock"),
+                          partial(block_done, r, b, c)) for r, c, b in jobs]
+    if take_any:
+        return claims.take_any(claimed, train)
+    results = []
+    for index, job in enumerate(claimed):
+        if rank != 0:  # under torchrun every rank trains the same block: rank 0 holds its claim for them
+            results.append(train(index))
+            continue
+        with claims.claim(job.lock, wait=True, what=job.name):
+            results.append(train(index))
     return results

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import socket
+import warnings
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -124,12 +125,12 @@ def _run_trials(study: Any, objective: Callable[[Any], Any], settings: StudySett
     # Each running trial sends heartbeats; a trial whose worker died is marked failed by the next worker to ask.
     while True:
         with _claim_lock(storage):
-            for number in optuna.storages.fail_stale_trials(study) or []:
-                log.warning("trial %d lost its worker (no heartbeat for %g s): marked failed", number,
-                            settings.stale_after_s)
+            _fail_stale(study, settings.stale_after_s)
             if sum(t.state.is_finished() for t in study.get_trials(deepcopy=False)) >= trials:
                 break
-            trial = study.ask()
+            with warnings.catch_warnings():  # "heartbeat ... with Study.optimize": _heartbeat beats for ask/tell
+                warnings.simplefilter("ignore", UserWarning)
+                trial = study.ask()
         try:
             with _heartbeat(trial, settings.stale_after_s):
                 value = objective(trial)
@@ -143,13 +144,30 @@ def _run_trials(study: Any, objective: Callable[[Any], Any], settings: StudySett
     return study
 
 
+def _fail_stale(study: Any, stale_after_s: float) -> None:
+    """Mark failed the running trials whose worker stopped sending heartbeats (killed, or its machine lost)."""
+    import optuna
+
+    running = {t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))}
+    if not running:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,)):
+        if trial.number in running:
+            log.warning("trial %d lost its worker (no heartbeat for %g s): marked failed", trial.number, stale_after_s)
+
+
 def _storage(settings: StudySettings) -> Any:
     """The Optuna storage with heartbeats on (a killed worker's trial becomes stale after ``stale_after_s``)."""
     import optuna
 
     heartbeat = max(1, int(settings.stale_after_s / 4))
     grace = max(heartbeat + 1, int(settings.stale_after_s))
-    return optuna.storages.RDBStorage(settings.storage, heartbeat_interval=heartbeat, grace_period=grace)
+    with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna; hwnas relies on them as they are
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(settings.storage, heartbeat_interval=heartbeat, grace_period=grace)
 
 
 @contextlib.contextmanager

@@ -1,11 +1,11 @@
 """Benchmark: do block-wise ratings rank architectures the way stand-alone training does? (DNA vs SPOS)
 
-On ``mbconv-tiny`` and an embedded data set (default ``digits-distorted-4``): the teacher, block-wise distillation
-and rating of every candidate (hwnas) and, side by side, an SPOS supernet trained end to end on labels (rated by
-validation accuracy after BN re-estimation). ``--archs`` architectures spread across hwnas's rating range (plus
-``--full-range-archs`` from its best to its worst) are each trained stand-alone ``--seeds`` times with one fixed
-recipe (AdamW, on-the-fly augmentation, gradient clipping), evaluated on a large fixed test set (``--test-copies``
-distortions of the test digits) with the data's own split beside it.
+On ``mbconv-tiny`` with digits (default ``digits-distorted-4``) or ``mbconv-tiny-64`` with ``--data glyphs``: the
+teacher, block-wise distillation and rating of every candidate (hwnas) and, side by side, an SPOS supernet trained
+end to end on labels (rated by validation accuracy after BN re-estimation). ``--archs`` architectures spread across
+hwnas's rating range (plus ``--full-range-archs`` from its best to its worst) are each trained stand-alone
+``--seeds`` times with one fixed recipe (AdamW, on-the-fly augmentation, gradient clipping), evaluated on a large
+fixed test set (``hwnas.data.large_test_set``) with the data's own split beside it.
 
 Reported: Kendall tau and Spearman rho of each score (hwnas, SPOS, parameters, MACs) against the seed-averaged
 accuracy; the spread across architectures next to the seed-to-seed spread; the noise ceiling (``rank_noise``: the tau
@@ -40,7 +40,20 @@ from _common import ROOT, print_table, result_path, write_result
 from scipy.stats import kendalltau, spearmanr
 
 Ratings = list[dict[str, float]]
-SPACE = "mbconv-tiny"
+SPACES = {"digits": "mbconv-tiny", "glyphs": "mbconv-tiny-64"}  # the space each embedded data family is ranked on
+
+
+def space_for(data: str) -> str:
+    """The space a data set is ranked on: ``mbconv-tiny`` (32 px, 10 classes) for digits, ``mbconv-tiny-64`` (64 px,
+    62 classes) for glyphs."""
+    return SPACES["glyphs" if data.startswith("glyphs") else "digits"]
+
+
+def resolution_for(data: str) -> int:
+    """The resolution of the space a data set is ranked on."""
+    from search_spaces import get_space
+
+    return get_space(space_for(data)).resolution
 
 
 def _setup_worker() -> None:
@@ -56,7 +69,7 @@ def hwnas_stage(work: str, data: str, teacher_epochs: int, distill_epochs: int, 
     from hwnas.supernet.teacher import train_teacher
     from hwnas.training import TrainConfig
 
-    run = create_or_open_run(Path(work) / "run", SPACE, data)
+    run = create_or_open_run(Path(work) / "run", space_for(data), data)
     config = TrainConfig(epochs=teacher_epochs, augment=augment, augment_strength=strength, grad_clip=clip)
     teacher = train_teacher(run, config=config, show_progress=False, device=device)
     distill(run, config=DistillConfig(epochs=distill_epochs, lr=distill_lr, share_twins=share_twins),
@@ -106,22 +119,19 @@ def spos_stage(work: str, data: str, epochs: int, augment: bool, clip: float | N
     from search_spaces import get_space
 
     torch.manual_seed(0)
-    supernet = SPOSSupernet(get_space(SPACE), sharing=sharing)
+    supernet = SPOSSupernet(get_space(space_for(data)), sharing=sharing)
     config = SPOSConfig(epochs=epochs, augment=augment, grad_clip=clip, sharing=sharing, warmup_epochs=warmup)
-    return train_spos(supernet, load_data(data, 32), config, spos_checkpoint(Path(work), sharing),
+    return train_spos(supernet, load_data(data, resolution_for(data)), config, spos_checkpoint(Path(work), sharing),
                       show_progress=False, device=device)
 
 
 def large_test_accuracy(model: torch.nn.Module, data: str, copies: int) -> float | None:
-    """Accuracy on the large test set (``hwnas.data.large_distorted_test_set``: the test digits under ``copies``
-    fixed distortions of their own), or None for data other than the embedded digits."""
-    from hwnas.data import DataBundle, large_distorted_test_set
+    """Accuracy on the data's large test set (``hwnas.data.large_test_set``), or None for an image folder."""
+    from hwnas.data import large_test_set
     from hwnas.training import evaluate
 
-    if not copies or not data.startswith("digits"):
-        return None
-    bundle = DataBundle("large test", 10, 32, {"test": large_distorted_test_set(32, copies)})
-    return evaluate(model, bundle, "test")
+    bundle = large_test_set(data, resolution_for(data), copies) if copies else None
+    return evaluate(model, bundle, "test") if bundle is not None else None
 
 
 def recipe_tag(epochs: int, augment: bool, strength: float, clip: float | None) -> str:
@@ -217,7 +227,7 @@ def stand_alone(work: str, data: str, arch: str, seed: int, epochs: int, augment
     folder.mkdir(parents=True, exist_ok=True)
     name = child_name(arch, seed, epochs, augment, strength, clip)
     result_path, weights = folder / f"{name}.json", folder / f"{name}_weights.pt"
-    space = get_space(SPACE)
+    space = get_space(space_for(data))
     if result_path.exists():
         result = read_json(result_path, "stand-alone result")
         key = f"test_accuracy_x{test_copies}"
@@ -231,8 +241,8 @@ def stand_alone(work: str, data: str, arch: str, seed: int, epochs: int, augment
     model = space.build(space.parse(arch)).train()
     started = time.perf_counter()
     config = TrainConfig(epochs=epochs, seed=seed, augment=augment, augment_strength=strength, grad_clip=clip)
-    trained = train_classifier(model, load_data(data, 32), config, folder / f"{name}.pt", show_progress=False,
-                               device=device)
+    trained = train_classifier(model, load_data(data, resolution_for(data)), config, folder / f"{name}.pt",
+                               show_progress=False, device=device)
     result = {"arch": arch, "seed": seed, "test_accuracy": trained["test_accuracy"],
               "val_accuracy": trained["history"][-1]["val_accuracy"], "seconds": time.perf_counter() - started,
               "device": device}
@@ -399,8 +409,8 @@ def main() -> None:
         teacher_accuracy = hwnas_job.result()
         hwnas_s = time.perf_counter() - started
         print(f"hwnas: teacher {teacher_accuracy:.4f}, distilled and rated ({hwnas_s:.0f} s)", flush=True)
-        space = get_space(SPACE)
-        hwnas_run = create_or_open_run(work / "run", SPACE, args.data)
+        space = get_space(space_for(args.data))
+        hwnas_run = create_or_open_run(work / "run", space_for(args.data), args.data)
         ratings, run_config = load_ratings(hwnas_run, pooled=False), hwnas_run.config
         if args.archs_from:
             archs = [str(space.parse(a)) for a in read_json(args.archs_from, "earlier ranking result")["archs"]]
@@ -454,7 +464,7 @@ def main() -> None:
     per_seed = [[results[(a, s)][accuracy_key] for a in archs] for s in range(args.seeds)]
     small_split = [[results[(a, s)]["test_accuracy"] for a in archs] for s in range(args.seeds)]
     accuracies = [statistics.fmean(values) for values in zip(*per_seed)]
-    rating_runs = [ratings, *(load_ratings(create_or_open_run(path, SPACE, args.data), pooled=False)
+    rating_runs = [ratings, *(load_ratings(create_or_open_run(path, space_for(args.data), args.data), pooled=False)
                               for path in seed_runs)]
     ratings_by_seed = [[rating_of(space, r, space.parse(a)) for a in archs] for r in rating_runs]
     rating = ratings_by_seed[0]  # the hwnas row: seed 0, the recipe's own supernets
@@ -521,7 +531,7 @@ def main() -> None:
     plot(png, rating, spos_scores, accuracies, taus)
     hwnas_tau, spos_tau = taus["hwnas (DNA block-wise)"], taus["SPOS baseline"]
     write_result("ranking", args.name, {
-        "space": SPACE, "data": args.data, "data_sizes": {k: len(v) for k, v in bundle.datasets.items()},
+        "space": space_for(args.data), "data": args.data, "data_sizes": {k: len(v) for k, v in bundle.datasets.items()},
         "archs": archs, "ratings": rating, "spos_val_accuracy": spos_scores, "test_accuracy": accuracies,
         "test_accuracy_per_seed": per_seed, "accuracy_measure": accuracy_key,
         "own_test_split": {"test_accuracy_per_seed": small_split, "seed_std": small_split_seed_std,

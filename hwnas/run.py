@@ -177,10 +177,13 @@ def create_or_open_run(name: str | Path, space: str | None, data: str | None) ->
         return run
     if space is None:
         raise ValueError(f"run {path} does not exist yet: give --space (and --data) to create it")
-    from hwnas.data import check_data_name
+    from hwnas.data import data_classes
 
-    get_space(space)
-    check_data_name(data or "digits")  # a bad --data must not leave a run made with it
+    classes = get_space(space).num_classes
+    found = data_classes(data or "digits")  # a bad --data must not leave a run made with it
+    if found is not None and found != classes:
+        raise ValueError(f"--data {data or 'digits'} has {found} classes, space {space} classifies {classes}: choose a "
+                         "space made for it ('hwnas space list' shows each space's classes; glyphs: mbconv-tiny-64)")
     path.mkdir(parents=True, exist_ok=True)
     run = RunDir(path, RunConfig(space, data or "digits", _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")))
     run.save()

@@ -77,9 +77,9 @@ class LineProgress:
         if self.disable or not self.n:
             return
         done = f"{self.n:g}" + (f"/{self.total:g}" if self.total and self.total != self.n else "")
+        unit = self.unit if self.unit == "it" or self.n == 1 or self.unit.endswith("s") else f"{self.unit}s"
         extra = f" ({self.postfix})" if self.postfix else ""
-        self.logger.info("%s: %s %s in %.1f s%s", self.desc, done, self.unit, time.perf_counter() - self.started,
-                         extra)
+        self.logger.info("%s: %s %s in %.1f s%s", self.desc, done, unit, time.perf_counter() - self.started, extra)
 
 
 def progress(iterable: Iterable[Any] | None = None, total: float | None = None, desc: str = "", unit: str = "it",

@@ -20,6 +20,14 @@ def mbconv_tiny() -> MBConvSpace:
     return MBConvSpace("mbconv-tiny", stages=stages, resolution=32, num_classes=10, width_mult=0.5)
 
 
+@register_space("mbconv-tiny-64")
+def mbconv_tiny_64() -> MBConvSpace:
+    """``mbconv-tiny`` at 64 px with 62 classes, for ``--data glyphs``: its last blocks see 4x4 to 2x2 maps instead
+    of 2x2 to 1x1, so most kernel choices compute different functions."""
+    stages = tuple(StageSpec(s.widths, s.stride, tuple(d for d in s.depths if d <= 2)) for s in DNA_STAGES)
+    return MBConvSpace("mbconv-tiny-64", stages=stages, resolution=64, num_classes=62, width_mult=0.5)
+
+
 @register_space("vit")
 def vit() -> ViTSpace:
     """A small ViT space (AutoFormer-T sized): 224 px, patch 16, width 192, three blocks of 3-4 layers."""

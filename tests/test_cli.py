@@ -6,7 +6,8 @@ import pytest
 
 from hwnas.cli import build_parser, main
 
-COMMANDS = [["space", "list"], ["space", "sample"], ["space", "info"], ["profile"], ["measure"], ["predict"],
+COMMANDS = [["space", "list"], ["space", "sample"], ["space", "info"], ["space", "blocks"], ["data", "list"],
+            ["data", "sheet"], ["profile"], ["measure"], ["predict"],
             ["teacher", "train"], ["distill"], ["rate"], ["search"], ["train"], ["export"], ["agent", "serve"], ["demo"]]
 
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import typing
 from collections.abc import Sequence
 
 from hwnas import __version__
-from hwnas.cli import agent, demo, profile, search, ship, space, supernet
+from hwnas.cli import agent, data, demo, profile, search, ship, space, supernet
+from profilers.progress import on_terminal
 
-_COMMAND_MODULES = (space, profile, supernet, search, ship, agent, demo)
+_COMMAND_MODULES = (space, data, profile, supernet, search, ship, agent, demo)
 
 
 class UsageError(Exception):
@@ -110,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(error, file=sys.stderr)
         return 2
     configure_logging(args.quiet, args.verbose)
+    if not on_terminal():  # libraries' own tqdm bars (the quantizer's, the converter's) print nothing to a log
+        os.environ.setdefault("TQDM_DISABLE", "1")
     try:
         return int(args.handler(args) or 0)
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError, ImportError) as error:

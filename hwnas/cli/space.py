@@ -26,6 +26,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     sample.add_argument("--json", action="store_true", help="machine-readable output")
     sample.set_defaults(handler=run_sample)
 
+    blocks = sub.add_parser("blocks", help="per block: candidates, and how many different functions they compute")
+    blocks.add_argument("space", help="space name (see 'hwnas space list')")
+    blocks.add_argument("--json", action="store_true", help="machine-readable output")
+    blocks.set_defaults(handler=run_blocks)
+
     info = sub.add_parser("info", help="params, MACs, timm arch-def, blocks and space size of one architecture")
     info.add_argument("space", help="space name (see 'hwnas space list')")
     info.add_argument("--arch", required=True, help="architecture string (see 'hwnas space sample')")
@@ -43,9 +48,23 @@ def run_list(args: argparse.Namespace) -> int:
             "blocks": space.num_blocks, "architectures": space.count(), "latency_units": len(space.all_units()),
             "definition_hash": space.definition_hash(),
         })
-    text = table([[r["name"], r["resolution"], r["blocks"], f"{r['architectures']:.3e}", r["latency_units"]]
-                  for r in rows], ["space", "resolution", "blocks", "architectures", "latency units"])
+    text = table([[r["name"], r["resolution"], r["num_classes"], r["blocks"], f"{r['architectures']:.3e}",
+                   r["latency_units"]] for r in rows],
+                 ["space", "resolution", "classes", "blocks", "architectures", "latency units"])
     emit(rows, args.json, text)
+    return 0
+
+
+def run_blocks(args: argparse.Namespace) -> int:
+    """Per block: its candidates and the distinct functions among them (a kernel wider than its map can reach
+    computes what a narrower one does: twins)."""
+    from hwnas.supernet.twins import equivalence_classes
+
+    space = get_space(args.space)
+    rows = [{"block": b, "candidates": len(space.block_candidates(b)), "functions": len(equivalence_classes(space, b))}
+            for b in range(space.num_blocks)]
+    emit(rows, args.json, table([[r["block"], r["candidates"], r["functions"]] for r in rows],
+                                ["block", "candidates", "distinct functions"]))
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Data: scikit-learn's digits (the embedded default, no download), a harder distorted variant, or an image folder.
+"""Data: scikit-learn's digits (the embedded default, no download), a harder distorted variant, rendered glyphs, or
+an image folder.
 
 ``digits``: 1797 8x8 grey images of 10 classes, shipped inside scikit-learn, resized to the space's resolution,
 repeated to 3 channels and normalised; a fixed stratified split of 60% train, 20% val, 20% test.
@@ -6,6 +7,9 @@ repeated to 3 channels and normalised; a fixed stratified split of 60% train, 20
 distortion (rotation, scale, shear, shift) with pixel noise: K times more images, a harder task on which network
 capacity shows, and a test split large enough that its sampling noise stays small. Deterministic (seeded), so
 teacher features can be cached.
+``glyphs[-K]``: 62 classes (digits and letters, with confusable pairs) rendered at 64 px from the fonts matplotlib
+ships, under random fonts, strokes, affine transforms, blur, clutter and noise (``hwnas.data.glyphs``): a task with
+structure for a wider kernel to find, generated locally from a seed.
 An image folder ``ROOT`` holds ``ROOT/train/CLASS/*.jpg`` and ``ROOT/val/CLASS/*.jpg`` (val doubles as test), read
 with torchvision's ImageFolder and timm's transforms.
 """
@@ -170,7 +174,26 @@ def load_image_folder_bundle(root: Path, resolution: int) -> DataBundle:
     return DataBundle(str(root), len(train.classes), resolution, {"train": train, "val": val, "test": val})
 
 
-EMBEDDED = ("digits", "digits-distorted", "digits-distorted-K")
+EMBEDDED = ("digits", "digits-distorted", "digits-distorted-K", "glyphs", "glyphs-K")
+
+
+def large_test_set(name: str, resolution: int, copies: int = 32) -> DataBundle | None:
+    """An evaluation set whose sampling noise is small, drawn apart from every split: the test digits under
+    ``copies`` distortions of their own for ``digits*``; ``copies // 8`` (at least 1) times the glyph test split
+    from another seed for ``glyphs*`` (7936 images for 32); None for image folders."""
+    if copies < 1:
+        raise ValueError(f"the large test set needs copies >= 1, got {copies}")
+    if name.startswith("digits"):
+        return DataBundle("large test", 10, resolution, {"test": large_distorted_test_set(resolution, copies)})
+    if name.startswith("glyphs"):
+        from hwnas.data.glyphs import CLASSES, RENDER, generate
+
+        images, labels = generate("test", max(1, copies // 8), LARGE_TEST_SEED).tensors
+        if resolution != RENDER:
+            images = F.interpolate(images, size=(resolution, resolution), mode="bilinear", align_corners=False,
+                                   antialias=True)
+        return DataBundle("large test", len(CLASSES), resolution, {"test": TensorDataset(images, labels)})
+    return None
 
 
 def check_data_name(name: str) -> None:
@@ -182,14 +205,54 @@ def check_data_name(name: str) -> None:
         if match is None or int(match.group(1) or 8) < 1:
             raise ValueError(f"--data {name!r}: write 'digits-distorted' or 'digits-distorted-K' with K >= 1 copies")
         return
+    if name.startswith("glyphs"):
+        _glyph_multiple(name)
+        return
     if not Path(name).exists():
         raise FileNotFoundError(f"--data {name!r} is neither one of the embedded data sets ({', '.join(EMBEDDED)}) "
                                 "nor an existing image folder")
 
 
-def load_data(name: str, resolution: int) -> DataBundle:
-    """``digits``, ``digits-distorted`` (8 distorted copies per image), ``digits-distorted-K`` or an image folder."""
+def _glyph_multiple(name: str) -> int:
+    match = re.fullmatch(r"glyphs(?:-(\d+))?", name)
+    if match is None or int(match.group(1) or 1) < 1:
+        raise ValueError(f"--data {name!r}: write 'glyphs' or 'glyphs-K' with K >= 1 (K times the images per class)")
+    return int(match.group(1) or 1)
+
+
+def data_classes(name: str) -> int | None:
+    """How many classes the data set ``name`` has, without loading it (None for a folder without ``train/``)."""
     check_data_name(name)
+    if name.startswith("digits"):
+        return 10
+    if name.startswith("glyphs"):
+        from hwnas.data.glyphs import CLASSES
+
+        return len(CLASSES)
+    train = Path(name) / "train"
+    return sum(1 for p in train.iterdir() if p.is_dir()) if train.is_dir() else None
+
+
+def load_glyphs_bundle(resolution: int, multiple: int = 1, seed: int = 0) -> DataBundle:
+    """``glyphs`` (``hwnas.data.glyphs``) at ``resolution`` px: rendered at 64 px, resized when asked."""
+    from hwnas.data.glyphs import CLASSES, RENDER, generate
+
+    datasets = {}
+    for split in SPLITS:
+        images, labels = generate(split, multiple, seed).tensors
+        if resolution != RENDER:
+            images = F.interpolate(images, size=(resolution, resolution), mode="bilinear", align_corners=False,
+                                   antialias=True)
+        datasets[split] = TensorDataset(images, labels)
+    return DataBundle("glyphs" if multiple == 1 else f"glyphs-{multiple}", len(CLASSES), resolution, datasets)
+
+
+def load_data(name: str, resolution: int) -> DataBundle:
+    """``digits``, ``digits-distorted`` (8 distorted copies per image), ``digits-distorted-K``, ``glyphs[-K]`` or an
+    image folder."""
+    check_data_name(name)
+    if name.startswith("glyphs"):
+        return load_glyphs_bundle(resolution, _glyph_multiple(name))
     if name == "digits":
         return load_digits_bundle(resolution)
     if name.startswith("digits-distorted"):

@@ -250,7 +250,7 @@ def test_an_image_folder_with_a_corrupt_image_names_it_and_makes_no_run(tmp_path
 
     root = tmp_path / "images"
     for split in ("train", "val"):
-        for label in ("a", "b"):
+        for label in "abcdefghij":  # 10 classes, as mbconv-tiny classifies
             folder = root / split / label
             folder.mkdir(parents=True)
             for index in range(2):

@@ -132,7 +132,7 @@ class AgentServer(ThreadingHTTPServer):
         at once and close."""
         if not self.connections.acquire(blocking=False):
             if self.refusals.acquire(blocking=False):  # read the request, then answer 503 (a client mid-send
-                threading.Thread(target=self._refuse, args=(request,), daemon=True).start()  # sees no reset)
+                threading.Thread(target=self._refuse, args=(request, client_address), daemon=True).start()  # no reset)
             else:
                 self.shutdown_request(request)
             return
@@ -142,9 +142,9 @@ class AgentServer(ThreadingHTTPServer):
             self.connections.release()
             raise
 
-    def _refuse(self, request: socket.socket) -> None:
+    def _refuse(self, request: socket.socket, client_address: Any) -> None:
         try:
-            _refuse_busy(request, self.read_timeout_s, self.max_bytes)
+            _BusyHandler(request, client_address, self)
         finally:
             self.shutdown_request(request)
             self.refusals.release()
@@ -161,33 +161,6 @@ class AgentServer(ThreadingHTTPServer):
         """Where clients reach this server."""
         host, port = self.server_address[:2]
         return f"http://{host}:{port}"
-
-
-def _refuse_busy(connection: socket.socket, read_timeout_s: float, max_bytes: int, retry_after_s: int = 5) -> None:
-    """Read the request (headers and declared body, within the read timeout) and answer 503 with Retry-After."""
-    connection.settimeout(read_timeout_s)
-    deadline = time.monotonic() + read_timeout_s
-    received = b""
-    with contextlib.suppress(OSError, ValueError):
-        while b"\r\n\r\n" not in received and time.monotonic() < deadline and len(received) < 65536:
-            chunk = connection.recv(65536)
-            if not chunk:
-                break
-            received += chunk
-        head, _, rest = received.partition(b"\r\n\r\n")
-        lengths = [line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
-                   if line.lower().startswith(b"content-length:")]
-        remaining = min(int(lengths[0]), max_bytes) - len(rest) if lengths and lengths[0].isdigit() else 0
-        while remaining > 0 and time.monotonic() < deadline:
-            chunk = connection.recv(min(remaining, 1 << 16))
-            if not chunk:
-                break
-            remaining -= len(chunk)
-    body = json.dumps({"error": "the agent is busy: retry later"}).encode()
-    head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: {retry_after_s}"
-            f"\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
-    with contextlib.suppress(OSError):
-        connection.sendall(head + body)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -372,6 +345,26 @@ def _bounded(runner: Callable[[], object], deadline: float) -> Callable[[], obje
         return runner()
 
     return run
+
+
+class _BusyHandler(_Handler):
+    """Reads a request (within the same timeouts as any) and answers 503 with Retry-After: the agent has no thread
+    for it, and a client still sending sees an answer, not a reset."""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        self._headers_read = True
+        self._busy()
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        self._headers_read = True
+        length = self.headers.get("Content-Length", "")
+        if length.isdigit():
+            self._drain(int(length))
+        self._busy()
+
+    def _busy(self) -> None:
+        self.close_connection = True
+        self._reply(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "the agent is busy: retry later"}, retry_after_s=5)
 
 
 def _raise(status: HTTPStatus, message: str) -> dict[str, Any]:

@@ -17,7 +17,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{_WRITER}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{_host()}~{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -30,10 +30,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def _host() -> str:
+    """This host's name as temporary names carry it (with the writer's pid: who may still be writing the file)."""
     return socket.gethostname().replace(".", "-").replace("~", "-")
 
 
-_WRITER = f"{_host()}~{os.getpid()}"  # in every temporary name: who may still be writing it
 STALE_AFTER_S = 24 * 3600  # another host's temporary file this old is left over from a killed write
 
 
@@ -45,14 +45,13 @@ def remove_stale_temporaries(folder: Path, name: str | None = None) -> list[Path
     host = _host()
     found = Path(folder).glob(f".{name}.*.tmp") if name else Path(folder).rglob(".*.tmp")
     for tmp in found:
-        parts = tmp.name.split(".")
-        writer = next((p for p in parts if "~" in p), None)
+        writer = next((part for part in tmp.name.split(".") if "~" in part), None)
+        if writer is None:
+            continue  # not an atomic write's temporary (the feature cache's builders clean their own)
         try:
             age = time.time() - tmp.stat().st_mtime
         except FileNotFoundError:
             continue
-        if writer is None:
-            continue  # not an atomic write's temporary (the feature cache's builders clean their own)
         writer_host, _, pid = writer.rpartition("~")
         if age > STALE_AFTER_S or (writer_host == host and pid.isdigit() and not _alive(int(pid))):
             tmp.unlink(missing_ok=True)

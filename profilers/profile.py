@@ -29,7 +29,7 @@ from profilers.progress import progress
 from profilers.protocol import Protocol
 from profilers.runtime import ModelRef, Runtime
 from profilers.table import LatencyTable, table_metadata
-from profilers.targets import open_target
+from profilers.targets import Target, open_target
 from search_spaces import SearchSpace, get_space
 
 log = logging.getLogger(__name__)
@@ -231,7 +231,7 @@ def sample_distinct(space: SearchSpace, n: int, seed: int, exclude: Sequence[Has
 
 
 def measure_archs(
-    space: SearchSpace, archs: Sequence[Hashable], target: Any, protocol: Protocol, workdir: Path,
+    space: SearchSpace, archs: Sequence[Hashable], target: Target, protocol: Protocol, workdir: Path,
     store: SampleStore | None = None, phase: str = "",
 ) -> list[float]:
     """End-to-end latency (the protocol's statistic, ms) of each architecture; a stored phase is reused."""

@@ -86,7 +86,7 @@ def refine(combiner: Combiner, ratings: Ratings, budget_ms: float, measure: Call
     else:
         sampler = optuna.samplers.TPESampler(seed=settings.seed)
         directions = ["minimize"]
-    opened = _open_study(settings.name, settings, sampler, directions)
+    opened = _open_study(settings, sampler, directions)
     with _claim_lock(settings.storage):
         if not opened.trials:
             for point in starts:
@@ -132,7 +132,7 @@ def _run_trials(study: Any, objective: Callable[[Any], Any], settings: StudySett
                 warnings.simplefilter("ignore", UserWarning)
                 trial = study.ask()
         try:
-            with _heartbeat(trial, settings.stale_after_s):
+            with _heartbeat(trial):
                 value = objective(trial)
         except Exception:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -171,12 +171,13 @@ def _storage(settings: StudySettings) -> Any:
 
 
 @contextlib.contextmanager
-def _heartbeat(trial: Any, stale_after_s: float) -> Iterator[None]:
-    """Record the trial's heartbeat while its measurement runs (what Optuna's own optimize loop does)."""
+def _heartbeat(trial: Any) -> Iterator[None]:
+    """Record the trial's heartbeat, at the storage's interval, while its measurement runs (what Optuna's own optimize
+    loop does)."""
     import threading
 
     storage, stop = trial.study._storage, threading.Event()
-    interval = max(1, int(stale_after_s / 4))
+    interval = storage.get_heartbeat_interval() or 1
 
     def beat() -> None:
         while not stop.is_set():
@@ -210,7 +211,7 @@ def _claim_lock(storage: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _open_study(name: str, settings: StudySettings, sampler: Any, directions: list[str], attempts: int = 5) -> Any:
+def _open_study(settings: StudySettings, sampler: Any, directions: list[str], attempts: int = 5) -> Any:
     """Create or load the study; workers starting together against a new database race to create its schema, and
     the loser retries once the winner's schema is there. ValueError (password hidden) when the storage cannot be
     used."""
@@ -221,7 +222,7 @@ def _open_study(name: str, settings: StudySettings, sampler: Any, directions: li
 
     for attempt in range(attempts):
         try:
-            return optuna.create_study(study_name=name, storage=_storage(settings), sampler=sampler,
+            return optuna.create_study(study_name=settings.name, storage=_storage(settings), sampler=sampler,
                                        directions=directions, load_if_exists=True)
         except (IntegrityError, OperationalError) as error:
             if attempt + 1 == attempts:

@@ -12,6 +12,7 @@ from pathlib import Path
 from hwnas.search.combiner import Combiner
 from profilers import Protocol
 from profilers import drift as drift_policy
+from profilers.profile import measure_archs
 from profilers.targets import Target
 from search_spaces import SearchSpace
 
@@ -26,9 +27,7 @@ def remeasure_together(
     after a pause, keeping the least perturbed. Returns the kept measurements and each pass's drift.
     """
     def one_pass() -> tuple[dict[Hashable, float], float]:
-        items = {str(a): (space.build(a), space.example_input()) for a in archs}
-        stats = target.measure_modules(items, protocol, workdir)
-        measured = {a: stats[str(a)].get(protocol.statistic) for a in archs}
+        measured = dict(zip(archs, measure_archs(space, archs, target, protocol, workdir), strict=True))
         return measured, drift_policy.drift([measured[a] for a in archs], [predict(a) for a in archs])
 
     return drift_policy.measure_until_quiet(one_pass)
@@ -68,7 +67,6 @@ def measurer(space: SearchSpace, target: Target, protocol: Protocol) -> Callable
 
     def measure(arch: Hashable) -> float:
         with tempfile.TemporaryDirectory() as tmp:
-            stats = target.measure_modules({str(arch): (space.build(arch), space.example_input())}, protocol, Path(tmp))
-        return stats[str(arch)].get(protocol.statistic)
+            return measure_archs(space, [arch], target, protocol, Path(tmp))[0]
 
     return measure

@@ -224,8 +224,3 @@ def measure_file(path: Path, target: Target, protocol: Protocol,
     return {"runtime": runtime.metadata(), "device": measuring.device(), "statistic": protocol.statistic,
             "latency_ms": stats.to_dict(), "measured_ms": stats.get(protocol.statistic),
             "machine_drift": drift, "passes": max(len(ratios), 1)}
-
-
-
-
-

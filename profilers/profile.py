@@ -238,9 +238,10 @@ def measure_archs(
     if store is not None and (cached := store.result(f"e2e:{phase}")) is not None:
         return [float(v) for v in cached]
     items = {str(arch): (space.build(arch), space.example_input()) for arch in archs}
-    folder = Path(workdir) / f"e2e_{phase or 'run'}"
-    folder.mkdir(parents=True, exist_ok=True)
-    stats = target.measure_modules(items, protocol, folder)
+    Path(workdir).mkdir(parents=True, exist_ok=True)
+    # a folder of this call's own: workers sharing a run folder must not overwrite each other's model files
+    with tempfile.TemporaryDirectory(dir=workdir, prefix=f"e2e_{phase or 'run'}_") as folder:
+        stats = target.measure_modules(items, protocol, Path(folder))
     values = [stats[str(arch)].get(protocol.statistic) for arch in archs]
     if store is not None:
         store.set_result(f"e2e:{phase}", values)

@@ -1,6 +1,7 @@
 """hwnas search: result files, infeasible budgets, resume of an interrupted refinement, workers sharing a study."""
 
 import json
+import logging
 import re
 import shutil
 import sqlite3
@@ -292,18 +293,25 @@ def test_search_steps_down_when_no_finalist_measures_within_budget(graded_run, t
     assert chosen["source"] == "combiner, stepped down"
 
 
-def test_search_warns_when_nothing_measures_within_budget(graded_run, tiny_table, tmp_path, capsys):
-    # predicted at 1/slower of what it measures, with slower 1.5x the front's span, nothing of this space fits the top
-    # of the scaled front: even the cheapest architecture, stepped down to, measures over the budget
+def test_search_warns_when_nothing_measures_within_budget(graded_run, tiny_table, tmp_path, caplog):
+    # predicted at 1/slower of what it measures, with slower 3x the front's span, nothing of this space fits the top
+    # of the scaled front: even the cheapest architecture, stepped down to, measures over the budget (unless the
+    # quick table over-predicts the cheapest by 3x; at 1.5x a machine where small networks run 1.5x faster than the
+    # 6-network calibration says failed this test)
     combiner, _ = _combiner_and_predictor(graded_run, tiny_table)
-    slower = 1.5 * _spread(combiner)
+    slower = 3 * _spread(combiner)
     optimistic = _optimistic_table(tiny_table, slower, tmp_path)
     combiner, _ = _combiner_and_predictor(graded_run, optimistic)
     budget = combiner.front[-1].cost
-    chosen = search(open_run(graded_run), optimistic, budget=budget, refine_trials=0, protocol=QUICK,
-                    show_progress=False)["chosen"]
+    logger = logging.getLogger("hwnas")  # the CLI's tests leave it unpropagated: listen on it directly
+    logger.addHandler(caplog.handler)
+    try:
+        chosen = search(open_run(graded_run), optimistic, budget=budget, refine_trials=0, protocol=QUICK,
+                        show_progress=False)["chosen"]
+    finally:
+        logger.removeHandler(caplog.handler)
     assert chosen["stepped_down"]["added"] == [str(combiner.front[0].arch)]  # the cheapest was tried
     assert not chosen["within_budget"]
     assert chosen["measured_ms"] == min(v["measured_ms"] for v in chosen["finalists"].values())  # the fastest
-    err = capsys.readouterr().err
+    err = caplog.text
     assert f"no architecture measured within the {budget:g} ms budget" in err and "raise --budget-ms" in err

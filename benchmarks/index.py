@@ -52,9 +52,27 @@ def _training_speed(result: dict[str, Any]) -> str:
     return f"children {result['children_speedup']:.2f}x faster per step"
 
 
+def _ground_truth(result: dict[str, Any]) -> str:
+    summary = result["summary"]
+    text = f"{result['trainings_done']}/{result['trainings_planned']} trainings"
+    if summary.get("spread_over_noise") is not None:
+        text += f"; arch spread {summary['spread_over_noise']:.2f}x seed noise"
+    if summary.get("noise_ceiling_kendall_tau") is not None:
+        text += f"; ceiling {summary['noise_ceiling_kendall_tau']:.3f}"
+    return text
+
+
+def _int8_kernels(result: dict[str, Any]) -> str:
+    ratios = [f"{name.split(' (')[0]} {values['litert int8'] / values['litert fp32']:.2f}x / "
+              f"{values['litert-builtin int8'] / values['litert-builtin fp32']:.2f}x / "
+              f"{values['onnxruntime int8'] / values['onnxruntime fp32']:.2f}x"
+              for name, values in result["networks"].items() if "timm" in name]
+    return "int8/fp32 (XNNPACK / LiteRT built-in / ONNX Runtime): " + "; ".join(ratios) if ratios else "ops only"
+
+
 HEADLINES: dict[str, Callable[[dict[str, Any]], str]] = {
     "ranking": _methods, "profile_fidelity": _fidelity, "combiner": _combiner, "seed_combination": _seed_combination,
-    "training_speed": _training_speed,
+    "training_speed": _training_speed, "ground_truth": _ground_truth, "int8_kernels": _int8_kernels,
 }
 
 

@@ -48,4 +48,10 @@ $PY benchmarks/distill_variants.py --variant "shared prefixes, 10 epochs=$T/run-
   --variant "shared prefixes, 20 epochs=$T/run-seed0-e20,$T/run-seed1-e20,$T/run-seed2-e20" \
   --variant "separate depths, 20 epochs=$T/run-seed0-sd,$T/run-seed1-sd,$T/run-seed2-sd"
 
+# int8 against fp32 op by op and network by network (about 12 min; nothing else running)
+$PY benchmarks/int8_kernels.py --name xeon_avx512_recipe
+
+# the glyphs ranking ground truth (issue #29): about 16 h with one worker, resumable
+$PY benchmarks/ground_truth.py --data glyphs --bands 5 --per-band 6 --seeds 3 --workers 1
+
 $PY benchmarks/index.py

@@ -15,6 +15,7 @@ _RUNTIMES = {
     "onnxruntime": ("profilers.onnxruntime_runtime", "OnnxRuntime"),
     "onnxruntime-cuda": ("profilers.onnxruntime_runtime", "OnnxRuntimeCuda"),
     "litert": ("profilers.litert_runtime", "LiteRT"),
+    "litert-builtin": ("profilers.litert_runtime", "LiteRTBuiltin"),
     "torch": ("profilers.torch_runtime", "TorchEager"),
     "torch-cuda": ("profilers.torch_runtime", "TorchCuda"),
     "tensorrt": ("profilers.tensorrt_runtime", "TensorRT"),

@@ -155,7 +155,8 @@ class AdbTarget:
     def invoke(self, remote: str, runs: int, warmup: int) -> list[float]:
         """One benchmark_model invocation: ``warmup`` untimed runs, then ``runs`` timed ones (ms, rebuilt)."""
         command = shlex.join([self.binary, f"--graph={remote}", f"--num_threads={self.runtime.threads}",
-                              "--use_xnnpack=true", f"--warmup_runs={warmup}", "--warmup_min_secs=0",
+                              f"--use_xnnpack={str(getattr(self.runtime, 'xnnpack', True)).lower()}",
+                              f"--warmup_runs={warmup}", "--warmup_min_secs=0",
                               f"--num_runs={runs}", "--min_secs=0", "--max_secs=60"])
         return runs_from_quantiles(parse_benchmark_output(self._shell(command + " 2>&1")))
 

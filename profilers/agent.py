@@ -58,7 +58,7 @@ MAX_THREADS = 256
 # the largest counts a request's protocol may ask for (the time limit bounds them too; these bound memory)
 PROTOCOL_CAPS = {"warmup_runs": 1000, "runs_per_round": 10_000, "min_runs_per_round": 10_000, "min_rounds": 1000,
                  "max_rounds": 1000, "span_max_rounds": 1000}
-FILE_RUNTIMES = ("onnxruntime", "litert", "onnxruntime-cuda", "tensorrt")
+FILE_RUNTIMES = ("onnxruntime", "litert", "litert-builtin", "onnxruntime-cuda", "tensorrt")
 
 
 class RequestError(Exception):

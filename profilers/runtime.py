@@ -97,3 +97,10 @@ class Runtime(ABC):
 def random_input(shape: tuple[int, ...], dtype: np.dtype = np.float32) -> np.ndarray:
     """A deterministic random input of ``shape``."""
     return np.random.default_rng(0).standard_normal(shape).astype(dtype)
+
+
+def random_calibration(example: torch.Tensor, samples: int = 8) -> list[np.ndarray]:
+    """Calibration inputs for a latency measurement: standard-normal tensors of the example's shape (the ranges
+    they give decide the scales, not which kernels run)."""
+    rng = np.random.default_rng(0)
+    return [rng.standard_normal(tuple(example.shape)).astype(np.float32) for _ in range(samples)]

@@ -37,12 +37,13 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help="weights from 'hwnas train' (default: random init with BatchNorm re-estimated on data)")
     export.add_argument("--format", action="append", required=True, choices=("onnx", "tflite", "tensorrt"),
                         help="repeat for several formats")
-    export.add_argument("--precision", default="fp32", help="fp32 (default), fp16 (tensorrt) or int8 (tflite, tensorrt)")
+    export.add_argument("--precision", default="fp32",
+                        help="fp32 (default), fp16 (tensorrt) or int8 (onnx, tflite, tensorrt; measured beside fp32)")
     export.add_argument("--out", type=Path, required=True, help="output folder")
     export.add_argument("--table", type=Path, action="append", default=None,
                         help="latency table(s); each format is predicted from its runtime's (repeatable)")
     export.add_argument("--budget-ms", type=positive_float, default=None, help="report whether the budget holds")
-    export.add_argument("--budget-runtime", default=None, choices=("onnxruntime", "litert", "tensorrt"),
+    export.add_argument("--budget-runtime", default=None, choices=("onnxruntime", "litert", "litert-builtin", "tensorrt"),
                         help="check --budget-ms only on the formats of this runtime (the one the search's table "
                              "measured); default: every format")
     export.add_argument("--target", default=None, type=target,
@@ -80,8 +81,10 @@ def run_export(args: argparse.Namespace) -> int:
     report = export_child(run, args.arch, [(f, args.precision) for f in args.format], args.out, args.weights, settings)
     rows = [[e.format, e.precision, f"{e.parity['max_abs_diff']:.2e}", f"{100 * e.parity['top1_agreement']:.1f}%",
              f"{e.accuracy_change:+.4f}", f"{e.measured_ms:.3f}" if e.measured_ms is not None else "-",
-             f"{e.predicted_ms:.3f}" if e.predicted_ms is not None else "-"] for e in report.exports]
+             f"{e.predicted_ms:.3f}" if e.predicted_ms is not None else "-",
+             f"{e.vs_fp32:.2f}x" if e.vs_fp32 is not None else "-",
+             ", ".join(f"{k} {v:.3f}" for k, v in e.other_kernels.items()) or "-"] for e in report.exports]
     text = table(rows, ["format", "precision", "max abs diff", "top-1 agree", "acc change", "measured ms",
-                        "predicted ms"])
+                        "predicted ms", "vs fp32", "other kernels (ms)"])
     emit(report.to_dict(), args.json, f"{text}\nreport: {report.report_files[1]}")
     return 0

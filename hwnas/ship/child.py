@@ -186,13 +186,19 @@ class ExportSettings:
 
 def export_child(run: RunDir, arch: Hashable | str, formats: list[tuple[str, str]], out_dir: Path,
                  weights: Path | None = None, settings: ExportSettings | None = None) -> ExportReport:
-    """Export to each (format, precision), check parity on the test split, measure, write the report."""
+    """Export to each (format, precision), check parity on the test split, measure, write the report.
+
+    When measuring, an int8 ONNX or TFLite file is measured beside the fp32 file of its format (exported too when not
+    asked for), so the report gives the int8/fp32 latency ratio, and a warning says when int8 is slower. A TFLite file
+    is also measured with LiteRT's built-in kernels (XNNPACK off), which run some int8 layers much faster."""
     from hwnas.ship.export import FORMATS, export_file, parity
 
     settings = settings or ExportSettings()
     space = run.space
     arch = space.parse(arch) if isinstance(arch, str) else arch
     tables = [LatencyTable.load(t, space) for t in settings.tables]  # each loaded once, checked against the space
+    if settings.measure:
+        formats = with_fp32_beside_int8(formats)
     targets = _open_targets(formats, settings) if settings.measure else {}  # a bad target fails before exporting
     model, weights_note = load_child(run, arch, weights)
     bundle = load_data(run.config.data, space.resolution)
@@ -206,14 +212,59 @@ def export_child(run: RunDir, arch: Hashable | str, formats: list[tuple[str, str
                            parity(model, exported, bundle, limit=settings.parity_limit))
         if settings.measure:
             runtime_name = FORMATS[fmt][0]
-            index = next((i for i, t in enumerate(tables) if t.metadata.get("runtime") == runtime_name), None)
+            index = next((i for i, t in enumerate(tables) if t.metadata.get("runtime") == runtime_name
+                          and t.metadata.get("precision", "fp32") == precision), None)
             _measure_item(item, space, arch, tables[index] if index is not None else None,
                           settings.tables[index] if index is not None else None, settings, targets[fmt, precision])
+            if fmt == "tflite":
+                item.other_kernels = _measure_builtin_kernels(item, settings)
         exports.append(item)
+    _compare_int8(exports)
     report = ExportReport(arch, space.name, weights_note, settings.budget_ms,
                           settings.budget_runtime if settings.budget_ms is not None else None, exports)
     report.write(out_dir, stem)
     return report
+
+
+def with_fp32_beside_int8(formats: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``formats`` with (FORMAT, fp32) before each (FORMAT, int8) of ONNX or TFLite that lacks it."""
+    out: list[tuple[str, str]] = []
+    for fmt, precision in formats:
+        if precision == "int8" and fmt in ("onnx", "tflite") and (fmt, "fp32") not in formats + out:
+            out.append((fmt, "fp32"))
+        if (fmt, precision) not in out:
+            out.append((fmt, precision))
+    return out
+
+
+def _measure_builtin_kernels(item: ShippedFile, settings: ExportSettings) -> dict[str, float]:
+    """The TFLite file measured with LiteRT's built-in kernels (``litert-builtin``) where it is measured."""
+    from hwnas.ship.export import measure_file, measuring_runtime
+
+    try:
+        target = open_target(measuring_runtime("tflite", item.precision, "litert-builtin"), settings.target,
+                             settings.token)
+        return {"litert-builtin": measure_file(item.file, target, settings.protocol)["measured_ms"]}
+    except (OSError, RuntimeError, ValueError) as error:  # an older agent or a phone without the option
+        log.warning("could not measure %s with LiteRT's built-in kernels: %s", item.file.name, error)
+        return {}
+
+
+def _compare_int8(exports: list[ShippedFile]) -> None:
+    """Set each measured int8 file's latency ratio to the fp32 file of its format; warn when int8 is slower."""
+    fp32 = {e.format: e for e in exports if e.precision == "fp32" and e.measured_ms is not None}
+    for item in exports:
+        reference = fp32.get(item.format)
+        if item.precision != "int8" or item.measured_ms is None or reference is None:
+            continue
+        item.vs_fp32 = item.measured_ms / reference.measured_ms
+        best = min(item.other_kernels.items(), key=lambda kv: kv[1], default=None)
+        if item.vs_fp32 > 1:
+            hint = (f"; with {best[0]} it measured {best[1]:.4g} ms ({best[1] / reference.measured_ms:.2f}x fp32)"
+                    if best is not None else "")
+            log.warning("int8 %s is slower than fp32 here: %.4g ms against %.4g ms (%.2fx)%s; ship fp32 or see "
+                        "benchmarks/docs/int8_kernels.md", item.format, item.measured_ms, reference.measured_ms,
+                        item.vs_fp32, hint)
 
 
 def _open_targets(formats: list[tuple[str, str]], settings: ExportSettings) -> dict[tuple[str, str], Target]:
@@ -226,13 +277,14 @@ def _open_targets(formats: list[tuple[str, str]], settings: ExportSettings) -> d
 
 def _measure_item(item: ShippedFile, space: SearchSpace, arch: Hashable, table: LatencyTable | None,
                   table_path: Path | None, settings: ExportSettings, target: Target) -> None:
-    """Measure one exported file; predict it from its runtime's table (fp32); check the budget where it applies."""
+    """Measure one exported file; predict it from its runtime's table of its precision; check the budget where it
+    applies."""
     from hwnas.ship.export import measure_file
 
     runtime_name = target.runtime.name
     reference = (space, table) if table is not None else None
     item.latency = measure_file(item.file, target, settings.protocol, reference)
-    if table is not None and item.precision == "fp32":
+    if table is not None:
         item.predicted_ms = LatencyPredictor(table, space).predict(arch)
         item.table = str(table_path)
     if settings.budget_ms is not None:

@@ -2,7 +2,8 @@
 
 ONNX: torch's exporter, ``onnx.checker`` (full check), outputs compared with PyTorch in ONNX Runtime on real test
 images. TFLite: litert-torch, run in the LiteRT interpreter and compared the same way; int8 by post-training static
-quantization (ai-edge-quantizer) calibrated on training images, with the accuracy change reported. TensorRT: an
+quantization (ai-edge-quantizer) calibrated on training images, with the accuracy change reported; ONNX int8 by
+static QDQ quantization (``onnxruntime.quantization``), calibrated the same way. TensorRT: an
 engine from the ONNX model (lazily imported; a clear error where it is missing). Then the exported file is measured
 on its runtime under the profilers' protocol and a deployment report is written (JSON and Markdown).
 """
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 
 from hwnas.data import DataBundle
-from profilers import LatencyStats, MissingRuntimeError, Protocol, Runtime, get_runtime
+from profilers import LatencyStats, Protocol, Runtime, get_runtime
 from profilers.files import atomic_write_bytes
 from profilers.onnx_export import export_onnx
 from profilers.runtime import ModelRef
@@ -28,7 +29,7 @@ from profilers.targets import Target
 from search_spaces import SearchSpace
 
 FORMATS = {"onnx": ("onnxruntime", ".onnx"), "tflite": ("litert", ".tflite"), "tensorrt": ("tensorrt", ".engine")}
-PRECISIONS = {"onnx": ("fp32",), "tflite": ("fp32", "int8"), "tensorrt": ("fp32", "fp16", "int8")}
+PRECISIONS = {"onnx": ("fp32", "int8"), "tflite": ("fp32", "int8"), "tensorrt": ("fp32", "fp16", "int8")}
 
 
 @dataclass
@@ -56,80 +57,43 @@ def calibrate_batchnorm(model: nn.Module, bundle: DataBundle, batches: int = 8, 
     return model.eval()
 
 
-def _onnx(model: nn.Module, example: torch.Tensor, path: Path) -> Exported:
+def _onnx(model: nn.Module, example: torch.Tensor, path: Path, precision: str, bundle: DataBundle | None,
+          calibration_samples: int) -> Exported:
     import onnx
 
-    atomic_write_bytes(path, export_onnx(model, example))
+    from profilers.onnxruntime_runtime import quantize_onnx
+
+    data = export_onnx(model, example)
+    if precision == "int8":
+        data = quantize_onnx(data, _calibration_images(bundle, calibration_samples, "int8 export"))
+    atomic_write_bytes(path, data)
     onnx.checker.check_model(str(path), full_check=True)
     session = get_runtime("onnxruntime").session(path)
     name = session.get_inputs()[0].name
     return Exported(path, lambda x: session.run(None, {name: x})[0])
 
 
-def _tflite_interpreter_runner(data: bytes) -> Callable[[np.ndarray], np.ndarray]:
-    """Run a TFLite model on float inputs; int8 input/output tensors are (de)quantized with their own parameters."""
-    interpreter = get_runtime("litert").interpreter(data)
-    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
-    in_scale, in_zero = inp["quantization"]
-    out_scale, out_zero = out["quantization"]
-
-    def run(x: np.ndarray) -> np.ndarray:
-        if np.issubdtype(inp["dtype"], np.integer) and in_scale:
-            info = np.iinfo(inp["dtype"])
-            x = np.clip(np.round(x / in_scale + in_zero), info.min, info.max)
-        interpreter.set_tensor(inp["index"], x.astype(inp["dtype"]))
-        interpreter.invoke()
-        y = np.array(interpreter.get_tensor(out["index"]))
-        if np.issubdtype(out["dtype"], np.integer) and out_scale:
-            y = (y.astype(np.float32) - out_zero) * out_scale
-        return y
-
-    return run
-
-
-def _running_min_max(qsv: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """Calibration statistics as the running min/max over every sample (not a moving average of per-sample ranges,
-    which shrinks ranges when the model's batch is 1 and clips the logits)."""
-    if not qsv:
-        return new
-    return {"min": np.minimum(qsv["min"], new["min"]), "max": np.maximum(qsv["max"], new["max"])}
-
-
-def _int8_tflite(float_model: bytes, bundle: DataBundle, samples: int) -> bytes:
-    """Post-training static int8 (weights and activations) with ai-edge-quantizer, calibrated on training images."""
-    try:
-        from ai_edge_quantizer import calibrator, quantizer, recipe
-    except ImportError as error:
-        raise MissingRuntimeError("int8 TFLite needs ai-edge-quantizer (installed with litert-torch)") from error
-    interpreter = get_runtime("litert").interpreter(float_model)
-    signatures = interpreter.get_signature_list()
-    if len(signatures) != 1:
-        raise ValueError(f"expected one signature in the converted model, found {list(signatures)}")
-    (key, signature), = signatures.items()
-    (input_name,) = signature["inputs"]
+def _calibration_images(bundle: DataBundle | None, samples: int, what: str) -> list[np.ndarray]:
+    """Up to ``samples`` training images, one batch-1 array each, to calibrate an int8 model's ranges."""
+    if bundle is None:
+        raise ValueError(f"{what} needs calibration data: give the run's data (post-training quantization calibrates "
+                         "on training images)")
     images, _ = bundle.tensors("train")
     if len(images) == 0:
         raise ValueError("int8 quantization needs calibration images; the data set's train split is empty")
-    calibration = [{input_name: images[i:i + 1].numpy()} for i in range(min(samples, len(images)))]
-    engine = quantizer.Quantizer(float_model, recipe.static_wi8_ai8())
-    statistics = calibrator.Calibrator(float_model, num_threads=1, qsv_update_func=_running_min_max)
-    statistics.calibrate({key: calibration}, engine._recipe_manager)
-    result = engine.quantize(statistics.get_model_qsvs(), enable_progress_report=False)
-    return bytes(result.quantized_model)
+    return [images[i:i + 1].numpy() for i in range(min(samples, len(images)))]
 
 
 def _tflite(model: nn.Module, example: torch.Tensor, path: Path, precision: str, bundle: DataBundle | None,
             calibration_samples: int) -> Exported:
-    from profilers.litert_runtime import convert_tflite
+    from profilers.litert_runtime import convert_tflite, float_layers, quantize_tflite, tflite_runner
 
     data = convert_tflite(model, example)
     if precision == "int8":
-        if bundle is None:
-            raise ValueError("int8 export needs calibration data: give the run's data (post-training quantization "
-                             "calibrates on training images)")
-        data = _int8_tflite(data, bundle, calibration_samples)
+        data = quantize_tflite(data, _calibration_images(bundle, calibration_samples, "int8 export"),
+                               float_layers(model))
     atomic_write_bytes(path, data)
-    return Exported(path, _tflite_interpreter_runner(data))
+    return Exported(path, tflite_runner(get_runtime("litert").interpreter(data)))
 
 
 def _tensorrt(model: nn.Module, example: torch.Tensor, path: Path, precision: str, bundle: DataBundle | None,
@@ -139,10 +103,8 @@ def _tensorrt(model: nn.Module, example: torch.Tensor, path: Path, precision: st
     import_tensorrt()
     calibrator = None
     if precision == "int8":
-        if bundle is None:
-            raise ValueError("an int8 TensorRT engine needs calibration data")
-        images, _ = bundle.tensors("train")
-        calibrator = int8_calibrator(images[:calibration_samples].numpy(), path.with_suffix(".calib"))
+        images = np.concatenate(_calibration_images(bundle, calibration_samples, "an int8 TensorRT engine"))
+        calibrator = int8_calibrator(images, path.with_suffix(".calib"))
     atomic_write_bytes(path, build_engine(export_onnx(model, example), precision, calibrator))
     return Exported(path, engine_runner(path))
 
@@ -158,7 +120,7 @@ def export_file(model: nn.Module, space: SearchSpace, fmt: str, precision: str, 
     example = space.example_input()
     model = model.eval()
     if fmt == "onnx":
-        return _onnx(model, example, path)
+        return _onnx(model, example, path, precision, bundle, calibration_samples)
     if fmt == "tflite":
         return _tflite(model, example, path, precision, bundle, calibration_samples)
     return _tensorrt(model, example, path, precision, bundle, calibration_samples)
@@ -183,10 +145,10 @@ def parity(model: nn.Module, exported: Exported, bundle: DataBundle, split: str 
     }
 
 
-def measuring_runtime(fmt: str, precision: str) -> Runtime:
-    """The runtime that measures a file of ``fmt`` (1 thread): a TFLite file carries its own precision, so LiteRT
-    measures int8 files as it loads them."""
-    return get_runtime(FORMATS[fmt][0], 1, "fp32" if fmt == "tflite" else precision)
+def measuring_runtime(fmt: str, precision: str, runtime: str | None = None) -> Runtime:
+    """The runtime that measures a file of ``fmt`` and ``precision`` (1 thread): the format's own, or ``runtime``
+    (``litert-builtin`` for a TFLite file run with LiteRT's built-in kernels)."""
+    return get_runtime(runtime or FORMATS[fmt][0], 1, precision)
 
 
 def measure_file(path: Path, target: Target, protocol: Protocol,
@@ -204,7 +166,8 @@ def measure_file(path: Path, target: Target, protocol: Protocol,
 
     runtime, measuring = target.runtime, target
     files = {"model": Path(path)}
-    table = reference[1] if reference is not None and reference[1].metadata.get("runtime") == runtime.name else None
+    table = (reference[1] if reference is not None and reference[1].metadata.get("runtime") == runtime.name
+             and reference[1].metadata.get("precision", "fp32") == runtime.precision else None)
     with tempfile.TemporaryDirectory() as tmp:
         if table is not None:
             space = reference[0]

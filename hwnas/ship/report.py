@@ -31,6 +31,8 @@ class ShippedFile:
     table: str | None = None
     within_budget: bool | None = None
     over_budget_pct: float | None = None
+    vs_fp32: float | None = None
+    other_kernels: dict[str, float] = field(default_factory=dict)
 
     @property
     def accuracy_change(self) -> float:
@@ -55,7 +57,8 @@ class ShippedFile:
                 "size_bytes": self.size_bytes, "parity": self.parity, "accuracy_change": self.accuracy_change,
                 "latency": self.latency, "predicted_ms": self.predicted_ms,
                 "prediction_error_pct": self.prediction_error_pct, "table": self.table,
-                "within_budget": self.within_budget, "over_budget_pct": self.over_budget_pct}
+                "within_budget": self.within_budget, "over_budget_pct": self.over_budget_pct,
+                "int8_vs_fp32": self.vs_fp32, "other_kernels_ms": self.other_kernels}
 
 
 @dataclass
@@ -93,6 +96,12 @@ class ExportReport:
             lines.append(f"| {item.format} | {item.precision} | {Path(item.file).name} | {item.size_bytes / 1024:.0f} "
                          f"| {p['max_abs_diff']:.2e} | {100 * p['top1_agreement']:.1f}% | {p['accuracy_torch']:.4f} -> "
                          f"{p['accuracy_exported']:.4f} | {predicted} | {measured} | {budget} |")
+        for item in self.exports:
+            if item.vs_fp32 is not None:
+                lines += ["", f"int8 {item.format}: {item.vs_fp32:.2f}x the fp32 file's latency"
+                              + (" (int8 is SLOWER here)" if item.vs_fp32 > 1 else "") + "."]
+            for runtime, ms in item.other_kernels.items():
+                lines += ["", f"{item.format} {item.precision} with {runtime}: {ms:.3f} ms."]
         if self.exports and self.exports[0].latency:
             meta = self.exports[0].latency
             lines += ["", f"Measured on {meta['device'].get('device_name')} ({meta['device'].get('cpu_model')}), "

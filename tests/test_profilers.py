@@ -141,8 +141,8 @@ def test_runtime_argument_errors():
         get_runtime("tvm")
     with pytest.raises(ValueError, match="threads must be >= 1"):
         get_runtime("onnxruntime", threads=0)
-    with pytest.raises(ValueError, match="measures precisions fp32, not 'int8'"):
-        get_runtime("onnxruntime", precision="int8")
+    with pytest.raises(ValueError, match="measures precisions fp32, int8, not 'fp16'"):
+        get_runtime("onnxruntime", precision="fp16")
 
 
 def test_profile_writes_a_complete_table_with_metadata(tiny_table):

@@ -73,7 +73,7 @@ def test_bad_inputs_leave_earlier_results_untouched(tiny_run, tiny_table, tmp_pa
         (["search", "--run", str(run), "--table", str(corrupt), "--budget-ms", "1"], "corrupt JSON"),
         (["train", "--run", str(run), "--arch", "24:e9k3|40:e3k3|80:e3k3|96:e3k3|160:e3k3|320:e3k3"], "not allowed"),
         (["export", "--run", str(run), "--arch", "24:e3k3|40:e3k3|80:e3k3|96:e3k3|160:e3k3|320:e3k3", "--format",
-          "onnx", "--precision", "int8", "--out", str(tmp_path / "out"), "--no-measure"], "supports precision fp32"),
+          "onnx", "--precision", "fp16", "--out", str(tmp_path / "out"), "--no-measure"], "supports precision fp32, int8"),
         (["measure", "--space", "mbconv-tiny", "--runtime", "tensorrt", "--arch",
           "24:e3k3|40:e3k3|80:e3k3|96:e3k3|160:e3k3|320:e3k3"], "TensorRT"),
         (["teacher", "train", "--run", str(run), "--space", "vit-tiny"], "was made with --space mbconv-tiny"),

@@ -18,6 +18,7 @@ and band: ``rank_scores.py`` scores ratings, SPOS and zero-cost proxies against 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import random
 import statistics
@@ -27,7 +28,7 @@ from multiprocessing import get_context
 from typing import Any
 
 import torch
-from _common import ROOT, print_table, write_result
+from _common import RESULTS, ROOT, print_table, write_result
 from rank_noise import noise_ceiling_tau, seed_noise_variance
 from ranking import _setup_worker, recipe_tag, space_for, stand_alone
 
@@ -50,6 +51,20 @@ def banded_archs(space: Any, bands: int, per_band: int, seed: int, pool_size: in
                        for macs, arch in sorted(chosen)])
     return [{**picked[band][i], "band_edges_macs": edges[band:band + 2]}
             for i in range(per_band) for band in range(bands)]
+
+
+def committed(name: str, archs: list[dict[str, Any]], tag: str, key: str) -> dict[str, Any] | None:
+    """The result already written under ``name`` when it holds the same architectures, recipe and accuracy
+    measure (its trainings are not run again, so a new machine resumes from what was committed); else None."""
+    path = RESULTS / "ground_truth" / f"{name}.json"
+    if not path.is_file():
+        return None
+    earlier = json.loads(path.read_text())
+    same = ([a["arch"] for a in earlier.get("archs", [])] == [a["arch"] for a in archs]
+            and earlier.get("recipe", {}).get("tag") == tag and earlier.get("accuracy_measure") == key)
+    if not same:
+        print(f"{path.name} holds another plan (architectures, recipe or measure): starting afresh", flush=True)
+    return earlier if same else None
 
 
 def spread_summary(per_seed: list[list[float | None]], bands: list[int]) -> dict[str, Any]:
@@ -110,6 +125,11 @@ def main() -> None:
     own_split: list[list[float | None]] = [[None] * len(archs) for _ in range(args.seeds)]
     seconds: list[float] = []
     key = f"test_accuracy_x{args.test_copies}"
+    earlier = committed(args.name, archs, recipe_tag(*recipe), key)
+    if earlier:
+        per_seed, own_split = earlier["test_accuracy_per_seed"], earlier["own_test_split_per_seed"]
+        print(f"resuming from the committed result: {earlier['trainings_done']} trainings done", flush=True)
+    earlier_wall = float(earlier.get("wall_s", 0.0)) if earlier else 0.0
 
     def record() -> dict[str, Any]:
         summary = spread_summary(per_seed, [a["band"] for a in archs])
@@ -122,14 +142,16 @@ def main() -> None:
             "sampling": {"seed": args.sample_seed, "bands": args.bands, "per_band": args.per_band, "pool": 2000},
             "trainings_done": sum(v is not None for row in per_seed for v in row),
             "trainings_planned": len(archs) * args.seeds,
-            "training_seconds_median": statistics.median(seconds) if seconds else None,
-            "wall_s": time.perf_counter() - started,
+            "training_seconds_median": (statistics.median(seconds) if seconds
+                                        else (earlier or {}).get("training_seconds_median")),
+            "wall_s": earlier_wall + time.perf_counter() - started,
         })
         return summary
 
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"), initializer=_setup_worker) as pool:
         jobs = {pool.submit(stand_alone, args.work, args.data, a["arch"], seed, *recipe, "cpu", args.test_copies):
-                (seed, index) for seed in range(args.seeds) for index, a in enumerate(archs)}
+                (seed, index) for seed in range(args.seeds) for index, a in enumerate(archs)
+                if per_seed[seed][index] is None}
         for done, job in enumerate(as_completed(jobs), 1):
             seed, index = jobs[job]
             result = job.result()

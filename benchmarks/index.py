@@ -70,9 +70,16 @@ def _int8_kernels(result: dict[str, Any]) -> str:
     return "int8/fp32 (XNNPACK / LiteRT built-in / ONNX Runtime): " + "; ".join(ratios) if ratios else "ops only"
 
 
+def _rank_scores(result: dict[str, Any]) -> str:
+    taus = ", ".join(f"{name.split(' (')[0]} {v['kendall_tau']:.3f} ({v['partial_tau_given_macs']:+.3f} beyond MACs)"
+                     for name, v in result["scores"].items())
+    return f"{result['archs_scored']}/{result['archs_planned']} archs; tau: {taus}"
+
+
 HEADLINES: dict[str, Callable[[dict[str, Any]], str]] = {
     "ranking": _methods, "profile_fidelity": _fidelity, "combiner": _combiner, "seed_combination": _seed_combination,
     "training_speed": _training_speed, "ground_truth": _ground_truth, "int8_kernels": _int8_kernels,
+    "rank_scores": _rank_scores,
 }
 
 

@@ -36,6 +36,9 @@ CASES = [
     ("seed_combination.py", ["--triple", "a=no/run"], "no run at no/run"),
     ("seed_combination.py", ["--result", "no/such.json", "--triple", "a=no/run"], "no ranking result at no/such.json"),
     ("profile_fidelity.py", ["--refit"], "pass it with --table"),
+    ("rank_scores.py", ["--truth", "no/such.json"], "--truth no/such.json does not exist"),
+    ("rank_scores.py", ["--proxy-batch", "1"], "--proxy-batch must be >= 2"),
+    ("rank_scores.py", ["--run", "no/run"], "no/run has no ratings.json"),
     ("profile_fidelity.py", ["--calibrate", "3"], "--calibrate >= 4"),
 ]
 

@@ -55,6 +55,20 @@ def test_bad_input_is_a_clear_error(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+def test_demo_refuses_a_file_it_cannot_ship_before_writing_anything(tmp_path, capsys):
+    from hwnas.cli.demo import shipping, table_name
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--ship", "onnx:int4"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "onnx:fp32, onnx:int8, tflite:fp32, tflite:int8" in error
+    assert not out.exists()
+    assert shipping("tflite:int8") == ("tflite", "int8")
+    # each runtime and precision profiles into a table of its own; ONNX Runtime fp32 keeps the name older runs have
+    assert table_name("onnxruntime", "fp32") == "latency_table.json"
+    assert table_name("litert", "int8") == "latency_table_litert_int8.json"
+
+
 def test_corrupt_table_is_a_clear_error(tmp_path, capsys):
     table = tmp_path / "t.json"
     table.write_text("{ not json")
@@ -106,7 +120,7 @@ def test_demo_report_explains_an_export_pass_over_a_budget_the_search_met():
               "search": {"budget_ms": 0.1243, "chosen": {"measured_ms": 0.1220, "within_budget": True}}}
     assert [_budget_cell(e) for e in report["exports"]] == ["OVER (+0.8%)", "not checked"]
     notes = " ".join(_export_budget_notes(report))
-    assert "checked on the onnxruntime files only" in notes
+    assert "checked on the onnxruntime fp32 file only (onnx:fp32, the file the demo ships)" in notes
     assert "search measured the winner at 0.1220 ms, within the budget; this separate pass reads 0.1253 ms (+0.8%)" in notes
     onnx.update(measured_ms=0.1230, within_budget=True, over_budget_pct=-1.0)
     assert _budget_cell(onnx) == "met (-1.0%)" and "separate pass" not in " ".join(_export_budget_notes(report))

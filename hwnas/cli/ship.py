@@ -46,6 +46,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--budget-runtime", default=None, choices=("onnxruntime", "litert", "litert-builtin", "tensorrt"),
                         help="check --budget-ms only on the formats of this runtime (the one the search's table "
                              "measured); default: every format")
+    export.add_argument("--budget-precision", default=None, choices=("fp32", "fp16", "int8"),
+                        help="check --budget-ms only on the files of this precision (the search's table's); default: "
+                             "every precision")
     export.add_argument("--target", default=None, type=target,
                         help="where to measure: http://HOST:PORT (an 'hwnas agent serve'), adb:SERIAL (a phone; "
                              "TFLite files), or this machine (default)")
@@ -76,7 +79,8 @@ def run_export(args: argparse.Namespace) -> int:
     check_output_folder(args.out, "--out")
     run = open_run(args.run)
     settings = ExportSettings(tables=tuple(args.table or ()), budget_ms=args.budget_ms,
-                              budget_runtime=args.budget_runtime, target=args.target, token=args.token,
+                              budget_runtime=args.budget_runtime, budget_precision=args.budget_precision,
+                              target=args.target, token=args.token,
                               protocol=Protocol.quick() if args.quick else Protocol(), measure=not args.no_measure)
     report = export_child(run, args.arch, [(f, args.precision) for f in args.format], args.out, args.weights, settings)
     rows = [[e.format, e.precision, f"{e.parity['max_abs_diff']:.2e}", f"{100 * e.parity['top1_agreement']:.1f}%",

@@ -87,7 +87,7 @@ def refine(combiner: Combiner, ratings: Ratings, budget_ms: float, measure: Call
         sampler = optuna.samplers.TPESampler(seed=settings.seed)
         directions = ["minimize"]
     opened = _open_study(settings, sampler, directions)
-    with _claim_lock(settings.storage):
+    with _seeding_lock(settings):
         if not opened.trials:
             for point in starts:
                 opened.enqueue_trial({f"block{b}": str(c) for b, c in enumerate(space.blocks_of(point.arch))})
@@ -211,6 +211,37 @@ def _claim_lock(storage: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def _seeding_lock(settings: StudySettings) -> Iterator[None]:
+    """Held while a worker looks whether the study is new and seeds it, so that workers starting together seed it
+    once: the file lock on SQLite, a session advisory lock on PostgreSQL (``pg_advisory_lock``) and a named lock on
+    MySQL (``GET_LOCK``), keyed by the study's name; other storages are not locked."""
+    import zlib
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.pool import NullPool
+
+    dialect = make_url(settings.storage).get_backend_name() if "://" in settings.storage else ""
+    if dialect not in ("postgresql", "mysql"):
+        with _claim_lock(settings.storage):
+            yield
+        return
+    key = zlib.crc32(f"hwnas-seed:{settings.name}".encode())
+    lock, unlock = ((text("SELECT pg_advisory_lock(:k)"), text("SELECT pg_advisory_unlock(:k)")) if dialect == "postgresql"
+                    else (text("SELECT GET_LOCK(:k, -1)"), text("SELECT RELEASE_LOCK(:k)")))
+    engine = create_engine(settings.storage, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            connection.execute(lock, {"k": key if dialect == "postgresql" else str(key)})
+            try:
+                yield
+            finally:
+                connection.execute(unlock, {"k": key if dialect == "postgresql" else str(key)})
+    finally:
+        engine.dispose()
+
+
 def _open_study(settings: StudySettings, sampler: Any, directions: list[str], attempts: int = 5) -> Any:
     """Create or load the study; workers starting together against a new database race to create its schema, and
     the loser retries once the winner's schema is there. ValueError (password hidden) when the storage cannot be
@@ -268,19 +299,3 @@ def finalists(study: Any, space: SearchSpace, budget_ms: float, count: int = 6, 
             and t.user_attrs.get("measured_ms", float("inf")) <= slack * budget_ms]
     ranked = sorted(done, key=lambda t: t.user_attrs["rating"])
     return [space.parse(a) for a in list(dict.fromkeys(t.user_attrs["arch"] for t in ranked))[:count]]
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-

@@ -169,14 +169,15 @@ def plot_training(history: list[dict[str, Any]], path: Path, title: str) -> None
 class ExportSettings:
     """How an export is checked: ``tables`` (latency tables; each format is predicted from the one of its runtime,
     and three of that table's units are measured beside the file to read the machine's drift), ``budget_ms`` checked
-    on every format's measured latency or, with ``budget_runtime`` (the runtime the search's table measured), only on
-    the formats that run on it; ``target`` where to measure (None: this machine, a URL or ``adb:SERIAL``) with
-    ``token`` for an agent; the measurement ``protocol``; ``measure=False`` skips measuring; ``parity_limit`` caps the
-    test images compared."""
+    on every file's measured latency or, with ``budget_runtime`` (the runtime the search's table measured), only on
+    the files that run on it, and with ``budget_precision`` only on that precision's files; ``target`` where to
+    measure (None: this machine, a URL or ``adb:SERIAL``) with ``token`` for an agent; the measurement ``protocol``;
+    ``measure=False`` skips measuring; ``parity_limit`` caps the test images compared."""
 
     tables: tuple[Path, ...] = ()
     budget_ms: float | None = None
     budget_runtime: str | None = None
+    budget_precision: str | None = None
     target: None | str | Target = None
     token: str | None = None
     protocol: Protocol = field(default_factory=Protocol)
@@ -220,8 +221,10 @@ def export_child(run: RunDir, arch: Hashable | str, formats: list[tuple[str, str
                 item.other_kernels = _measure_builtin_kernels(item, settings)
         exports.append(item)
     _compare_int8(exports)
+    checked = settings.budget_ms is not None
     report = ExportReport(arch, space.name, weights_note, settings.budget_ms,
-                          settings.budget_runtime if settings.budget_ms is not None else None, exports)
+                          settings.budget_runtime if checked else None, exports,
+                          budget_precision=settings.budget_precision if checked else None)
     report.write(out_dir, stem)
     return report
 
@@ -288,7 +291,8 @@ def _measure_item(item: ShippedFile, space: SearchSpace, arch: Hashable, table: 
         item.predicted_ms = LatencyPredictor(table, space).predict(arch)
         item.table = str(table_path)
     if settings.budget_ms is not None:
-        applies = settings.budget_runtime is None or runtime_name == settings.budget_runtime
+        applies = ((settings.budget_runtime is None or runtime_name == settings.budget_runtime)
+                   and (settings.budget_precision is None or item.precision == settings.budget_precision))
         measured_ms = item.latency["measured_ms"]
         item.within_budget = measured_ms <= settings.budget_ms if applies else None
         item.over_budget_pct = 100 * (measured_ms / settings.budget_ms - 1) if applies else None

@@ -72,11 +72,13 @@ class ExportReport:
     budget_runtime: str | None
     exports: list[ShippedFile]
     report_files: list[Path] = field(default_factory=list)
+    budget_precision: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON values (the architecture as its string)."""
         out = {"arch": str(self.arch), "space": self.space, "weights": self.weights, "budget_ms": self.budget_ms,
-               "budget_runtime": self.budget_runtime, "exports": [e.to_dict() for e in self.exports]}
+               "budget_runtime": self.budget_runtime, "budget_precision": self.budget_precision,
+               "exports": [e.to_dict() for e in self.exports]}
         if self.report_files:
             out["report_files"] = [str(p) for p in self.report_files]
         return out
@@ -107,7 +109,8 @@ class ExportReport:
             lines += ["", f"Measured on {meta['device'].get('device_name')} ({meta['device'].get('cpu_model')}), "
                           f"1 thread, batch 1, statistic {meta['statistic']}."]
         if self.budget_ms is not None:
-            scope = f"on {self.budget_runtime} only" if self.budget_runtime else "on every format"
+            where = " ".join(x for x in (self.budget_runtime, self.budget_precision) if x)
+            scope = f"on the {where} files only" if where else "on every file"
             lines += ["", f"Budget: {self.budget_ms:g} ms, checked {scope}."]
         lines += ["", f"Weights: {self.weights}.", ""]
         return "\n".join(lines)

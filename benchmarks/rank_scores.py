@@ -1,0 +1,248 @@
+"""Benchmark: rating methods and proxies scored side by side against a ranking ground truth, without training.
+
+The ground truth is a ``ground_truth.py`` result (architectures in MACs bands, each trained stand-alone with several
+seeds). Scores, each oriented so that higher should mean more accurate:
+
+- size: MACs and parameters (from the ground truth);
+- zero-cost proxies at initialisation, computed here for every architecture: synflow (the sum of
+  ``|theta * dR/dtheta|`` with ``R`` the output sum of the network with absolute weights on an all-ones input,
+  float64, BatchNorm in eval mode) and NASWOT (``log |det K|``, ``K`` the kernel of agreeing activation signs over a
+  batch of training images, taken at the input of every activation);
+- hwnas ratings of rated runs of the same space and data (``--run RUN``, repeatable): each run's first
+  distillation seed, and its seeds combined (what ``hwnas search`` reads) when it has them. Ratings are l1 scores
+  (lower is better), so they enter negated.
+
+For each score: Kendall tau and Spearman rho against the seed-averaged accuracy, the partial tau given MACs (what it
+orders beyond size), the mean tau within the MACs bands (where size cannot rank), what a search with the score picks
+under MACs budgets (``rank_noise.budgeted_picks``: gain over a random pick and regret, in accuracy points), bootstrap
+95% intervals of tau and of the partial tau (same draws for every score), and the score's cost in seconds (for the
+proxies: computing it for every architecture; for ratings: the distillation and rating wall time the run recorded).
+A partial ground truth (seeds still training) is scored on the architectures trained so far, each with the seeds
+it has; the JSON says how many.
+
+    python benchmarks/rank_scores.py --truth benchmarks/results/ground_truth/glyphs.json --run runs/glyphs-dna
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable, Hashable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from _common import RESULTS, print_table, write_result
+from rank_noise import bootstrap_taus, budgeted_picks, partial_tau, percentile_interval
+from scipy.stats import kendalltau, spearmanr
+from torch import nn
+
+ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish, nn.GELU, nn.Hardsigmoid, nn.Sigmoid)
+
+
+def synflow(model: nn.Module, example: torch.Tensor) -> float:
+    """Synflow at initialisation (Tanaka et al. 2020; as a NAS proxy, Abdelfattah et al. 2021)."""
+    model = model.double().eval()
+    with torch.no_grad():
+        for tensor in model.state_dict().values():
+            tensor.abs_()
+    model.zero_grad()
+    output = model(torch.ones_like(example, dtype=torch.float64))
+    output.sum().backward()
+    with torch.no_grad():
+        total = sum(float((p * p.grad).abs().sum()) for p in model.parameters() if p.grad is not None)
+    return float(np.log(total)) if total > 0 else float("-inf")
+
+
+def naswot(model: nn.Module, images: torch.Tensor) -> float:
+    """NASWOT (Mellor et al. 2021): log |det K| of the batch's activation-pattern kernel, K[i, j] the number of units
+    whose activation input has the same sign for images i and j (the sign at the input of every activation layer:
+    ReLU's on/off pattern, read the same way for smooth activations)."""
+    codes: list[torch.Tensor] = []
+
+    def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        codes.append((inputs[0].detach().flatten(1) > 0).float())
+
+    handles = [m.register_forward_pre_hook(hook) for m in model.modules() if isinstance(m, ACTIVATIONS)]
+    try:
+        with torch.no_grad():
+            model.float().train()(images)  # batch statistics, as at initialisation in training
+    finally:
+        for handle in handles:
+            handle.remove()
+    if not codes:
+        raise ValueError("the network has no activation layer NASWOT can read")
+    code = torch.cat(codes, dim=1)
+    kernel = code @ code.t() + (1 - code) @ (1 - code).t()
+    sign, logdet = torch.linalg.slogdet(kernel.double())
+    return float(logdet) if sign != 0 else float("-inf")
+
+
+def proxy_scores(space: Any, archs: list[Hashable], images: torch.Tensor, seed: int = 0
+                 ) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Synflow and NASWOT of every architecture (each built at initialisation with ``seed``) and each proxy's total
+    seconds."""
+    proxies: dict[str, Callable[[nn.Module], float]] = {
+        "synflow (proxy)": lambda m: synflow(m, space.example_input()),
+        "NASWOT (proxy)": lambda m: naswot(m, images)}
+    scores: dict[str, list[float]] = {name: [] for name in proxies}
+    seconds = dict.fromkeys(proxies, 0.0)
+    for arch in archs:
+        for name, proxy in proxies.items():
+            torch.manual_seed(seed)
+            model = space.build(arch)
+            started = time.perf_counter()
+            scores[name].append(proxy(model))
+            seconds[name] += time.perf_counter() - started
+    return scores, seconds
+
+
+def rating_scores(run_path: Path, archs: list[Hashable]) -> tuple[dict[str, list[float]], dict[str, float | None]]:
+    """A rated run's scores (negated l1: higher is better): its first seed's ratings and, when it has distillation
+    seeds, their combination; with the wall seconds its distillation and rating took, where recorded."""
+    from hwnas.run import open_run
+    from hwnas.supernet.ratings import load_ratings, ratings_path
+    from profilers.files import read_json
+
+    run = open_run(run_path)
+    label = run_path.name
+    own = load_ratings(run, seeds=False)
+    scores = {f"hwnas {label} (1 seed)": [-sum(own[b][str(c)] for b, c in enumerate(run.space.blocks_of(a)))
+                                          for a in archs]}
+    combined = load_ratings(run, seeds=True)
+    if combined != own:
+        scores[f"hwnas {label} (seeds combined)"] = [
+            -sum(combined[b][str(c)] for b, c in enumerate(run.space.blocks_of(a))) for a in archs]
+    recorded = read_json(ratings_path(run), "ratings")
+    seconds = _recorded_seconds(run.path, recorded)
+    return scores, dict.fromkeys(scores, seconds)
+
+
+def _recorded_seconds(folder: Path, ratings: dict[str, Any]) -> float | None:
+    """Distillation seconds (every block's epochs, from its checkpoint) plus rating seconds where the ratings file
+    records them; None when nothing is recorded."""
+    from hwnas.devices import load_checkpoint
+
+    total = 0.0
+    for checkpoint in sorted((folder / "supernet").glob("block*.pt")):
+        history = load_checkpoint(checkpoint).get("history") or []
+        total += sum(float(h.get("seconds", 0.0)) for h in history)
+    rated = ratings.get("seconds")
+    return total + float(rated) if rated is not None else (total or None)
+
+
+def within_band_tau(score: list[float], accuracy: list[float], bands: list[int]) -> float | None:
+    """Mean Kendall tau over the MACs bands with 3 or more architectures (None when no band has)."""
+    taus = []
+    for band in sorted(set(bands)):
+        inside = [i for i, b in enumerate(bands) if b == band]
+        if len(inside) >= 3:
+            tau = kendalltau([score[i] for i in inside], [accuracy[i] for i in inside]).statistic
+            taus.append(0.0 if tau != tau else float(tau))
+    return statistics.fmean(taus) if taus else None
+
+
+def truth_table(truth: dict[str, Any]) -> tuple[list[int], list[list[float]]]:
+    """The architectures trained so far (indices) and, per seed, their accuracies (each architecture's missing seeds
+    filled with its mean, so seed-averaged accuracies are the means of the seeds it has)."""
+    per_seed = truth["test_accuracy_per_seed"]
+    trained = [i for i in range(len(truth["archs"])) if any(s[i] is not None for s in per_seed)]
+    filled = []
+    for seed in per_seed:
+        row = []
+        for i in trained:
+            have = [s[i] for s in per_seed if s[i] is not None]
+            row.append(seed[i] if seed[i] is not None else statistics.fmean(have))
+        filled.append(row)
+    return trained, filled
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--truth", type=Path, default=RESULTS / "ground_truth" / "glyphs.json",
+                        help="a ground_truth.py result")
+    parser.add_argument("--run", type=Path, action="append", default=[],
+                        help="a rated hwnas run of the ground truth's space and data (repeatable)")
+    parser.add_argument("--proxy-batch", type=int, default=64, help="training images NASWOT reads")
+    parser.add_argument("--resamples", type=int, default=2000, help="bootstrap draws")
+    parser.add_argument("--name", default=None, help="result name (default: the ground truth's)")
+    args = parser.parse_args()
+    if not args.truth.exists():
+        parser.error(f"--truth {args.truth} does not exist; make one with benchmarks/ground_truth.py")
+    if args.proxy_batch < 2 or args.resamples < 1:
+        parser.error("--proxy-batch must be >= 2 and --resamples >= 1")
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+
+    from hwnas.data import load_data
+    from search_spaces import get_space
+
+    truth = json.loads(args.truth.read_text())
+    space = get_space(truth["space"])
+    trained, per_seed = truth_table(truth)
+    if len(trained) < 4:
+        parser.error(f"{args.truth} has {len(trained)} trained architectures; score it once 4 or more are trained")
+    for run in args.run:
+        if not (run / "ratings.json").exists():
+            parser.error(f"{run} has no ratings.json; rate it with 'hwnas rate --run {run}'")
+        recorded = json.loads((run / "run.json").read_text())
+        if (recorded.get("space"), recorded.get("data")) != (space.name, truth["data"]):
+            parser.error(f"{run} rates {recorded.get('space')} on {recorded.get('data')}; the ground truth is "
+                         f"{space.name} on {truth['data']}")
+    archs = [space.parse(truth["archs"][i]["arch"]) for i in trained]
+    macs = [float(truth["archs"][i]["macs"]) for i in trained]
+    bands = [int(truth["archs"][i]["band"]) for i in trained]
+    accuracy = [statistics.fmean(v) for v in zip(*per_seed)]
+
+    bundle = load_data(truth["data"], space.resolution)
+    images = torch.stack([bundle.datasets["train"][i][0] for i in range(args.proxy_batch)])
+    scores: dict[str, list[float]] = {"MACs (size)": macs,
+                                      "params (size)": [float(truth["archs"][i]["params"]) for i in trained]}
+    seconds: dict[str, float | None] = dict.fromkeys(scores, 0.0)
+    proxies, proxy_seconds = proxy_scores(space, archs, images)
+    scores |= proxies
+    seconds |= proxy_seconds
+    for run in args.run:
+        rated, rated_seconds = rating_scores(run, archs)
+        scores |= rated
+        seconds |= rated_seconds
+
+    taus = bootstrap_taus(scores, per_seed, args.resamples)
+    partials = bootstrap_taus(scores, per_seed, args.resamples, control=macs)
+    picks = budgeted_picks(scores, accuracy, macs)
+    rows, table = [], {}
+    for name, score in scores.items():
+        entry = {"kendall_tau": float(kendalltau(score, accuracy).statistic),
+                 "spearman_rho": float(spearmanr(score, accuracy).statistic),
+                 "partial_tau_given_macs": partial_tau(score, accuracy, macs),
+                 "within_band_tau": within_band_tau(score, accuracy, bands),
+                 "tau_interval": percentile_interval(taus[name]),
+                 "partial_tau_interval": percentile_interval(partials[name]),
+                 "budgeted_gain_pts": 100 * picks[name]["gain_over_random"],
+                 "budgeted_regret_pts": 100 * picks[name]["regret"], "seconds": seconds.get(name),
+                 "values": [v if np.isfinite(v) else None for v in score]}
+        table[name] = entry
+        band = entry["within_band_tau"]
+        rows.append([name, f"{entry['kendall_tau']:.3f} [{entry['tau_interval'][0]:.2f}, {entry['tau_interval'][1]:.2f}]",
+                     f"{entry['spearman_rho']:.3f}", f"{entry['partial_tau_given_macs']:.3f}",
+                     "-" if band is None else f"{band:.3f}", f"{entry['budgeted_regret_pts']:.2f}",
+                     "-" if entry["seconds"] is None else f"{entry['seconds']:.1f}"])
+    print(f"{len(trained)} of {len(truth['archs'])} architectures trained "
+          f"({truth.get('trainings_done')} of {truth.get('trainings_planned')} trainings); "
+          f"accuracy {min(accuracy):.4f}-{max(accuracy):.4f}")
+    print_table(rows, ["score", "tau [95%]", "rho", "partial tau | MACs", "tau within bands", "regret (pts)", "s"])
+    summary = truth.get("summary") or {}
+    write_result("rank_scores", args.name or truth["name"], {
+        "truth": str(args.truth), "space": space.name, "data": truth["data"], "archs_scored": len(trained),
+        "archs_planned": len(truth["archs"]), "trainings_done": truth.get("trainings_done"),
+        "noise_ceiling_kendall_tau": summary.get("noise_ceiling_kendall_tau"),
+        "archs": [truth["archs"][i]["arch"] for i in trained], "accuracy": accuracy, "scores": table,
+        "runs": [str(r) for r in args.run], "resamples": args.resamples, "proxy_batch": args.proxy_batch,
+        "wall_s": time.perf_counter() - started})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""Scoring against a ranking ground truth: the zero-cost proxies read the network, the partial ground truth is
+averaged over the seeds each architecture has, and band taus look inside bands only."""
+
+import math
+
+import pytest
+import torch
+from rank_scores import naswot, synflow, truth_table, within_band_tau
+
+from hwnas.data import load_data
+from search_spaces import get_space
+
+NARROW = "24:e3k3|40:e3k3|80:e3k3|96:e3k3|160:e3k3|320:e3k3"
+WIDE = "24:e6k5,e6k5|40:e6k5,e6k5|80:e6k5,e6k5|112:e6k5,e6k5|192:e6k5,e6k5|320:e6k5"
+
+
+def _built(space, arch):
+    torch.manual_seed(0)
+    return space.build(space.parse(arch))
+
+
+def test_synflow_grows_with_the_network_and_naswot_reads_the_images():
+    space = get_space("mbconv-tiny")
+    example = space.example_input()
+    narrow, wide = synflow(_built(space, NARROW), example), synflow(_built(space, WIDE), example)
+    assert math.isfinite(narrow) and wide > narrow  # more paths carry more synaptic flow
+    images = torch.stack([load_data("digits", space.resolution).datasets["train"][i][0] for i in range(16)])
+    score = naswot(_built(space, NARROW), images)
+    assert math.isfinite(score)
+    # the same image 16 times: every activation pattern agrees, the kernel is singular
+    assert naswot(_built(space, NARROW), images[:1].repeat(16, 1, 1, 1)) < score
+
+
+def test_a_partial_ground_truth_is_averaged_over_the_seeds_each_architecture_has():
+    truth = {"archs": [{}] * 3, "test_accuracy_per_seed": [[0.8, 0.9, None], [0.6, None, None]]}
+    trained, per_seed = truth_table(truth)
+    assert trained == [0, 1]
+    assert per_seed == [[0.8, 0.9], [0.6, 0.9]]  # a missing seed is the mean of the seeds it has
+
+
+def test_within_band_tau_ignores_order_across_bands():
+    bands = [0, 0, 0, 1, 1, 1]
+    accuracy = [0.1, 0.2, 0.3, 0.7, 0.8, 0.9]
+    size = [3, 2, 1, 6, 5, 4]  # the right order across bands, reversed inside each
+    assert within_band_tau(size, accuracy, bands) == pytest.approx(-1.0)
+    assert within_band_tau(accuracy, accuracy, bands) == pytest.approx(1.0)
+    assert within_band_tau(size, accuracy, [0, 0, 1, 1, 2, 2]) is None  # no band of 3

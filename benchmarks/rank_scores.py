@@ -8,6 +8,8 @@ seeds). Scores, each oriented so that higher should mean more accurate:
   ``|theta * dR/dtheta|`` with ``R`` the output sum of the network with absolute weights on an all-ones input,
   float64, BatchNorm in eval mode) and NASWOT (``log |det K|``, ``K`` the kernel of agreeing activation signs over a
   batch of training images, taken at the input of every activation);
+- SPOS (``--spos WORK``): a single-path supernet trained on labels (``spos.py``), each architecture scored by its
+  path's validation accuracy;
 - hwnas ratings of rated runs of the same space and data (``--run RUN``, repeatable): each run's first
   distillation seed, and its seeds combined (what ``hwnas search`` reads) when it has them. Ratings are l1 scores
   (lower is better), so they enter negated.
@@ -121,6 +123,27 @@ def rating_scores(run_path: Path, archs: list[Hashable]) -> tuple[dict[str, list
     return scores, dict.fromkeys(scores, seconds)
 
 
+def spos_scores(work: Path, data: str, space: Any, archs: list[Hashable], epochs: int,
+                ) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """SPOS (uniform single-path training on labels, ``spos.py``: entangled weights, AdamW, 5 warm-up epochs on
+    the largest path, no augmentation) trained or resumed in ``work`` to ``epochs``; each architecture's score is
+    its path's validation accuracy after BatchNorm re-estimation. Seconds: this call's training (0 when the
+    checkpoint was complete) plus the scoring."""
+    from spos import SPOSConfig, SPOSSupernet, spos_accuracy, train_spos
+
+    from hwnas.data import load_data
+
+    bundle = load_data(data, space.resolution)
+    torch.manual_seed(0)
+    supernet = SPOSSupernet(space, sharing="entangled")
+    config = SPOSConfig(epochs=epochs, sharing="entangled")
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    train_spos(supernet, bundle, config, work / f"spos_{data}.pt", show_progress=True)
+    values = [spos_accuracy(supernet, arch, bundle) for arch in archs]
+    return {"SPOS": values}, {"SPOS": time.perf_counter() - started}
+
+
 def _recorded_seconds(folder: Path, ratings: dict[str, Any]) -> float | None:
     """Distillation seconds (every block's epochs, from its checkpoint) plus rating seconds where the ratings file
     records them; None when nothing is recorded."""
@@ -166,14 +189,17 @@ def main() -> None:
                         help="a ground_truth.py result")
     parser.add_argument("--run", type=Path, action="append", default=[],
                         help="a rated hwnas run of the ground truth's space and data (repeatable)")
+    parser.add_argument("--spos", type=Path, default=None, metavar="WORK",
+                        help="also score SPOS, trained (or resumed) in this folder")
+    parser.add_argument("--spos-epochs", type=int, default=40, help="SPOS supernet epochs (default 40)")
     parser.add_argument("--proxy-batch", type=int, default=64, help="training images NASWOT reads")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap draws")
     parser.add_argument("--name", default=None, help="result name (default: the ground truth's)")
     args = parser.parse_args()
     if not args.truth.exists():
         parser.error(f"--truth {args.truth} does not exist; make one with benchmarks/ground_truth.py")
-    if args.proxy_batch < 2 or args.resamples < 1:
-        parser.error("--proxy-batch must be >= 2 and --resamples >= 1")
+    if args.proxy_batch < 2 or args.resamples < 1 or args.spos_epochs < 6:
+        parser.error("--proxy-batch must be >= 2, --resamples >= 1 and --spos-epochs >= 6 (5 are warm-up)")
     torch.set_num_threads(1)
     started = time.perf_counter()
 
@@ -205,6 +231,10 @@ def main() -> None:
     proxies, proxy_seconds = proxy_scores(space, archs, images)
     scores |= proxies
     seconds |= proxy_seconds
+    if args.spos is not None:
+        spos, spos_seconds = spos_scores(args.spos, truth["data"], space, archs, args.spos_epochs)
+        scores |= spos
+        seconds |= spos_seconds
     for run in args.run:
         rated, rated_seconds = rating_scores(run, archs)
         scores |= rated
@@ -241,6 +271,7 @@ def main() -> None:
         "noise_ceiling_kendall_tau": summary.get("noise_ceiling_kendall_tau"),
         "archs": [truth["archs"][i]["arch"] for i in trained], "accuracy": accuracy, "scores": table,
         "runs": [str(r) for r in args.run], "resamples": args.resamples, "proxy_batch": args.proxy_batch,
+        "spos": None if args.spos is None else {"work": str(args.spos), "epochs": args.spos_epochs},
         "wall_s": time.perf_counter() - started})
 
 

@@ -38,6 +38,7 @@ CASES = [
     ("profile_fidelity.py", ["--refit"], "pass it with --table"),
     ("rank_scores.py", ["--truth", "no/such.json"], "--truth no/such.json does not exist"),
     ("rank_scores.py", ["--proxy-batch", "1"], "--proxy-batch must be >= 2"),
+    ("rank_scores.py", ["--spos", "w", "--spos-epochs", "5"], "--spos-epochs >= 6"),
     ("rank_scores.py", ["--run", "no/run"], "no/run has no ratings.json"),
     ("profile_fidelity.py", ["--calibrate", "3"], "--calibrate >= 4"),
 ]

@@ -8,7 +8,8 @@ from hwnas.cli import build_parser, main
 
 COMMANDS = [["space", "list"], ["space", "sample"], ["space", "info"], ["space", "blocks"], ["data", "list"],
             ["data", "sheet"], ["profile"], ["measure"], ["predict"],
-            ["teacher", "train"], ["distill"], ["rate"], ["search"], ["train"], ["export"], ["agent", "serve"], ["demo"]]
+            ["teacher", "train"], ["teacher", "set"], ["distill"], ["rate"], ["search"], ["progressive"], ["train"],
+            ["export"], ["agent", "serve"], ["demo"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c))

@@ -107,3 +107,14 @@ def test_full_mbconv_space_combines_quickly():
     combiner = Combiner(space, synthetic_ratings(space), synthetic_cost)
     assert len(combiner.front) > 10
     assert time.perf_counter() - start < 120  # behaviour check only; the speed target lives in benchmarks/
+
+
+@pytest.mark.parametrize("name", ["coupled", "vit-tiny"])
+def test_arch_cost_is_the_cost_the_front_gives_each_point(name):
+    from hwnas.search.costs import CostModel, arch_cost
+
+    space = coupled_space() if name == "coupled" else get_space(name)
+    combiner = Combiner(space, synthetic_ratings(space), synthetic_cost, base_cost=0.5)
+    cost = CostModel("latency", "ms", synthetic_cost, 0.5)
+    for point in combiner.front:
+        assert arch_cost(space, cost, point.arch) == pytest.approx(point.cost)

@@ -1,10 +1,11 @@
-"""``hwnas teacher train``, ``hwnas distill``, ``hwnas rate``: the accuracy half (DNA's block-wise supernets)."""
+"""``hwnas teacher train|set``, ``hwnas distill``, ``hwnas rate``: the accuracy half (DNA's block-wise supernets)."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import shutil
+from pathlib import Path
 
 from hwnas.cli._args import at_least, block_or_any, positive_float
 from hwnas.cli._output import emit, table
@@ -23,7 +24,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--run", required=True, help="run name (runs/NAME) or path; created if new")
     train.add_argument("--space", default=None, help="search space (required when the run is new)")
     train.add_argument("--data", default=None, help="'digits' (default), 'digits-distorted[-K]' (K distorted "
-                       "copies per image, default 8) or an ImageNet-layout image folder")
+                       "copies per image, default 8), 'glyphs' (62 classes at 64 px, for mbconv-tiny-64) or an "
+                       "ImageNet-layout image folder ('hwnas data list')")
     train.add_argument("--arch", default=None, help="teacher = this member of the space (default: the largest)")
     train.add_argument("--teacher", default=None, help="teacher = this timm model name instead")
     train.add_argument("--pretrained", action="store_true", help="load the timm teacher's pretrained weights")
@@ -33,6 +35,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_device_argument(train)
     train.add_argument("--json", action="store_true", help="machine-readable output")
     train.set_defaults(handler=run_teacher_train)
+    chosen = sub.add_parser("set", help="make a trained child the run's teacher (DNA+); the previous teacher and what "
+                                        "was distilled from it move to RUN/teachers/DIGEST/")
+    chosen.add_argument("--run", required=True, help="run name or path")
+    chosen.add_argument("--arch", required=True, help="the child's architecture string (trained by 'hwnas train')")
+    chosen.add_argument("--weights", type=Path, default=None,
+                        help="its weights (default: the run's own training of that child)")
+    chosen.add_argument("--json", action="store_true", help="machine-readable output")
+    chosen.set_defaults(handler=run_teacher_set)
 
     distill = commands.add_parser("distill", help="train block supernets to mimic the teacher's stages")
     distill.add_argument("--run", default=os.environ.get("HWNAS_RUN"), required="HWNAS_RUN" not in os.environ,
@@ -96,6 +106,20 @@ def run_teacher_train(args: argparse.Namespace) -> int:
     accuracy = result.get("test_accuracy")
     emit(result, args.json, f"teacher {result['teacher']['name']} for {run.path}: test accuracy "
                             f"{'n/a (not trained here)' if accuracy is None else f'{accuracy:.4f}'}")
+    return 0
+
+
+def run_teacher_set(args: argparse.Namespace) -> int:
+    """Register a trained child as the run's teacher."""
+    from hwnas.supernet.teacher import set_teacher
+
+    result = set_teacher(open_run(args.run), args.arch, args.weights)
+    accuracy = result.get("test_accuracy")
+    text = (f"teacher {result['teacher']['name']}: " + ("unchanged (already the teacher)" if result["unchanged"] else
+            f"test accuracy {'n/a' if accuracy is None else f'{accuracy:.4f}'}"
+            + (f"; the previous teacher and its supernets, ratings and searches: {result['moved_to']}"
+               if result["moved_to"] else "")))
+    emit(result, args.json, text)
     return 0
 
 

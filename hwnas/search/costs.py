@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 from profilers.predictor import LatencyPredictor
@@ -38,3 +38,12 @@ def counted_cost(space: SearchSpace, what: str) -> CostModel:
         return count_macs(module, space.unit_input(unit)) / 1e6
 
     return CostModel(what, f"M{what}", cost, 0.0)
+
+
+def arch_cost(space: SearchSpace, cost: CostModel, arch: Hashable) -> float:
+    """One member's cost under ``cost`` on the combiner's scale (the base, the stem, its blocks' units, the head)."""
+    state, total = space.initial_state(), cost.base + sum(cost.unit_cost(u) for u in space.stem_units())
+    for block, candidate in enumerate(space.blocks_of(arch)):
+        total += sum(cost.unit_cost(u) for u in space.block_units(block, candidate, state))
+        state = space.block_output_state(block, candidate)
+    return total + sum(cost.unit_cost(u) for u in space.head_units(state))

@@ -81,13 +81,17 @@ def _fit_kernel(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def train_child(run: RunDir, arch_text: str, config: TrainConfig, distill: bool = False, init_supernet: bool = False,
-                show_progress: bool = True, device: str = "cpu") -> dict[str, Any]:
-    """Train a child stand-alone on the run's data on ``device`` (resumable); returns history, test accuracy and the
-    weights."""
+                show_progress: bool = True, device: str = "cpu", folder: Path | None = None) -> dict[str, Any]:
+    """Train a child stand-alone on the run's data on ``device`` (resumable) in ``folder`` (default: the run's
+    folder of that child); returns history, test accuracy and the weights."""
     space = run.space
     arch = space.parse(arch_text)
     model = space.build(arch).train()
-    folder = child_dir(run, arch)
+    if folder is None:
+        folder = child_dir(run, arch)
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "arch.txt").write_text(str(arch) + "\n")
     _check_same_start(folder, init_supernet)
     copied = init_from_supernet(run, model, arch) if init_supernet else 0
     teacher = None

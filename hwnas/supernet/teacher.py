@@ -196,3 +196,47 @@ def _check_one_teacher(run: RunDir, description: dict[str, Any]) -> None:
 def open_teacher(run: RunDir) -> BlockTeacher:
     """The run's teacher (FileNotFoundError says how to make one)."""
     return load_teacher(teacher_path(run), run.space)
+
+
+# what a teacher's weights determine: moved aside with it when another teacher takes its place
+DERIVED = ("teacher.pt", "teacher_training.pt", "supernet", "ratings", "ratings.json", "ratings_seeds.json", "seeds",
+           "search", "search.db")
+
+
+def set_teacher(run: RunDir, arch_text: str, weights: Path | None = None) -> dict[str, Any]:
+    """Make a trained child of the run (``hwnas train``; or ``weights`` of that architecture) the run's teacher, as
+    DNA+'s progressive rounds do: the previous teacher and everything distilled, rated or searched from it move to
+    ``RUN/teachers/DIGEST/`` (nothing trained is lost; the feature cache is rebuilt, its digest no longer matches);
+    returns the new teacher's description, accuracy and where the previous one went."""
+    if run.config.seed_of:
+        raise ValueError(f"{run.path} is a distillation seed of {source_run(run).path}; set the teacher there")
+    space = run.space
+    arch = space.parse(arch_text)
+    weights = Path(weights) if weights is not None else run.child_folder(arch) / "weights.pt"
+    if not weights.is_file():
+        raise FileNotFoundError(f"no trained weights at {weights}; train the child first with 'hwnas train --run "
+                                f"{run.path} --arch \"{arch}\"' (or give --weights)")
+    saved = load_checkpoint(weights)
+    if saved.get("arch") != str(arch) or saved.get("space", space.name) != space.name:
+        raise ValueError(f"{weights} holds {saved.get('arch')} of {saved.get('space')}, not {arch} of {space.name}")
+    teacher = space_teacher(space, arch)
+    teacher.model.load_state_dict(saved["state_dict"])
+    check_teacher(teacher, space)
+    result_file = weights.parent / "train_result.json"
+    accuracy = json.loads(result_file.read_text()).get("test_accuracy") if result_file.is_file() else None
+    moved_to = None
+    current = teacher_path(run)
+    if current.exists():
+        old = load_teacher(current, space)
+        if old.digest() == teacher.digest():
+            return {"teacher": teacher.description, "test_accuracy": accuracy, "unchanged": True, "moved_to": None}
+        moved_to = run.path / "teachers" / old.digest()[:12]
+        moved_to.mkdir(parents=True, exist_ok=True)
+        for name in DERIVED:
+            if (run.path / name).exists():
+                (run.path / name).replace(moved_to / name)
+    result = {"teacher": teacher.description, "data": run.config.data, "test_accuracy": accuracy,
+              "from_child": str(weights)}
+    run.update(teacher=json.loads(json.dumps(teacher.description)), distill=None)
+    save_teacher(teacher, teacher_path(run), {"result": result})
+    return {**result, "unchanged": False, "moved_to": str(moved_to) if moved_to else None}

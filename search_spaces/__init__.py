@@ -8,6 +8,7 @@ from search_spaces.base import LatencyUnit, SearchSpace, count_macs
 from search_spaces.mbconv import (
     DNA_OPS,
     DNA_STAGES,
+    MIXED_OPS,
     MBConvArch,
     MBConvOp,
     MBConvSpace,
@@ -18,7 +19,7 @@ from search_spaces.registry import get_space, list_spaces, register_space
 from search_spaces.vit import ViTArch, ViTBlock, ViTLayer, ViTSpace
 
 __all__ = [
-    "DNA_OPS", "DNA_STAGES", "LatencyUnit", "MBConvArch", "MBConvOp", "MBConvSpace", "MBConvStage", "SearchSpace",
-    "StageSpec", "ViTArch", "ViTBlock", "ViTLayer", "ViTSpace", "count_macs", "get_space", "list_spaces",
+    "DNA_OPS", "DNA_STAGES", "MIXED_OPS", "LatencyUnit", "MBConvArch", "MBConvOp", "MBConvSpace", "MBConvStage",
+    "SearchSpace", "StageSpec", "ViTArch", "ViTBlock", "ViTLayer", "ViTSpace", "count_macs", "get_space", "list_spaces",
     "register_space",
 ]

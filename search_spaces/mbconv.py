@@ -3,6 +3,9 @@
 An architecture is written ``W:op,op,...|W:op,...`` with one group per searchable stage, ``W`` the stage's base
 width (before the space's width multiplier) and each op ``e{expansion}k{kernel}``, e.g. EfficientNet-B0 is
 ``24:e6k3,e6k3|40:e6k5,e6k5|80:e6k3,e6k3,e6k3|112:e6k5,e6k5,e6k5|192:e6k5,e6k5,e6k5,e6k5|320:e6k3``.
+A multi-branch op ``e6k3.5.7`` (MixNet's mixed depthwise convolution: the expanded channels split into equal groups,
+one kernel each, run in parallel) is written as timm writes its kernel lists; timm's builder makes it a
+``MixedConv2d``. Spaces offer it only where their ``ops`` include it (``mbconv-tiny-64-mix``).
 """
 
 from __future__ import annotations
@@ -29,18 +32,43 @@ from torch import nn
 
 from search_spaces.base import LatencyUnit, SearchSpace, choice_error
 
-_OP_PATTERN = re.compile(r"e(\d+)k(\d+)")
+_OP_PATTERN = re.compile(r"e(\d+)k(\d+(?:\.\d+)*)")
 
 
 @dataclass(frozen=True, order=True)
 class MBConvOp:
-    """One inverted-residual layer choice: expansion ratio and depthwise kernel size."""
+    """One inverted-residual layer choice: expansion ratio and depthwise kernel size; with ``mixed`` kernels (two or
+    more, ascending) a multi-branch layer whose depthwise convolution runs each kernel on its own channel group
+    (``kernel`` is then the widest)."""
 
     expansion: int
     kernel: int
+    mixed: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.mixed and (len(self.mixed) < 2 or list(self.mixed) != sorted(set(self.mixed))
+                           or self.kernel != self.mixed[-1]):
+            raise ValueError(f"a mixed-kernel op needs two or more distinct ascending kernels, the widest as its "
+                             f"kernel; got kernel {self.kernel}, mixed {self.mixed}")
+
+    @classmethod
+    def of(cls, expansion: int, kernels: Sequence[int]) -> MBConvOp:
+        """The op of one kernel, or the mixed-kernel op of several (in any order)."""
+        ordered = tuple(sorted(set(int(k) for k in kernels)))
+        return cls(expansion, ordered[-1], ordered if len(ordered) > 1 else ())
+
+    @property
+    def kernels(self) -> tuple[int, ...]:
+        """Every depthwise kernel of the layer (one for a plain op)."""
+        return self.mixed or (self.kernel,)
+
+    @property
+    def kernel_text(self) -> str:
+        """The kernel as timm's arch-def strings write it: ``5``, or ``3.5.7`` for mixed kernels."""
+        return ".".join(str(k) for k in self.kernels)
 
     def __str__(self) -> str:
-        return f"e{self.expansion}k{self.kernel}"
+        return f"e{self.expansion}k{self.kernel_text}"
 
 
 @dataclass(frozen=True)
@@ -78,7 +106,18 @@ class StageSpec:
     depths: tuple[int, ...]
 
 
+def _parse_op(text: str) -> MBConvOp | None:
+    """``e6k5`` or ``e6k3.5.7`` as an op, or None when it is not one."""
+    match = _OP_PATTERN.fullmatch(text.strip())
+    if not match:
+        return None
+    kernels = [int(k) for k in match.group(2).split(".")]
+    op = MBConvOp.of(int(match.group(1)), kernels)
+    return op if op.kernel_text == match.group(2) else None  # one spelling per op: ascending, no repeats
+
+
 DNA_OPS: tuple[MBConvOp, ...] = tuple(MBConvOp(e, k) for e in (3, 6) for k in (3, 5, 7))
+MIXED_OPS: tuple[MBConvOp, ...] = tuple(MBConvOp.of(e, (3, 5, 7)) for e in (3, 6))
 
 # EfficientNet-B0's stages, widened so that DNA's published models (96/112 and 160/192) and B0 are members.
 DNA_STAGES: tuple[StageSpec, ...] = (
@@ -159,8 +198,7 @@ class MBConvSpace(SearchSpace):
             raise choice_error(f"stage {index} depth", len(op_texts), spec.depths)
         ops = []
         for layer, op_text in enumerate(op_texts):
-            match = _OP_PATTERN.fullmatch(op_text.strip())
-            op = MBConvOp(int(match.group(1)), int(match.group(2))) if match else None
+            op = _parse_op(op_text)
             if op not in self.ops:
                 raise choice_error(f"stage {index} layer {layer} op", op_text, self.ops)
             ops.append(op)
@@ -260,7 +298,7 @@ class MBConvSpace(SearchSpace):
                 repeats = len(list(group))
                 stride = spec.stride if start == 0 else 1
                 strings.append(
-                    f"ir_r{repeats}_k{op.kernel}_s{stride}_e{op.expansion}_c{stage.width}_se{self.se_ratio:g}"
+                    f"ir_r{repeats}_k{op.kernel_text}_s{stride}_e{op.expansion}_c{stage.width}_se{self.se_ratio:g}"
                 )
                 start += repeats
             arch_def.append(strings)
@@ -304,10 +342,11 @@ class MBConvSpace(SearchSpace):
                 raise ValueError(f"{label}: only plain 'ir' blocks with the space's activation are allowed")
             if abs(layer.get("se_ratio", 0.0) - self.se_ratio) > 1e-9:
                 raise choice_error(f"{label} se ratio", layer.get("se_ratio"), (self.se_ratio,))
-            expansion = layer["exp_ratio"]
-            op = MBConvOp(int(expansion), layer["dw_kernel_size"]) if float(expansion).is_integer() else None
+            expansion, kernel = layer["exp_ratio"], layer["dw_kernel_size"]
+            kernels = list(kernel) if isinstance(kernel, (list, tuple)) else [kernel]
+            op = MBConvOp.of(int(expansion), kernels) if float(expansion).is_integer() else None
             if op not in self.ops:
-                raise choice_error(f"{label} op", f"e{expansion:g}k{layer['dw_kernel_size']}", self.ops)
+                raise choice_error(f"{label} op", f"e{expansion:g}k{'.'.join(str(k) for k in kernels)}", self.ops)
             ops.append(op)
         return MBConvStage(width, tuple(ops))
 
@@ -351,7 +390,8 @@ class MBConvSpace(SearchSpace):
         spec, cout, units = self.stages[index], self._round(stage.width), []
         for layer, op in enumerate(stage.ops):
             stride = spec.stride if layer == 0 else 1
-            units.append(LatencyUnit.of("mbconv_ir", (cin, res, res), cout=cout, e=op.expansion, k=op.kernel,
+            kernel: int | str = op.kernel_text if op.mixed else op.kernel  # plain ops keep their unit keys
+            units.append(LatencyUnit.of("mbconv_ir", (cin, res, res), cout=cout, e=op.expansion, k=kernel,
                                         s=stride, se=self.se_ratio, act="swish"))
             res, cin = math.ceil(res / stride), cout
         return units
@@ -386,17 +426,18 @@ class MBConvSpace(SearchSpace):
         1x1. DNA's space at 224 px has no such twins (its smallest map is 7x7); at 32 px most late candidates do."""
         first = self._stage_input_res(block)  # the first layer's input; it strides, the others see its output
         reach = (2 * first - 1, 2 * math.ceil(first / self.stages[block].stride) - 1)
-        return (candidate.width, tuple((op.expansion, min(op.kernel, reach[layer > 0]))
+        return (candidate.width, tuple((op.expansion, *(min(k, reach[layer > 0]) for k in op.kernels))
+                                       if op.mixed else (op.expansion, min(op.kernel, reach[layer > 0]))
                                        for layer, op in enumerate(candidate.ops)))
 
     def twin_unit(self, unit: LatencyUnit) -> LatencyUnit:
         """For an inverted-residual layer, the same layer with the smallest offered kernel that reaches as far on its
-        input map (``e6k7`` on 2x2 -> ``e6k3``); other units are their own."""
-        if unit.kind != "mbconv_ir":
+        input map (``e6k7`` on 2x2 -> ``e6k3``); other units, mixed-kernel layers included, are their own."""
+        if unit.kind != "mbconv_ir" or not isinstance(unit.param("k"), int):
             return unit
         reach = 2 * unit.input_shape[-1] - 1
         kernel = int(unit.param("k"))
-        smallest = min(op.kernel for op in self.ops if min(op.kernel, reach) == min(kernel, reach))
+        smallest = min(op.kernel for op in self.ops if not op.mixed and min(op.kernel, reach) == min(kernel, reach))
         if smallest == kernel:
             return unit
         return LatencyUnit.of(unit.kind, unit.input_shape, **(dict(unit.params) | {"k": smallest}))

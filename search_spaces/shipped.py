@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from search_spaces.mbconv import DNA_STAGES, MBConvSpace, StageSpec
+from search_spaces.mbconv import DNA_OPS, DNA_STAGES, MIXED_OPS, MBConvSpace, StageSpec
 from search_spaces.registry import register_space
 from search_spaces.vit import ViTSpace
 
@@ -26,6 +26,15 @@ def mbconv_tiny_64() -> MBConvSpace:
     of 2x2 to 1x1, so most kernel choices compute different functions."""
     stages = tuple(StageSpec(s.widths, s.stride, tuple(d for d in s.depths if d <= 2)) for s in DNA_STAGES)
     return MBConvSpace("mbconv-tiny-64", stages=stages, resolution=64, num_classes=62, width_mult=0.5)
+
+
+@register_space("mbconv-tiny-64-mix")
+def mbconv_tiny_64_mix() -> MBConvSpace:
+    """``mbconv-tiny-64`` with MixNet's multi-branch layers beside DNA's ops: ``e3k3.5.7`` and ``e6k3.5.7`` split
+    the expanded channels into three groups convolved with 3x3, 5x5 and 7x7 depthwise kernels in parallel."""
+    stages = tuple(StageSpec(s.widths, s.stride, tuple(d for d in s.depths if d <= 2)) for s in DNA_STAGES)
+    return MBConvSpace("mbconv-tiny-64-mix", stages=stages, ops=DNA_OPS + MIXED_OPS, resolution=64, num_classes=62,
+                       width_mult=0.5)
 
 
 @register_space("vit")

@@ -7,7 +7,9 @@
 #
 # The GPU machine needs torch, timm, onnx, onnxruntime, scipy, scikit-learn and matplotlib; it may have no internet
 # and no TensorRT. What it lacks of the rest (optuna and its needs) comes from .whl/ (fetch-wheels), installed into
-# /tmp/site. Results land in $OUT (or runs/gpu_check): gpu_check.log, the table, and summary.json.
+# /tmp/site (only when optuna is not importable already). Run it with the device tool as
+#   run(command="benchmarks/gpu_check.sh", carry=[".whl"], timeout_s=540)
+# Results land in $OUT (or runs/gpu_check): gpu_check.log, the table, and summary.json.
 # GPU_CHECK_RUNTIME=torch runs the same steps on a CPU (the CUDA steps then fail or skip): a dry run of the script.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +34,7 @@ mkdir -p "$OUTDIR"
 LOG="$OUTDIR/gpu_check.log"
 : > "$LOG"
 export PYTHONUNBUFFERED=1
-if ls "$WHEELS"/*.whl >/dev/null 2>&1; then
+if ! $PY -c "import optuna" 2>/dev/null && ls "$WHEELS"/*.whl >/dev/null 2>&1; then
     $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
         "$WHEELS"/*.whl >> "$LOG" 2>&1 || { echo "installing $WHEELS failed: see $LOG"; exit 2; }
     export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"

@@ -26,7 +26,7 @@ from torch import nn
 from profilers.files import remove_stale_temporaries
 from profilers.predictor import LatencyPredictor, fit_calibration, min_layers, plot_validation, validation_report
 from profilers.progress import progress
-from profilers.protocol import Protocol
+from profilers.protocol import Protocol, measure
 from profilers.runtime import ModelRef, Runtime
 from profilers.table import LatencyTable, table_metadata
 from profilers.targets import Target, open_target
@@ -174,9 +174,9 @@ def profile_space(
 
     Many parameters because each is one flag of ``hwnas profile``: the command's whole surface, passed through."""
     protocol = protocol or Protocol()
-    if runtime.file_suffix is None:
-        raise ValueError(f"runtime {runtime.name} is measured end to end only ('hwnas measure'); profile with "
-                         "onnxruntime or litert")
+    if runtime.file_suffix is None and target_url is not None:
+        raise ValueError(f"runtime {runtime.name} has no model file to send to {target_url}: profile it on the "
+                         f"machine itself (leave --target out), or use a runtime with files (onnxruntime, litert)")
     out = Path(out)
     work = out.parent / f"{out.name}.work"
     target = open_target(runtime, target_url, token)
@@ -187,14 +187,18 @@ def profile_space(
                 "validate": validate, "seed": seed}
     store = SampleStore(work / "samples.sqlite", settings)
     try:
-        refs = export_units(space, runtime, work / "models", jobs=jobs, show_progress=show_progress)
+        refs = None if runtime.file_suffix is None else export_units(space, runtime, work / "models", jobs=jobs,
+                                                                       show_progress=show_progress)
         bar = progress(total=protocol.max_rounds, desc="measure rounds", unit="round", disable=not show_progress)
 
         def on_round(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)
 
-        stats = target.measure_files(refs, protocol, store, "unit:", on_round=on_round)
+        if refs is None:  # PyTorch eager (CPU or CUDA): the units run in this process
+            stats = _measure_units_in_process(space, runtime, protocol, store, work / "models", on_round)
+        else:
+            stats = target.measure_files(refs, protocol, store, "unit:", on_round=on_round)
         bar.close()
         device = dict(target.device())
         if device_name:
@@ -214,6 +218,18 @@ def profile_space(
         store.close()
     shutil.rmtree(work, ignore_errors=True)
     return table
+
+
+def _measure_units_in_process(space: SearchSpace, runtime: Runtime, protocol: Protocol, store: SampleStore,
+                              workdir: Path, on_round: Any) -> dict[str, Any]:
+    """Every unit (and the call-overhead model) built here and measured interleaved by a runtime without a model
+    file (``torch``, ``torch-cuda``), with the same resumable sample store as files."""
+    items: dict[str, tuple[nn.Module, torch.Tensor]] = {OVERHEAD_KEY: (_CallOverhead(), torch.zeros(1, 8))}
+    items |= {u.key: (space.build_unit(u), space.unit_input(u)) for u in space.all_units()}
+    workdir.mkdir(parents=True, exist_ok=True)
+    runners = runtime.compile(items, workdir)
+    return measure(runners, protocol, done=store.batches("unit:"),
+                   on_batch=lambda key, r, times: store.add_batch("unit:" + key, r, times), on_round=on_round)
 
 
 def sample_distinct(space: SearchSpace, n: int, seed: int, exclude: Sequence[Hashable] = ()) -> list[Hashable]:

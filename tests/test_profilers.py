@@ -327,3 +327,16 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
     SampleStore(work / "samples.sqlite", {"settings": 1}).close()
     with pytest.raises(ValueError, match="other settings"):
         profile_space(space, get_runtime("onnxruntime"), out, QUICK, show_progress=False)
+
+
+def test_pytorch_eager_profiles_its_units_in_process_and_refuses_a_remote_target(tmp_path):
+    # torch (and torch-cuda on a GPU) have no model file: the units are built and timed in this process
+    space = get_space("mbconv-tiny")
+    out = tmp_path / "torch.json"
+    table = profile_space(space, get_runtime("torch"), out, QUICK, calibrate=4, validate=2, show_progress=False)
+    assert set(table.units) == {u.key for u in space.all_units()} and table.overhead.p10 > 0
+    assert table.metadata["runtime"] == "torch" and table.metadata["accelerator"] == "cpu"
+    assert LatencyTable.load(out, space).validation["n"] == 2
+    with pytest.raises(ValueError, match="no model file to send to http://127.0.0.1:9"):
+        profile_space(space, get_runtime("torch"), tmp_path / "r.json", QUICK, target_url="http://127.0.0.1:9",
+                      show_progress=False)

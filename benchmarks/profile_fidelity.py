@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("--space", default="mbconv")
     parser.add_argument("--runtime", default="onnxruntime")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--precision", default="fp32", help="fp32 (default), or int8 where the runtime has it")
     parser.add_argument("--calibrate", type=int, default=20)
     parser.add_argument("--validate", type=int, default=50)
     parser.add_argument("--jobs", type=int, default=2)
@@ -49,8 +50,9 @@ def main() -> None:
                      f"{args.calibrate}, {args.validate} and {args.jobs}")
 
     space = get_space(args.space)
-    runtime = get_runtime(args.runtime, args.threads)
-    name = f"{space.name}-{space.resolution}_{runtime.name}-cpu_{runtime.threads}t"
+    runtime = get_runtime(args.runtime, args.threads, args.precision)
+    name = (f"{space.name}-{space.resolution}_{runtime.name}-cpu_{runtime.threads}t"
+            + ("" if args.precision == "fp32" else f"_{args.precision}"))
     out = ROOT / "latency_tables" / f"{name}.json"
     protocol = Protocol()
     if args.table is None:

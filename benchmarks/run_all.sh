@@ -13,6 +13,7 @@ $PY benchmarks/profile_fidelity.py --space mbconv --runtime onnxruntime --calibr
 $PY benchmarks/profile_fidelity.py --space mbconv --runtime litert --calibrate 20 --validate 50
 $PY benchmarks/profile_fidelity.py --space mbconv-tiny --runtime onnxruntime --calibrate 10 --validate 30
 $PY benchmarks/profile_fidelity.py --space mbconv-tiny --runtime litert --calibrate 10 --validate 30
+$PY benchmarks/profile_fidelity.py --space mbconv-tiny --runtime onnxruntime --precision int8 --calibrate 10 --validate 30
 $PY benchmarks/combiner.py
 $PY benchmarks/budget_sweep.py --budgets 12
 $PY benchmarks/supernet_costs.py
@@ -53,5 +54,13 @@ $PY benchmarks/int8_kernels.py --name xeon_avx512_recipe
 
 # the glyphs ranking ground truth (issue #29): about 16 h with one worker, resumable
 $PY benchmarks/ground_truth.py --data glyphs --bands 5 --per-band 6 --seeds 3 --workers 1
+# scored: size, zero-cost proxies, SPOS (about 2 h) and the ratings of a glyphs run (teacher, distill --seeds 3, rate)
+.venv/bin/hwnas teacher train --run runs/glyphs-dna --space mbconv-tiny-64 --data glyphs --epochs 16 --augment-strength 0.5
+.venv/bin/hwnas distill --run runs/glyphs-dna --seeds 3
+.venv/bin/hwnas rate --run runs/glyphs-dna
+$PY benchmarks/rank_scores.py --spos runs/spos-glyphs --run runs/glyphs-dna
+
+# on an NVIDIA machine (not here): CUDA tests, a torch-cuda profile with validation, one summary
+# benchmarks/gpu_check.sh fetch-wheels; then there: benchmarks/gpu_check.sh
 
 $PY benchmarks/index.py

@@ -125,3 +125,16 @@ def test_demo_report_explains_an_export_pass_over_a_budget_the_search_met():
     assert "search measured the winner at 0.1220 ms, within the budget; this separate pass reads 0.1253 ms (+0.8%)" in notes
     onnx.update(measured_ms=0.1230, within_budget=True, over_budget_pct=-1.0)
     assert _budget_cell(onnx) == "met (-1.0%)" and "separate pass" not in " ".join(_export_budget_notes(report))
+
+
+def test_cpu_threads_is_applied_before_the_command_and_checked(tmp_path, capsys):
+    import torch
+
+    torch.set_num_threads(2)
+    try:
+        assert main(["rate", "--run", str(tmp_path / "none"), "--cpu-threads", "1"]) == 2  # the run is missing...
+        assert torch.get_num_threads() == 1  # ...but the threads were set first
+        assert main(["distill", "--run", str(tmp_path / "none"), "--cpu-threads", "0"]) == 2
+        assert "--cpu-threads" in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(1)

@@ -112,6 +112,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(error, file=sys.stderr)
         return 2
     configure_logging(args.quiet, args.verbose)
+    if getattr(args, "cpu_threads", None):
+        import torch
+
+        torch.set_num_threads(args.cpu_threads)
     if not on_terminal():  # libraries' own tqdm bars (the quantizer's, the converter's) print nothing to a log
         os.environ.setdefault("TQDM_DISABLE", "1")
     try:

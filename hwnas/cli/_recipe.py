@@ -1,11 +1,12 @@
-"""Options shared by the training commands: ``--augment``, ``--augment-strength``, ``--grad-clip``, ``--device``."""
+"""Options shared by the training commands: ``--augment``, ``--augment-strength``, ``--grad-clip``, ``--device``,
+``--cpu-threads``."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from hwnas.cli._args import non_negative_float, positive_float
+from hwnas.cli._args import at_least, non_negative_float, positive_float
 
 
 def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,10 +19,13 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
-    """Add ``--device`` (auto, cpu, cuda, cuda:N)."""
+    """Add ``--device`` (auto, cpu, cuda, cuda:N) and ``--cpu-threads`` (``main`` applies it before the command)."""
     from hwnas.devices import DEVICE_HELP
 
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+    parser.add_argument("--cpu-threads", type=at_least(1), default=None, metavar="N",
+                        help="PyTorch's CPU threads (default: one per core). Give 1 beside another busy job: a child "
+                             "trained with 2 threads on a 2-core VM whose other core was busy ran 9x slower per epoch")
 
 
 def recipe_settings(args: argparse.Namespace) -> dict[str, Any]:

@@ -187,19 +187,7 @@ def profile_space(
                 "validate": validate, "seed": seed}
     store = SampleStore(work / "samples.sqlite", settings)
     try:
-        refs = None if runtime.file_suffix is None else export_units(space, runtime, work / "models", jobs=jobs,
-                                                                       show_progress=show_progress)
-        bar = progress(total=protocol.max_rounds, desc="measure rounds", unit="round", disable=not show_progress)
-
-        def on_round(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
-        if refs is None:  # PyTorch eager (CPU or CUDA): the units run in this process
-            stats = _measure_units_in_process(space, runtime, protocol, store, work / "models", on_round)
-        else:
-            stats = target.measure_files(refs, protocol, store, "unit:", on_round=on_round)
-        bar.close()
+        stats = _measure_units(space, runtime, target, protocol, store, work / "models", jobs, show_progress)
         device = dict(target.device())
         if device_name:
             device["device_name"] = device_name
@@ -220,16 +208,29 @@ def profile_space(
     return table
 
 
-def _measure_units_in_process(space: SearchSpace, runtime: Runtime, protocol: Protocol, store: SampleStore,
-                              workdir: Path, on_round: Any) -> dict[str, Any]:
-    """Every unit (and the call-overhead model) built here and measured interleaved by a runtime without a model
-    file (``torch``, ``torch-cuda``), with the same resumable sample store as files."""
-    items: dict[str, tuple[nn.Module, torch.Tensor]] = {OVERHEAD_KEY: (_CallOverhead(), torch.zeros(1, 8))}
-    items |= {u.key: (space.build_unit(u), space.unit_input(u)) for u in space.all_units()}
-    workdir.mkdir(parents=True, exist_ok=True)
-    runners = runtime.compile(items, workdir)
-    return measure(runners, protocol, done=store.batches("unit:"),
-                   on_batch=lambda key, r, times: store.add_batch("unit:" + key, r, times), on_round=on_round)
+def _measure_units(space: SearchSpace, runtime: Runtime, target: Target, protocol: Protocol, store: SampleStore,
+                   models: Path, jobs: int, show_progress: bool) -> dict[str, Any]:
+    """Every unit (and the call-overhead model) measured interleaved, resumable through ``store``: exported to files
+    and measured on the target, or, for a runtime without a model file (``torch``, ``torch-cuda``), built and timed
+    in this process."""
+    refs = None if runtime.file_suffix is None else export_units(space, runtime, models, jobs=jobs,
+                                                                   show_progress=show_progress)
+    bar = progress(total=protocol.max_rounds, desc="measure rounds", unit="round", disable=not show_progress)
+
+    def on_round(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    if refs is not None:
+        stats = target.measure_files(refs, protocol, store, "unit:", on_round=on_round)
+    else:
+        items: dict[str, tuple[nn.Module, torch.Tensor]] = {OVERHEAD_KEY: (_CallOverhead(), torch.zeros(1, 8))}
+        items |= {u.key: (space.build_unit(u), space.unit_input(u)) for u in space.all_units()}
+        models.mkdir(parents=True, exist_ok=True)
+        stats = measure(runtime.compile(items, models), protocol, done=store.batches("unit:"),
+                        on_batch=lambda key, r, times: store.add_batch("unit:" + key, r, times), on_round=on_round)
+    bar.close()
+    return stats
 
 
 def sample_distinct(space: SearchSpace, n: int, seed: int, exclude: Sequence[Hashable] = ()) -> list[Hashable]:

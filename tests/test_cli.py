@@ -127,6 +127,17 @@ def test_demo_report_explains_an_export_pass_over_a_budget_the_search_met():
     assert _budget_cell(onnx) == "met (-1.0%)" and "separate pass" not in " ".join(_export_budget_notes(report))
 
 
+def test_demo_report_warns_when_an_int8_file_is_slower_than_fp32():
+    from hwnas.cli.demo import _int8_notes
+
+    exports = [{"format": "onnx", "precision": "int8", "int8_vs_fp32": 1.26},
+               {"format": "onnx", "precision": "fp32", "int8_vs_fp32": None},
+               {"format": "tflite", "precision": "int8", "int8_vs_fp32": 0.97}]
+    (warning,) = [line for line in _int8_notes(exports) if line]
+    assert warning.startswith("int8 onnx is 1.26x the fp32 file's latency here")
+    assert _int8_notes(exports[1:]) == []
+
+
 def test_cpu_threads_is_applied_before_the_command_and_checked(tmp_path, capsys):
     import torch
 

@@ -216,7 +216,7 @@ def _report(folder: Path, table: Any, teacher: dict[str, Any], result: dict[str,
                   "layers_from_supernet": child["layers_from_supernet"]},
         "exports": [{k: e.get(k) for k in ("format", "precision", "file", "size_bytes", "parity", "accuracy_change",
                                            "predicted_ms", "prediction_error_pct", "within_budget",
-                                           "over_budget_pct")}
+                                           "over_budget_pct", "int8_vs_fp32")}
                     | {"measured_ms": (e.get("latency") or {}).get("measured_ms")} for e in shipped["exports"]],
         "plots": {"predicted_vs_measured": "latency_table.validation.png", "pareto_front": "pareto_front.png",
                   "training_curves": "training_curves.png"},
@@ -298,17 +298,27 @@ def _markdown(report: dict[str, Any]) -> str:
         "",
         "## 5. Export",
         "| format | precision | size (KiB) | max abs diff | top-1 agreement | accuracy change | predicted ms "
-        "| measured ms | budget |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| measured ms | vs fp32 | budget |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for e in report["exports"]:
         predicted = "" if e["predicted_ms"] is None else f"{e['predicted_ms']:.4f}"
+        ratio = "" if e.get("int8_vs_fp32") is None else f"{e['int8_vs_fp32']:.2f}x"
         lines.append(f"| {e['format']} | {e['precision']} | {e['size_bytes'] / 1024:.0f} | "
                      f"{e['parity']['max_abs_diff']:.2e} | {100 * e['parity']['top1_agreement']:.1f}% | "
-                     f"{e['accuracy_change']:+.4f} | {predicted} | {e['measured_ms']:.4f} | {_budget_cell(e)} |")
-    lines += _export_budget_notes(report)
+                     f"{e['accuracy_change']:+.4f} | {predicted} | {e['measured_ms']:.4f} | {ratio} | "
+                     f"{_budget_cell(e)} |")
+    lines += _export_budget_notes(report) + _int8_notes(report["exports"])
     lines += ["", "Wall time (s): " + ", ".join(f"{k} {v}" for k, v in report["wall_s"].items()), ""]
     return "\n".join(lines)
+
+
+def _int8_notes(exports: list[dict[str, Any]]) -> list[str]:
+    """A warning for each int8 file measured slower than its fp32 file."""
+    slower = [e for e in exports if (e.get("int8_vs_fp32") or 0) > 1]
+    return ["", *(f"int8 {e['format']} is {e['int8_vs_fp32']:.2f}x the fp32 file's latency here: int8 does not pay on "
+                  f"this network and runtime; ship fp32 where latency counts more than size." for e in slower)
+            ] if slower else []
 
 
 def _budget_cell(export: dict[str, Any]) -> str:

@@ -95,7 +95,7 @@ def progressive(run: RunDir, settings: ProgressiveSettings, show_progress: bool 
         rate(run, show_progress=show_progress, device=settings.device)
         searched = _search_and_train(run, settings, settings.budget, k, "searched", show_progress)
         teacher_cost = arch_cost(space, cost, teacher_arch)
-        scaled = _search_and_train(run, settings, teacher_cost, k, "scaled", show_progress)
+        scaled = _search_and_train(run, settings, teacher_cost, k, "scaled", show_progress, trained=searched)
         gain = scaled["val_accuracy"] - teacher_val
         same = scaled["arch"] == str(teacher_arch)
         promoted = gain > settings.min_gain and not same
@@ -147,11 +147,13 @@ def _finish_promotion(run: RunDir, record: dict[str, Any]) -> None:
 
 
 def _search_and_train(run: RunDir, settings: ProgressiveSettings, budget: float, k: int, role: str,
-                      show_progress: bool) -> dict[str, Any]:
+                      show_progress: bool, trained: dict[str, Any] | None = None) -> dict[str, Any]:
     """The best-rated member under ``budget`` (combiner only; a latency search re-measures its pick) and its
-    training with distillation from the current teacher."""
+    training with distillation from the current teacher (or ``trained``'s, when that is the same member)."""
     found = search(run, settings.table, budget, SearchSettings(objective=settings.objective, refine_trials=0),
                    show_progress=show_progress)
+    if trained is not None and trained["arch"] == str(found.chosen.arch):
+        return {**trained, "budget": budget}
     config = TrainConfig(epochs=settings.child_epochs, distill_weight=settings.distill_weight)
     folder = run.file("progressive", f"round{k}", role)
     trained = train_child(run, str(found.chosen.arch), config, distill=settings.distill_weight > 0,

@@ -65,3 +65,23 @@ def test_other_settings_or_a_foreign_teacher_are_refused(untrained_run, tmp_path
     assert main(["progressive", "--run", str(other.path), "--rounds", "1", "--budget", "1", "--objective",
                  "latency"]) == 2
     assert "need --table" in capsys.readouterr().err
+
+
+def test_a_promotion_cut_off_after_its_round_was_recorded_is_finished_on_resume(untrained_run, monkeypatch):
+    import hwnas.progressive as rounds
+
+    real = rounds.set_teacher
+
+    def killed(*args, **kwargs):  # the process dies between writing the round and promoting its child
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rounds, "set_teacher", killed)
+    first_teacher = open_teacher(untrained_run).description["arch"]
+    with pytest.raises(KeyboardInterrupt):
+        progressive(untrained_run, _settings(rounds=1, min_gain=-0.99), show_progress=False)
+    recorded = json.loads(progress_file(untrained_run).read_text())["rounds"]
+    assert recorded[0]["promoted"] and open_teacher(open_run(untrained_run.path)).description["arch"] == first_teacher
+    monkeypatch.setattr(rounds, "set_teacher", real)
+    record = progressive(open_run(untrained_run.path), _settings(rounds=1, min_gain=-0.99), show_progress=False)
+    assert record["rounds"] == recorded  # nothing trained again
+    assert open_teacher(open_run(untrained_run.path)).description["arch"] == recorded[0]["scaled"]["arch"]

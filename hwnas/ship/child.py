@@ -30,9 +30,9 @@ from search_spaces import SearchSpace
 log = logging.getLogger(__name__)
 
 
-def child_dir(run: RunDir, arch: Hashable) -> Path:
-    """The folder of one child of the run."""
-    folder = run.child_folder(arch)
+def child_dir(run: RunDir, arch: Hashable, folder: Path | None = None) -> Path:
+    """The folder of one child of the run (``folder``, or the run's own for that architecture), made."""
+    folder = folder or run.child_folder(arch)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "arch.txt").write_text(str(arch) + "\n")
     return folder
@@ -87,11 +87,7 @@ def train_child(run: RunDir, arch_text: str, config: TrainConfig, distill: bool 
     space = run.space
     arch = space.parse(arch_text)
     model = space.build(arch).train()
-    if folder is None:
-        folder = child_dir(run, arch)
-    else:
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "arch.txt").write_text(str(arch) + "\n")
+    folder = child_dir(run, arch, folder)
     _check_same_start(folder, init_supernet)
     copied = init_from_supernet(run, model, arch) if init_supernet else 0
     teacher = None

@@ -228,16 +228,18 @@ def _seeding_lock(settings: StudySettings) -> Iterator[None]:
             yield
         return
     key = zlib.crc32(f"hwnas-seed:{settings.name}".encode())
-    lock, unlock = ((text("SELECT pg_advisory_lock(:k)"), text("SELECT pg_advisory_unlock(:k)")) if dialect == "postgresql"
-                    else (text("SELECT GET_LOCK(:k, -1)"), text("SELECT RELEASE_LOCK(:k)")))
+    if dialect == "postgresql":
+        lock, unlock, name = text("SELECT pg_advisory_lock(:k)"), text("SELECT pg_advisory_unlock(:k)"), {"k": key}
+    else:
+        lock, unlock, name = text("SELECT GET_LOCK(:k, -1)"), text("SELECT RELEASE_LOCK(:k)"), {"k": str(key)}
     engine = create_engine(settings.storage, poolclass=NullPool)
     try:
         with engine.connect() as connection:
-            connection.execute(lock, {"k": key if dialect == "postgresql" else str(key)})
+            connection.execute(lock, name)
             try:
                 yield
             finally:
-                connection.execute(unlock, {"k": key if dialect == "postgresql" else str(key)})
+                connection.execute(unlock, name)
     finally:
         engine.dispose()
 

@@ -145,9 +145,14 @@ def spos_scores(work: Path, data: str, space: Any, archs: list[Hashable], epochs
 
 
 def _recorded_seconds(folder: Path, ratings: dict[str, Any]) -> float | None:
-    """Distillation seconds (every block's epochs, from its checkpoint) plus rating seconds where the ratings file
-    records them; None when nothing is recorded."""
+    """The wall seconds of the run's whole pipeline when ``rating_methods.py`` timed it (``pipeline_seconds.json``:
+    teacher, distillation and rating); else distillation seconds (every block's epochs, from its checkpoint) plus
+    rating seconds where the ratings file records them; None when nothing is recorded."""
     from hwnas.devices import load_checkpoint
+
+    timed = folder / "pipeline_seconds.json"
+    if timed.exists():
+        return float(json.loads(timed.read_text())["total_s"])
 
     total = 0.0
     for checkpoint in sorted((folder / "supernet").glob("block*.pt")):
@@ -183,6 +188,37 @@ def truth_table(truth: dict[str, Any]) -> tuple[list[int], list[list[float]]]:
     return trained, filled
 
 
+def paired_differences(taus: dict[str, np.ndarray], partials: dict[str, np.ndarray],
+                       names: list[str]) -> list[dict[str, Any]]:
+    """For every pair of the named scores: the mean over bootstrap draws of their difference in tau and in partial
+    tau given MACs, with 95% intervals (the same draws for both, so the interval is of the difference itself: one
+    that excludes 0 says which rates better)."""
+    out = []
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            tau, partial = taus[first] - taus[second], partials[first] - partials[second]
+            out.append({"pair": f"{first} - {second}", "tau": float(tau.mean()), "tau_interval": percentile_interval(tau),
+                        "partial_tau": float(partial.mean()), "partial_tau_interval": percentile_interval(partial)})
+    return out
+
+
+def load_truth(path: Path, bands: int = 5) -> dict[str, Any]:
+    """A ground truth as ``ground_truth.py`` writes it; a ``ranking.py`` result (architectures as strings, MACs and
+    params beside them, e.g. ``ranking_100``) is brought to that form, its architectures cut into ``bands`` MACs
+    quantile bands."""
+    truth = json.loads(path.read_text())
+    if truth["archs"] and isinstance(truth["archs"][0], dict):
+        return truth
+    order = np.argsort(truth["macs"], kind="stable")
+    band_of = np.empty(len(order), dtype=int)
+    band_of[order] = np.arange(len(order)) * bands // len(order)
+    archs = [{"arch": a, "macs": m, "params": p, "band": int(b)}
+             for a, m, p, b in zip(truth["archs"], truth["macs"], truth["params"], band_of)]
+    trainings = sum(v is not None for seed in truth["test_accuracy_per_seed"] for v in seed)
+    return truth | {"archs": archs, "name": path.stem, "trainings_done": trainings, "trainings_planned": trainings,
+                    "summary": {"noise_ceiling_kendall_tau": truth.get("noise_ceiling_kendall_tau")}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--truth", type=Path, default=RESULTS / "ground_truth" / "glyphs.json",
@@ -206,7 +242,7 @@ def main() -> None:
     from hwnas.data import load_data
     from search_spaces import get_space
 
-    truth = json.loads(args.truth.read_text())
+    truth = load_truth(args.truth)
     space = get_space(truth["space"])
     trained, per_seed = truth_table(truth)
     if len(trained) < 4:
@@ -264,6 +300,12 @@ def main() -> None:
           f"({truth.get('trainings_done')} of {truth.get('trainings_planned')} trainings); "
           f"accuracy {min(accuracy):.4f}-{max(accuracy):.4f}")
     print_table(rows, ["score", "tau [95%]", "rho", "partial tau | MACs", "tau within bands", "regret (pts)", "s"])
+    differences = paired_differences(taus, partials, [n for n in scores if n.startswith("hwnas")])
+    if differences:
+        print_table([[d["pair"], f"{d['tau']:+.3f} [{d['tau_interval'][0]:+.2f}, {d['tau_interval'][1]:+.2f}]",
+                      f"{d['partial_tau']:+.3f} [{d['partial_tau_interval'][0]:+.2f}, "
+                      f"{d['partial_tau_interval'][1]:+.2f}]"] for d in differences],
+                    ["ratings compared", "tau difference [95%]", "partial tau difference [95%]"])
     summary = truth.get("summary") or {}
     write_result("rank_scores", args.name or truth["name"], {
         "truth": str(args.truth), "space": space.name, "data": truth["data"], "archs_scored": len(trained),
@@ -272,6 +314,7 @@ def main() -> None:
         "archs": [truth["archs"][i]["arch"] for i in trained], "accuracy": accuracy, "scores": table,
         "runs": [str(r) for r in args.run], "resamples": args.resamples, "proxy_batch": args.proxy_batch,
         "spos": None if args.spos is None else {"work": str(args.spos), "epochs": args.spos_epochs},
+        "paired_differences": differences,
         "wall_s": time.perf_counter() - started})
 
 

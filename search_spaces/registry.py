@@ -27,9 +27,24 @@ def list_spaces() -> list[str]:
     return sorted(_FACTORIES)
 
 
-@cache
 def get_space(name: str) -> SearchSpace:
-    """The search space registered as ``name``; ValueError lists the known names otherwise."""
+    """The search space registered as ``name``, or derived from one (``BASE[op,...]``, or a space file: see
+    ``search_spaces.derived``, read each time: a file may change); ValueError lists the known names otherwise."""
+    if name.endswith(".json"):
+        from search_spaces.derived import resolve_derived
+
+        return _named(resolve_derived(name).name)  # type: ignore[union-attr]
+    return _named(name)
+
+
+@cache
+def _named(name: str) -> SearchSpace:
     if name not in _FACTORIES:
-        raise ValueError(f"unknown search space {name!r}; known spaces: {', '.join(list_spaces())}")
+        from search_spaces.derived import resolve_derived
+
+        derived = resolve_derived(name)
+        if derived is not None:
+            return derived
+        raise ValueError(f"unknown search space {name!r}; known spaces: {', '.join(list_spaces())} (or one derived "
+                         "from them: 'mbconv-tiny[e3k3,e6k5]', or a space file 'hwnas evolve' wrote)")
     return _FACTORIES[name]()

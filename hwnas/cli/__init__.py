@@ -10,10 +10,10 @@ import typing
 from collections.abc import Sequence
 
 from hwnas import __version__
-from hwnas.cli import agent, data, demo, profile, progressive, search, ship, space, supernet
+from hwnas.cli import agent, data, demo, evolve, profile, progressive, search, ship, space, supernet
 from profilers.progress import on_terminal
 
-_COMMAND_MODULES = (space, data, profile, supernet, search, ship, progressive, agent, demo)
+_COMMAND_MODULES = (space, data, profile, supernet, search, ship, progressive, evolve, agent, demo)
 
 
 class UsageError(Exception):

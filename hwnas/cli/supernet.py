@@ -13,6 +13,7 @@ from hwnas.cli._recipe import add_device_argument, add_recipe_arguments, recipe_
 from hwnas.run import create_or_open_run, open_run
 from hwnas.supernet.distill import DistillConfig
 from hwnas.supernet.rating import DEFAULT_MAX_CANDIDATES
+from hwnas.supernet.selfsup import METHODS, SELF_SUPERVISED, check_method
 from hwnas.training import TrainConfig
 
 
@@ -48,6 +49,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     distill.add_argument("--run", default=os.environ.get("HWNAS_RUN"), required="HWNAS_RUN" not in os.environ,
                          help="run name or path (default: $HWNAS_RUN; under torchrun, whose parser claims --run, "
                               "set HWNAS_RUN)")
+    distill.add_argument("--method", default="dna", help="how block supernets learn: " + "; ".join(
+        f"{name}: {text}" for name, text in METHODS.items()) + " (default dna; a run holds one method)")
+    distill.add_argument("--space", default=None, help="search space, to create a new run (teacher-free methods; a DNA "
+                                                       "run is created by 'hwnas teacher train')")
+    distill.add_argument("--data", default=None, help="data set, to create a new run (teacher-free methods)")
     distill.add_argument("--block", type=block_or_any, default=None,
                          help="train only this block, or 'any': take whichever block (of any seed) no other worker "
                               "is training, until all are trained (default: all, in turn)")
@@ -138,9 +144,14 @@ def run_distill(args: argparse.Namespace) -> int:
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
-        run = open_run(args.run)
+        check_method(args.method)
+        if args.method in SELF_SUPERVISED:
+            run = create_or_open_run(args.run, args.space, args.data)
+        else:
+            run = open_run(args.run)
         config = DistillConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
-                               share_twins=args.share_twins, separate_depths=args.separate_depths)
+                               share_twins=args.share_twins, separate_depths=args.separate_depths,
+                               method=args.method)
         take_any = args.block == "any"
         results = distill(run, None if take_any else args.block, config, cache=not args.no_cache, device=str(device),
                           seeds=args.seeds, take_any=take_any)
@@ -150,7 +161,7 @@ def run_distill(args: argparse.Namespace) -> int:
 
             dist.destroy_process_group()
     rows = [[r["seed"], r["block"], len(r["history"]), f"{r['history'][-1]['loss']:.5f}"] for r in results]
-    emit(results, args.json, table(rows, ["seed", "block", "epochs", "final mse"]))
+    emit(results, args.json, table(rows, ["seed", "block", "epochs", "final loss"]))
     return 0
 
 

@@ -81,6 +81,7 @@ class Job:
     name: str
     lock: Path
     done: Callable[[], bool]
+    ready: Callable[[], bool] = lambda: True  # whether it can start now (a teacher-free block: its predecessors done)
 
 
 def take_any(jobs: Sequence[Job], train: Callable[[int], T], poll_s: float = POLL_S) -> list[T]:
@@ -93,14 +94,15 @@ def take_any(jobs: Sequence[Job], train: Callable[[int], T], poll_s: float = POL
         if not left:
             return results
         took = False
-        for index in left:
+        for index in [i for i in left if jobs[i].ready()]:
             with claim(jobs[index].lock, wait=False) as held:
                 if held and not jobs[index].done():
                     results.append(train(index))
                     took = True
         if not took:
             if not waiting_said:
-                log.info("every unfinished block is being trained by another worker (%s): waiting",
+                log.info("every unfinished block is being trained by another worker (%s) or waits for the blocks "
+                         "before it: waiting",
                          ", ".join(f"{jobs[i].name} by {holder_of(jobs[i].lock)}" for i in left))
                 waiting_said = True
             time.sleep(poll_s)

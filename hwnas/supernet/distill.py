@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -28,6 +29,8 @@ from hwnas.supernet import claims
 from hwnas.supernet.blocks import BlockSupernet
 from hwnas.supernet.features import TeacherFeatures
 from hwnas.supernet.seeds import open_seed_run, source_run
+from hwnas.supernet.selfsup import SELF_SUPERVISED, check_method
+from hwnas.supernet.selfsup_train import check_method_of
 from hwnas.supernet.teacher import BlockTeacher, check_teacher, open_teacher
 from hwnas.training.depthwise import fast_small_depthwise
 from profilers.files import atomic_torch_save, file_digest
@@ -53,8 +56,10 @@ class DistillConfig:
     seed: int = 0
     share_twins: bool = True  # one module per family of kernels that compute the same on their map
     separate_depths: bool = False  # one cell per depth (DNA) instead of depths sharing their prefixes
+    method: str = "dna"  # or a teacher-free method of hwnas.supernet.selfsup
 
     def __post_init__(self) -> None:
+        check_method(self.method)
         if self.epochs < 1 or self.lr <= 0 or not 0 < self.lr_decay <= 1 or self.batch_size < 1:
             raise ValueError(f"bad distillation settings: epochs >= 1, lr > 0, 0 < lr_decay <= 1, batch >= 1; got {self}")
 
@@ -69,7 +74,8 @@ def _without_epochs(config: dict[str, Any]) -> dict[str, Any]:
     """A recipe without its length: a run may be extended (the learning rate decays per epoch, not to a horizon).
     Checkpoints from before ``share_twins`` (``separate_depths``) existed trained every twin on its own (shared
     prefixes across depths)."""
-    return {"share_twins": False, "separate_depths": False} | {k: v for k, v in config.items() if k != "epochs"}
+    older = {"share_twins": False, "separate_depths": False, "method": "dna"}
+    return older | {k: v for k, v in config.items() if k != "epochs"}
 
 
 def checkpoint_path(run: RunDir, block: int) -> Path:
@@ -116,6 +122,7 @@ def distill_block(
     teacher_weights = features.teacher_digest
     if path.exists():
         saved = load_checkpoint(path)
+        check_method_of(saved, "dna", path, run)
         check_same_teacher(saved, teacher_weights, path, run)
         if _without_epochs(saved["config"]) != _without_epochs(asdict(config)):
             raise ValueError(f"{path} was trained with other settings ({_without_epochs(saved['config'])}); use the "
@@ -175,6 +182,7 @@ def load_supernet(run: RunDir, teacher: BlockTeacher, block: int,
         raise FileNotFoundError(f"block {block} has no supernet checkpoint ({path}); run 'hwnas distill --run "
                                 f"{run.path} --block {block}' first")
     saved = load_checkpoint(path)
+    check_method_of(saved, "dna", path, run)
     check_same_teacher(saved, teacher_weights or teacher.digest(), path, run)
     supernet = build_supernet(run, teacher, block, shares_twins(saved["config"]), separates_depths(saved["config"]))
     supernet.load_state_dict(saved["model"])
@@ -236,13 +244,15 @@ def distill(run: RunDir, block: int | None = None, config: DistillConfig | None 
         raise ValueError("--block any lets separate workers share the blocks; give it without a block number and "
                          "outside torchrun (under torchrun, give --block i: every rank trains that block)")
     blocks, torch_device = block_indices(run, block), resolve_device(device)
-    teacher = open_teacher(run)
-    features = teacher_features(run, teacher, cache, show_progress, torch_device)
     config = config or DistillConfig()
+    check_one_method(run, config.method)
+    train_job = _teacher_free_job(run, show_progress, torch_device) if config.method in SELF_SUPERVISED else \
+        _teacher_job(run, cache, show_progress, torch_device)
     run.update(distill=dict(vars(config)) | {"cache": cache})
     jobs = [(run, config, b) for b in blocks]
     for k in range(1, seeds):
         seed_run, seed_config = open_seed_run(run, k), replace(config, seed=config.seed + k)
+        check_one_method(seed_run, config.method)
         seed_run.update(distill=dict(vars(seed_config)) | {"cache": cache})
         jobs += [(seed_run, seed_config, b) for b in blocks]
 
@@ -250,11 +260,10 @@ def distill(run: RunDir, block: int | None = None, config: DistillConfig | None 
         job_run, job_config, b = jobs[index]
         if show_progress and job_run is not run:
             log.info("distillation seed %d (%s), block %d", job_config.seed, job_run.path, b)
-        return distill_block(job_run, b, teacher, features, job_config, show_progress, torch_device) | {
-            "seed": job_config.seed}
+        return train_job(job_run, b, job_config) | {"seed": job_config.seed}
 
     claimed = [claims.Job(f"block {b} of seed {c.seed}", checkpoint_path(r, b).with_suffix(".lock"),
-                          partial(block_done, r, b, c)) for r, c, b in jobs]
+                          partial(block_done, r, b, c), _ready(r, b, c)) for r, c, b in jobs]
     if take_any:
         return claims.take_any(claimed, train)
     results = []
@@ -265,3 +274,47 @@ def distill(run: RunDir, block: int | None = None, config: DistillConfig | None 
         with claims.claim(job.lock, wait=True, what=job.name):
             results.append(train(index))
     return results
+
+
+def _teacher_job(run: RunDir, cache: bool, show_progress: bool,
+                 device: torch.device) -> Callable[[RunDir, int, DistillConfig], dict[str, Any]]:
+    """DNA's job: distill a block from the run's teacher (its features computed once, shared by every job)."""
+    teacher = open_teacher(run)
+    features = teacher_features(run, teacher, cache, show_progress, device)
+    return lambda job_run, b, job_config: distill_block(job_run, b, teacher, features, job_config, show_progress,
+                                                        device)
+
+
+def _teacher_free_job(run: RunDir, show_progress: bool,
+                      device: torch.device) -> Callable[[RunDir, int, DistillConfig], dict[str, Any]]:
+    """A self-supervised method's job (``hwnas.supernet.selfsup_train``): no teacher, the data loaded once."""
+    from hwnas.supernet.selfsup import SelfSupSettings
+    from hwnas.supernet.selfsup_train import train_block
+
+    bundle = load_data(run.config.data, run.space.resolution)
+    return lambda job_run, b, job_config: train_block(job_run, b, job_config, SelfSupSettings(), bundle,
+                                                      show_progress, device)
+
+
+def _ready(run: RunDir, block: int, config: DistillConfig) -> Callable[[], bool]:
+    """When a block's job can start: DNA's blocks at once; a teacher-free block once the blocks before it are done."""
+    if config.method not in SELF_SUPERVISED:
+        return lambda: True
+    from hwnas.supernet.selfsup_train import block_ready
+
+    return partial(block_ready, run, block, config.epochs)
+
+
+def recorded_method(run: RunDir) -> str:
+    """The method the run's supernets were distilled with (``dna`` for runs from before methods were recorded)."""
+    return (run.config.distill or {}).get("method", "dna")
+
+
+def check_one_method(run: RunDir, method: str) -> None:
+    """ValueError when the run already holds supernets of another method: a run never mixes methods."""
+    found = recorded_method(run)
+    folder = run.supernet_checkpoint(0).parent
+    if found != method and run.config.distill is not None and folder.is_dir() and any(folder.glob("*.pt")):
+        raise ValueError(f"run {run.path} holds supernets distilled with --method {found}; distilling with --method "
+                         f"{method} would mix the two. Start a new run for {method} (hwnas distill --run NEW --method "
+                         f"{method} --space {run.space.name} --data {run.config.data}), or give --method {found}")

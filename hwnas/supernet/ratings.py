@@ -5,18 +5,27 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from hwnas.data import load_data
 from hwnas.devices import resolve_device
 from hwnas.run import RunDir
-from hwnas.supernet.distill import block_indices, check_same_teacher, checkpoint_path, load_supernet, teacher_features
+from hwnas.supernet.distill import (
+    block_indices,
+    check_same_teacher,
+    checkpoint_path,
+    load_supernet,
+    recorded_method,
+    teacher_features,
+)
 from hwnas.supernet.rating import DEFAULT_MAX_CANDIDATES, deeper_worse, rate_block, rating_summary, undertrained_warning
 from hwnas.supernet.seeds import SCORE, block_scores, combine_seed_ratings, combined_ratings, describe, seed_runs
+from hwnas.supernet.selfsup import SELF_SUPERVISED
 from hwnas.supernet.teacher import open_teacher
 from hwnas.supernet.twins import pool_equivalent, pooled_counts
 from profilers.files import atomic_write_json, file_digest, read_json
@@ -34,25 +43,25 @@ def rate(run: RunDir, block: int | None = None, max_candidates: int = DEFAULT_MA
          calibration_samples: int = 256, show_progress: bool = True, device: str = "cpu") -> dict[str, Any]:
     """Rate every candidate of every block (or one) on ``device``; assemble ratings.json once every block is rated."""
     blocks, torch_device = block_indices(run, block), resolve_device(device)
-    teacher = open_teacher(run)
-    features = teacher_features(run, teacher, (run.config.distill or {}).get("cache", True), show_progress, torch_device)
-    held_out = torch.arange(features.size("val"))
-    calibration = torch.arange(min(calibration_samples, features.size("train")))
+    method = recorded_method(run)
+    source = _teacher_free_source(run, method, torch_device) if method in SELF_SUPERVISED else \
+        _teacher_source(run, show_progress, torch_device)
+    datasets = load_data(run.config.data, run.space.resolution).datasets
+    held_out = torch.arange(len(datasets["val"]))
+    calibration = torch.arange(min(calibration_samples, len(datasets["train"])))
     for b in blocks:
         path = run.block_ratings(b)
         if path.exists():
             rated_from = read_json(path, "block ratings").get("supernet", {})
             checkpoint = checkpoint_path(run, b)
-            check_same_teacher(rated_from, features.teacher_digest, checkpoint, run)
+            if method not in SELF_SUPERVISED:
+                check_same_teacher(rated_from, source.digest, checkpoint, run)
             if not checkpoint.exists() or rated_from.get("sha256") == file_digest(checkpoint):
                 continue
             if show_progress:
                 log.info("block %d: its supernet changed since it was rated (trained further or again): rating "
                          "it again", b)
-        supernet, record = load_supernet(run, teacher, b, features.teacher_digest)
-        supernet.to(torch_device)
-        inputs, targets = (t.to(torch_device) for t in features.pair("val", b, held_out))
-        calibration_inputs = features.get("train", b, calibration).to(torch_device)
+        supernet, record, (calibration_inputs, inputs, targets) = source.block(b, calibration, held_out)
         ratings, stats = rate_block(supernet, calibration_inputs, inputs, targets, max_candidates, show_progress)
         atomic_write_json(path, {"block": b, "supernet": record, "layer_evaluations": stats.layer_evaluations,
                                  "candidates_scored": stats.candidates,
@@ -74,6 +83,35 @@ def rate(run: RunDir, block: int | None = None, max_candidates: int = DEFAULT_MA
         rate(seed_run, block, max_candidates, calibration_samples, show_progress, device)
     summary["rating_seeds"] = combine_seed_ratings(run) if not summary["missing_blocks"] else None
     return summary
+
+
+@dataclass
+class _Source:
+    """Where a method's block ratings get their supernet and inputs: ``block(b, calibration, held_out)`` returns
+    (supernet, checkpoint record, [calibration inputs, held-out inputs, held-out targets]) on the device."""
+
+    block: Callable[[int, torch.Tensor, torch.Tensor], tuple[Any, dict[str, Any], list[torch.Tensor]]]
+    digest: str = ""
+
+
+def _teacher_source(run: RunDir, show_progress: bool, device: torch.device) -> _Source:
+    """DNA: the teacher's features in and out of each block."""
+    teacher = open_teacher(run)
+    features = teacher_features(run, teacher, (run.config.distill or {}).get("cache", True), show_progress, device)
+
+    def block(b: int, calibration: torch.Tensor, held_out: torch.Tensor) -> tuple[Any, dict[str, Any], list]:
+        supernet, record = load_supernet(run, teacher, b, features.teacher_digest)
+        inputs, targets = (t.to(device) for t in features.pair("val", b, held_out))
+        return supernet.to(device), record, [features.get("train", b, calibration).to(device), inputs, targets]
+
+    return _Source(block, features.teacher_digest)
+
+
+def _teacher_free_source(run: RunDir, method: str, device: torch.device) -> _Source:
+    """DNA++ and Pi-NAS: the frozen prefix's features in, the momentum ensemble's embedding as the target."""
+    from hwnas.supernet.selfsup_train import rating_inputs
+
+    return _Source(lambda b, calibration, held_out: rating_inputs(run, b, method, calibration, held_out, device))
 
 
 def assemble_ratings(run: RunDir) -> dict[str, Any]:

@@ -136,7 +136,7 @@ def load_teacher(path: Path, space: SearchSpace) -> BlockTeacher:
     saved = load_checkpoint(path)
     description = saved["description"]
     builders: dict[str, Callable[[], BlockTeacher]] = {
-        "space": lambda: space_teacher(space, space.parse(description["arch"])),
+        "space": lambda: _member_teacher(space, description),
         "timm": lambda: timm_teacher(description["name"], space, pretrained=False),
     }
     if description.get("kind") not in builders:
@@ -144,6 +144,18 @@ def load_teacher(path: Path, space: SearchSpace) -> BlockTeacher:
     teacher = builders[description["kind"]]()
     teacher.model.load_state_dict(saved["state_dict"])
     return teacher.eval()
+
+
+def _member_teacher(space: SearchSpace, description: dict[str, Any]) -> BlockTeacher:
+    """A teacher that is a member of a space: of the space it was recorded with (a space derived from it, such as
+    an evolved op set, may lack the teacher's ops; the boundaries are the same), else of ``space``."""
+    from search_spaces import get_space
+
+    recorded = description.get("space")
+    home = get_space(recorded) if recorded and recorded != space.name else space
+    teacher = space_teacher(home, home.parse(description["arch"]))
+    check_teacher(teacher, space)
+    return teacher
 
 
 def teacher_path(run: RunDir) -> Path:

@@ -71,15 +71,26 @@ def _int8_kernels(result: dict[str, Any]) -> str:
 
 
 def _rank_scores(result: dict[str, Any]) -> str:
-    taus = ", ".join(f"{name.split(' (')[0]} {v['kendall_tau']:.3f} ({v['partial_tau_given_macs']:+.3f} beyond MACs)"
-                     for name, v in result["scores"].items())
+    taus = ", ".join(f"{name.replace(' (size)', '').replace(' (proxy)', '')} {v['kendall_tau']:.3f} "
+                     f"({v['partial_tau_given_macs']:+.3f} beyond MACs)" for name, v in result["scores"].items())
     return f"{result['archs_scored']}/{result['archs_planned']} archs; tau: {taus}"
+
+
+def _mixed_kernels(result: dict[str, Any]) -> str:
+    return "; ".join(f"{name}: mixed/k5 {r['median_ratios']['mixed/k5']:.2f}, mixed/k7 {r['median_ratios']['mixed/k7']:.2f}"
+                     for name, r in result["runtimes"].items())
+
+
+def _evolve_space(result: dict[str, Any]) -> str:
+    gains = ", ".join(f"{b['budget_mmacs']:g} M: {100 * (b['evolved']['test_accuracy'] - b['fixed']['test_accuracy']):+.2f}"
+                      for b in result["budgets"])
+    return f"{result['evolved_space']}; evolved - fixed pick, test pts: {gains}"
 
 
 HEADLINES: dict[str, Callable[[dict[str, Any]], str]] = {
     "ranking": _methods, "profile_fidelity": _fidelity, "combiner": _combiner, "seed_combination": _seed_combination,
     "training_speed": _training_speed, "ground_truth": _ground_truth, "int8_kernels": _int8_kernels,
-    "rank_scores": _rank_scores,
+    "rank_scores": _rank_scores, "mixed_kernels": _mixed_kernels, "evolve_space": _evolve_space,
 }
 
 

@@ -131,3 +131,34 @@ def test_torchrun_two_processes_train_a_teacher_free_block(tmp_path):
     saved = torch.load(open_run(path).supernet_checkpoint(0), weights_only=True)
     assert saved["epoch"] == 1 and saved["config"]["method"] == "dnapp"
     assert result.stdout.count('"block": 0') == 2
+
+
+def test_block_any_workers_take_teacher_free_blocks_in_order(tmp_path):
+    run = create_or_open_run(tmp_path / "any", "vit-tiny", "digits")
+    results = distill(run, config=DistillConfig(epochs=1, method="dnapp"), show_progress=False, take_any=True)
+    assert [r["block"] for r in results] == list(range(run.space.num_blocks))  # each only once those before it were
+    saved = [torch.load(run.supernet_checkpoint(b), weights_only=True) for b in range(run.space.num_blocks)]
+    assert saved[0]["inputs"] == "images" and all(s["inputs"] != "images" for s in saved[1:])
+
+
+def test_take_any_starts_a_job_only_once_it_is_ready(tmp_path):
+    from hwnas.supernet import claims
+
+    done: list[str] = []
+    jobs = [claims.Job("second", tmp_path / "second.lock", lambda: "second" in done, lambda: "first" in done),
+            claims.Job("first", tmp_path / "first.lock", lambda: "first" in done)]
+    claims.take_any(jobs, lambda index: done.append(jobs[index].name), poll_s=0.01)
+    assert done == ["first", "second"]  # listed first, but it waited for the job it needs
+
+
+def test_rating_supernets_of_another_method_is_refused(dnapp_run, tmp_path, capsys):
+    import json
+
+    copy = tmp_path / "copy"
+    shutil.copytree(dnapp_run, copy, ignore=shutil.ignore_patterns("ratings*"))
+    recorded = json.loads((copy / "run.json").read_text())
+    recorded["distill"]["method"] = "pinas"  # a run.json that says another method than its checkpoints
+    (copy / "run.json").write_text(json.dumps(recorded))
+    assert main(["rate", "--run", str(copy), "-q"]) == 2
+    assert "was distilled with --method dnapp, not pinas" in capsys.readouterr().err
+    assert not (copy / "ratings.json").exists()

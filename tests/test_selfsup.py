@@ -162,3 +162,14 @@ def test_rating_supernets_of_another_method_is_refused(dnapp_run, tmp_path, caps
     assert main(["rate", "--run", str(copy), "-q"]) == 2
     assert "was distilled with --method dnapp, not pinas" in capsys.readouterr().err
     assert not (copy / "ratings.json").exists()
+
+
+def test_a_child_starts_from_a_teacher_free_supernet(dnapp_run, tmp_path):
+    from hwnas.ship.child import init_from_supernet
+
+    run = open_run(dnapp_run)
+    arch = run.space.sample(random.Random(5))
+    model = run.space.build(arch)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert init_from_supernet(run, model, arch) == len(run.space.searchable_layers(model))  # every layer
+    assert any(not torch.equal(v, before[k]) for k, v in model.state_dict().items())

@@ -39,6 +39,15 @@ def child_dir(run: RunDir, arch: Hashable, folder: Path | None = None) -> Path:
 
 
 @torch.no_grad()
+def _supernet_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The block supernet's weights in a checkpoint: the whole model (DNA), or the ``supernet.`` part of a
+    teacher-free method's online network (its stem, projector and predictor are not the child's)."""
+    model = checkpoint["model"]
+    if checkpoint["config"].get("method", "dna") == "dna":
+        return model
+    return {k[len("supernet."):]: v for k, v in model.items() if k.startswith("supernet.")}
+
+
 def init_from_supernet(run: RunDir, model: nn.Module, arch: Hashable) -> int:
     """Copy each layer's weights from its block supernet (same module, same key; a wide kernel from the narrow
     twin it shared a module with); returns layers copied."""
@@ -56,7 +65,7 @@ def init_from_supernet(run: RunDir, model: nn.Module, arch: Hashable) -> int:
             module_unit = space.twin_unit(unit) if shares_twins(checkpoint["config"]) else unit
             depth = len(units) if separates_depths(checkpoint["config"]) else None
             prefix = f"layers.{layer_key(position, module_unit, depth)}."
-            weights = {k[len(prefix):]: v for k, v in checkpoint["model"].items() if k.startswith(prefix)}
+            weights = {k[len(prefix):]: v for k, v in _supernet_state(checkpoint).items() if k.startswith(prefix)}
             if weights:
                 own = layer.state_dict()
                 layer.load_state_dict({name: _fit_kernel(value, own[name]) for name, value in weights.items()})

@@ -34,7 +34,7 @@ from hwnas.supernet.distill import DistillConfig, build_supernet, checkpoint_pat
 from hwnas.supernet.ratings import load_ratings, rate
 from hwnas.supernet.teacher import open_teacher
 from profilers.files import atomic_torch_save, atomic_write_json, read_json
-from search_spaces import SearchSpace
+from search_spaces import SearchSpace, get_space
 from search_spaces.derived import base_name, derive_space, parse_ops
 from search_spaces.mbconv import MBConvOp, MBConvSpace
 
@@ -154,8 +154,8 @@ def evolve(run: RunDir, settings: EvolveSettings, show_progress: bool = True, de
     kept = parse_ops(record["rounds"][-1]["kept"]) if record["rounds"] else start
     config = DistillConfig(epochs=settings.epochs, lr=settings.lr)
     cost = counted_cost(run.space, settings.objective)
-    previous = round_run(run, f"round{len(record['rounds'])}", derive_space(run.space, kept)) if record["rounds"] \
-        else None
+    previous = round_run(run, f"round{len(record['rounds'])}", get_space(record["rounds"][-1]["space"])) \
+        if record["rounds"] else None  # the last finished round's run: its space is what it trained, before pruning
     for number in range(len(record["rounds"]) + 1, settings.rounds + 1):
         ops = sorted(set(kept) | set(added[number - 1]))
         space = derive_space(run.space, ops)

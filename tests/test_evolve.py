@@ -70,3 +70,23 @@ def test_evolve_refuses_bad_input_before_writing(tiny_run, tmp_path, capsys):
         assert main(["evolve", "--run", str(path), *args]) == 2
         assert message in capsys.readouterr().err
     assert not (path / "evolve").exists()
+
+
+def test_a_resumed_evolution_goes_on_from_a_round_that_pruned(tiny_run, tmp_path, monkeypatch, capsys):
+    import hwnas.evolve as evolve_module
+
+    path = tmp_path / "run"
+    shutil.copytree(tiny_run, path, ignore=shutil.ignore_patterns("supernet", "ratings*", "children", "search*", "seeds"))
+    monkeypatch.setattr(evolve_module, "front_ops", lambda space, ratings, cost: {space.ops[0]})  # prune all but one
+    command = ["evolve", "--run", str(path), "--pool", "e6k9,e4k5", "--start", "e3k3,e6k5", "--epochs", "1", "--json",
+               "-q"]
+    assert main(command + ["--rounds", "1"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["rounds"][0]["pruned"] and len(record["rounds"][0]["kept"]) == 1
+    shutil.move(path / "evolve" / "evolution.json", tmp_path / "one_round.json")
+    settings = json.loads((tmp_path / "one_round.json").read_text())
+    settings["settings"]["rounds"] = 2  # as if a 2-round evolution had been cut off after its first round
+    (path / "evolve" / "evolution.json").write_text(json.dumps(settings))
+    assert main(command + ["--rounds", "2"]) == 0
+    second = json.loads(capsys.readouterr().out)["rounds"][1]
+    assert set(second["ops"]) == set(record["rounds"][0]["kept"]) | {"e4k5"} and sum(second["inherited_tensors"]) > 0

@@ -87,10 +87,18 @@ def _evolve_space(result: dict[str, Any]) -> str:
     return f"{result['evolved_space']}; evolved - fixed pick, test pts: {gains}"
 
 
+def _progressive(result: dict[str, Any]) -> str:
+    rounds = "; ".join(f"round {r['round']}: teacher val {r['teacher']['val_accuracy']:.4f}, searched val "
+                       f"{r['searched']['val_accuracy']:.4f}" + (" (promoted)" if r["promoted"] else "")
+                       for r in result["rounds"])
+    return f"{result['data']}, {result['budget_mmacs']:g} M MACs: {rounds}"
+
+
 HEADLINES: dict[str, Callable[[dict[str, Any]], str]] = {
     "ranking": _methods, "profile_fidelity": _fidelity, "combiner": _combiner, "seed_combination": _seed_combination,
     "training_speed": _training_speed, "ground_truth": _ground_truth, "int8_kernels": _int8_kernels,
     "rank_scores": _rank_scores, "mixed_kernels": _mixed_kernels, "evolve_space": _evolve_space,
+    "progressive": _progressive,
 }
 
 

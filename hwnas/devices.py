@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
 DEVICE_HELP = ("where to train: 'auto' (a CUDA GPU when PyTorch sees one, else the CPU), 'cpu', 'cuda' or 'cuda:N' "
                "(default: auto)")
@@ -67,3 +68,10 @@ def load_checkpoint(path: Path) -> Any:
         raise ValueError(f"{path}: not a readable torch checkpoint ({type(error).__name__}: "
                          f"{str(error).strip().splitlines()[0] if str(error).strip() else 'empty'}); it may be truncated "
                          "by a kill or written by another program: remove it to start that step again") from None
+
+
+def rank_world() -> tuple[int, int]:
+    """(this process's rank, number of processes) under torchrun; (0, 1) outside it."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1

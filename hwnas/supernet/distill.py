@@ -23,7 +23,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from hwnas.data import load_data
-from hwnas.devices import load_checkpoint, resolve_device
+from hwnas.devices import load_checkpoint, rank_world, resolve_device
 from hwnas.run import RunDir
 from hwnas.supernet import claims
 from hwnas.supernet.blocks import BlockSupernet
@@ -62,12 +62,6 @@ class DistillConfig:
         check_method(self.method)
         if self.epochs < 1 or self.lr <= 0 or not 0 < self.lr_decay <= 1 or self.batch_size < 1:
             raise ValueError(f"bad distillation settings: epochs >= 1, lr > 0, 0 < lr_decay <= 1, batch >= 1; got {self}")
-
-
-def _rank_world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def _without_epochs(config: dict[str, Any]) -> dict[str, Any]:
@@ -111,7 +105,7 @@ def distill_block(
 
     Long because the epoch loop keeps the data-parallel split, the path sampling every rank agrees on, and the
     per-epoch checkpoint a resume starts from in one place, where their order is visible."""
-    rank, world = _rank_world()
+    rank, world = rank_world()
     device = resolve_device(device)
     torch.manual_seed(config.seed + block)
     supernet = build_supernet(run, teacher, block, config.share_twins, config.separate_depths).train().to(device)
@@ -239,7 +233,7 @@ def distill(run: RunDir, block: int | None = None, config: DistillConfig | None 
     whichever unfinished block of any seed no other worker holds, until all are trained."""
     if seeds < 1:
         raise ValueError(f"--seeds must be >= 1 (distillation seeds of the block supernets), got {seeds}")
-    rank, world = _rank_world()
+    rank, world = rank_world()
     if take_any and (block is not None or world > 1):
         raise ValueError("--block any lets separate workers share the blocks; give it without a block number and "
                          "outside torchrun (under torchrun, give --block i: every rank trains that block)")

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hwnas.data import DataBundle, augment_batch, load_data
-from hwnas.devices import load_checkpoint
+from hwnas.devices import load_checkpoint, rank_world
 from hwnas.run import RunDir
 from hwnas.supernet.blocks import BlockSupernet
 from hwnas.supernet.rating import recalibrate_and_run
@@ -115,12 +115,6 @@ def build_prefix(run: RunDir, block: int, method: str, bundle: DataBundle,
     return prefix.eval()
 
 
-def _rank_world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def _images(bundle: DataBundle, split: str, indices: torch.Tensor) -> torch.Tensor:
     dataset = bundle.datasets[split]
     return torch.stack([dataset[int(i)][0] for i in indices])
@@ -197,7 +191,7 @@ class _Trainer:
 def _average_gradients(network: nn.Module) -> None:
     """Data parallelism without DDP's single-forward rule: each rank's gradients summed and divided by the ranks
     (every rank runs the same paths, so the same parameters have gradients)."""
-    _, world = _rank_world()
+    _, world = rank_world()
     if world == 1:
         return
     for parameter in network.parameters():
@@ -207,7 +201,7 @@ def _average_gradients(network: nn.Module) -> None:
 
 
 def _gather(keys: torch.Tensor) -> torch.Tensor:
-    _, world = _rank_world()
+    _, world = rank_world()
     if world == 1:
         return keys
     gathered = [torch.empty_like(keys) for _ in range(world)]
@@ -221,7 +215,7 @@ def train_block(run: RunDir, block: int, config: Any, settings: SelfSupSettings,
 
     Long because the epoch loop keeps the rank split, the views' augmentation, the path sampling every rank agrees
     on and the per-epoch checkpoint in one place, where their order is visible."""
-    rank, world = _rank_world()
+    rank, world = rank_world()
     method, path, device = config.method, run.supernet_checkpoint(block), torch.device(device)
     prefix = build_prefix(run, block, method, bundle, device)
     inputs = prefix_digest(prefix)

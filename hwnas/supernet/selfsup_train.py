@@ -64,17 +64,30 @@ def _saved_block(run: RunDir, block: int, method: str, key: str = "ema",
                  supernet_class: type[BlockSupernet] = BlockSupernet) -> tuple[SelfSupBlock, dict[str, Any]]:
     """A trained block's ``key`` network (``ema`` or ``model``) and its checkpoint; FileNotFoundError says how to
     make it, ValueError when it was trained by another method."""
+    saved = _block_checkpoint(run, block, method)
+    return _network_of(run, block, method, saved, key, supernet_class), saved
+
+
+def _block_checkpoint(run: RunDir, block: int, method: str) -> dict[str, Any]:
+    """Block ``block``'s checkpoint, read once; FileNotFoundError says how to make it, ValueError when another
+    method trained it."""
     path = run.supernet_checkpoint(block)
     if not path.exists():
         raise FileNotFoundError(f"block {block} has no supernet checkpoint ({path}); run 'hwnas distill --run "
                                 f"{run.path} --method {method} --block {block}' first")
     saved = load_checkpoint(path)
     check_method_of(saved, method, path, run)
+    return saved
+
+
+def _network_of(run: RunDir, block: int, method: str, saved: dict[str, Any], key: str,
+                supernet_class: type[BlockSupernet] = BlockSupernet) -> SelfSupBlock:
+    """The ``key`` network (``ema`` or ``model``) of a loaded block checkpoint, in eval mode."""
     config = saved["config"]
     network = build_block(run, block, method, SelfSupSettings(**saved["selfsup"]), config["share_twins"],
                           config["separate_depths"], supernet_class)
     network.load_state_dict(saved[key])
-    return network.eval(), saved
+    return network.eval()
 
 
 def check_method_of(saved: dict[str, Any], method: str, path: Path, run: RunDir) -> None:
@@ -302,9 +315,10 @@ def rating_inputs(run: RunDir, block: int, method: str, calibration: torch.Tenso
     on the calibration images first (as every rated candidate's are)."""
     bundle = load_data(run.config.data, run.space.resolution)
     prefix = build_prefix(run, block, method, bundle, device)
-    online, saved = _saved_block(run, block, method, "model", EmbeddingSupernet)
+    saved = _block_checkpoint(run, block, method)
     check_same_inputs(saved, prefix_digest(prefix), run.supernet_checkpoint(block), run)
-    target, _ = _saved_block(run, block, method, "ema")
+    online = _network_of(run, block, method, saved, "model", EmbeddingSupernet)
+    target = _network_of(run, block, method, saved, "ema")
     online, target = online.to(device), target.to(device)
     inputs = []
     for split, indices in (("train", calibration), ("val", held_out)):

@@ -70,6 +70,17 @@ def _int8_kernels(result: dict[str, Any]) -> str:
     return "int8/fp32 (XNNPACK / LiteRT built-in / ONNX Runtime): " + "; ".join(ratios) if ratios else "ops only"
 
 
+def _int8_trained(result: dict[str, Any]) -> str:
+    parts = []
+    for fmt, runtime in (("onnx", "onnxruntime"), ("tflite", "litert")):
+        agree = [c["parity"][f"{fmt} int8"]["top1_agreement"] for c in result["children"].values()]
+        ratio = [c["latency_ms"][f"{runtime} int8"] / c["latency_ms"][f"{runtime} fp32"]
+                 for c in result["children"].values()]
+        parts.append(f"{fmt} int8 top-1 agree {100 * min(agree):.1f}-{100 * max(agree):.1f}%, int8/fp32 "
+                     f"{min(ratio):.2f}-{max(ratio):.2f}x")
+    return f"{len(result['children'])} trained {result['space']} children: " + "; ".join(parts)
+
+
 def _rank_scores(result: dict[str, Any]) -> str:
     taus = ", ".join(f"{name.replace(' (size)', '').replace(' (proxy)', '')} {v['kendall_tau']:.3f} "
                      f"({v['partial_tau_given_macs']:+.3f} beyond MACs)" for name, v in result["scores"].items())
@@ -97,6 +108,7 @@ def _progressive(result: dict[str, Any]) -> str:
 HEADLINES: dict[str, Callable[[dict[str, Any]], str]] = {
     "ranking": _methods, "profile_fidelity": _fidelity, "combiner": _combiner, "seed_combination": _seed_combination,
     "training_speed": _training_speed, "ground_truth": _ground_truth, "int8_kernels": _int8_kernels,
+    "int8_trained": _int8_trained,
     "rank_scores": _rank_scores, "mixed_kernels": _mixed_kernels, "evolve_space": _evolve_space,
     "progressive": _progressive,
 }

@@ -133,7 +133,8 @@ def main() -> None:
                                    "hard-swish and depthwise convolutions of kernel >= 7 kept in float; 8 "
                                    "random-normal calibration inputs",
                     "onnx int8": "onnxruntime.quantization.quantize_static, QDQ, uint8 activations, per-channel "
-                                 "int8 weights, 8 random-normal calibration inputs"},
+                                 "int8 weights, 8 random-normal calibration inputs; spatial means (squeeze-excite) "
+                                 "as global pools (profilers.onnxruntime_runtime.spatial_means_as_pools)"},
         "note": "random weights: latency only (top-1 agreement of trained children: tests/test_export.py)",
     })
 

@@ -126,6 +126,7 @@ class LiteRT(Runtime):
     name = "litert"
     file_suffix = ".tflite"
     precisions = ("fp32", "int8")
+    quantization = "static_wi8_ai8+float-hard-swish+float-dw7"
     xnnpack = True
 
     def version(self) -> str:

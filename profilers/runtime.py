@@ -41,6 +41,7 @@ class Runtime(ABC):
     name: ClassVar[str]
     file_suffix: ClassVar[str | None] = None
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)
+    quantization: ClassVar[str | None] = None  # names how int8 files are quantized; changes when the recipe does
 
     def __init__(self, threads: int = 1, precision: str = "fp32") -> None:
         if threads < 1:
@@ -57,9 +58,13 @@ class Runtime(ABC):
         """The runtime package's version."""
 
     def metadata(self) -> dict[str, object]:
-        """Runtime name and version, provider/delegate, threads and precision."""
-        return {"runtime": self.name, "runtime_version": self.version(), "threads": self.threads,
-                "precision": self.precision, "accelerator": self.accelerator()}
+        """Runtime name and version, provider/delegate, threads and precision (and at int8, the quantization
+        recipe: a table of int8 units predicts files quantized the same way only)."""
+        meta: dict[str, object] = {"runtime": self.name, "runtime_version": self.version(), "threads": self.threads,
+                                   "precision": self.precision, "accelerator": self.accelerator()}
+        if self.precision == "int8" and self.quantization is not None:
+            meta["quantization"] = self.quantization
+        return meta
 
     def accelerator(self) -> str:
         """Execution provider, delegate or device the runtime uses."""

@@ -65,6 +65,27 @@ class LatencyTable:
                     f"{name}={value!r} is asked for (space {space.name} at {space.resolution} px); profile it with "
                     f"'hwnas profile --space {space.name} --runtime {meta.get('runtime', 'RUNTIME')} --out TABLE'"
                 )
+        self.check_quantization(space)
+
+    def check_quantization(self, space: SearchSpace) -> None:
+        """ValueError when an int8 table's units were quantized by another recipe than the one its runtime writes
+        int8 files with now (its predictions would be for other files)."""
+        meta = self.metadata
+        if meta.get("precision") != "int8":
+            return
+        from profilers import runtime_class
+
+        try:
+            current = runtime_class(str(meta.get("runtime"))).quantization
+        except ValueError:  # a runtime this hwnas does not know: nothing to compare with
+            return
+        if current is not None and meta.get("quantization") != current:
+            raise ValueError(
+                f"latency table {meta.get('path', '')} holds int8 units quantized by recipe "
+                f"{meta.get('quantization') or '(not recorded: an older hwnas)'}, but {meta.get('runtime')} now "
+                f"writes int8 files with {current}; profile it again: 'hwnas profile --space {space.name} --runtime "
+                f"{meta.get('runtime')} --precision int8 --out TABLE'"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document."""

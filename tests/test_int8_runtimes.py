@@ -77,3 +77,29 @@ def test_the_int8_recipe_keeps_7x7_depthwise_and_hard_swish_in_float(tmp_path):
              if op["op_name"] in ("DEPTHWISE_CONV_2D", "HARD_SWISH", "CONV_2D")]
     assert kinds == [("DEPTHWISE_CONV_2D", "int8"), ("DEPTHWISE_CONV_2D", "float32"), ("HARD_SWISH", "float32"),
                      ("CONV_2D", "int8")]
+
+
+class _MeanThenScale(nn.Module):
+    """A squeeze-excite-like gate (spatial mean) and a mean over channels, which is no global pool."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(x.mean((2, 3), keepdim=True)) + x.mean(1, keepdim=True)
+
+
+def test_onnx_int8_runs_spatial_means_as_global_pools_and_computes_the_same(tmp_path):
+    import onnxruntime as ort
+
+    from profilers.onnx_export import export_onnx
+    from profilers.onnxruntime_runtime import quantize_onnx, spatial_means_as_pools
+
+    example = torch.randn(1, 8, 6, 6)
+    model = onnx.shape_inference.infer_shapes(onnx.load_from_string(export_onnx(_MeanThenScale().eval(), example)))
+    rewritten = onnx.load_from_string(model.SerializeToString())
+    assert spatial_means_as_pools(rewritten) == 1  # the channel mean is left alone
+    assert [n.op_type for n in rewritten.graph.node].count("ReduceMean") == 1
+    outputs = [ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {m.graph.input[0].name: example.numpy()})[0] for m in (model, rewritten)]
+    np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-5, atol=1e-6)
+    quantized = onnx.load_from_string(quantize_onnx(model.SerializeToString(), [example.numpy()]))
+    ops = [n.op_type for n in quantized.graph.node]
+    assert "GlobalAveragePool" in ops and ops.count("ReduceMean") == 1

@@ -170,6 +170,23 @@ def test_table_for_another_space_or_precision_fails_clearly(tiny_table):
         LatencyTable.load(tiny_table, get_space("mbconv-tiny"), precision="int8")
 
 
+def test_an_int8_table_of_another_quantization_recipe_is_refused(tmp_path, tiny_table):
+    from profilers import get_runtime
+
+    data = json.loads(tiny_table.read_text())
+    current = get_runtime("onnxruntime", 1, "int8").metadata()["quantization"]
+    space = get_space("mbconv-tiny")
+    for recipe, refused in ((current, False), ("qdq-older", True), (None, True)):
+        meta = {**data["metadata"], "runtime": "onnxruntime", "precision": "int8", "quantization": recipe}
+        path = tmp_path / "int8.json"
+        path.write_text(json.dumps({**data, "metadata": {k: v for k, v in meta.items() if v is not None}}))
+        if refused:
+            with pytest.raises(ValueError, match=f"quantized by recipe {recipe or '.not recorded'}.*--precision int8"):
+                LatencyTable.load(path, space, precision="int8")
+        else:
+            assert LatencyTable.load(path, space, precision="int8").metadata["quantization"] == current
+
+
 def test_table_file_errors_are_clear(tmp_path, tiny_table):
     corrupt = tmp_path / "corrupt.json"
     corrupt.write_text('{"format": "hwnas-latency-table", "units": {')

@@ -1,0 +1,115 @@
+"""Benchmark: int8 on trained children: top-1 agreement with PyTorch and int8/fp32 latency, ONNX Runtime and LiteRT.
+
+Takes children the ranking ground truth trained stand-alone (``ground_truth.py``: ``mbconv-tiny-64`` on ``glyphs``,
+weights kept in its ``--work`` folder), one per MACs band where there is one, and ships each as ``hwnas export``
+does: fp32 and int8 ONNX and TFLite, int8 calibrated on 128 training images with the project's recipes. Agreement,
+both accuracies and the largest logit difference are on the glyphs' test split (2,976 images); latency is measured
+for every file in one interleaved pass per runtime (1 thread, batch 1, p10; run it alone).
+
+    python benchmarks/int8_trained.py --children 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from _common import RESULTS, print_table, write_result
+from int8_kernels import measure_cases
+from ranking import child_name, space_for
+
+ROOT = Path(__file__).resolve().parent.parent
+FORMATS = (("onnx", "onnxruntime"), ("tflite", "litert"))
+
+
+def trained_children(truth: dict[str, Any], work: Path, count: int) -> list[tuple[dict[str, Any], Path]]:
+    """Up to ``count`` (architecture record, weights file) pairs of seed-0 children whose weights are in ``work``,
+    taken band by band (the smallest band first) so that sizes spread."""
+    recipe = truth["recipe"]
+    found: dict[int, list[tuple[dict[str, Any], Path]]] = {}
+    for record in truth["archs"]:
+        name = child_name(record["arch"], 0, recipe["epochs"], recipe["augment"], recipe["augment_strength"],
+                          recipe["grad_clip"])
+        weights = work / "children" / f"{name}_weights.pt"
+        if weights.exists():
+            found.setdefault(record["band"], []).append((record, weights))
+    picked: list[tuple[dict[str, Any], Path]] = []
+    while len(picked) < count and any(found.values()):
+        for band in sorted(found):
+            if found[band] and len(picked) < count:
+                picked.append(found[band].pop(0))
+    return picked
+
+
+def agreement(model: torch.nn.Module, space: Any, bundle: Any) -> dict[str, dict[str, Any]]:
+    """Parity with PyTorch of the fp32 and int8 files of both formats, written as ``hwnas export`` writes them."""
+    from hwnas.ship.export import export_file, parity
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for fmt, _ in FORMATS:
+            for precision in ("fp32", "int8"):
+                exported = export_file(model, space, fmt, precision, Path(tmp), "child", bundle)
+                out[f"{fmt} {precision}"] = parity(model, exported, bundle)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--truth", type=Path, default=RESULTS / "ground_truth" / "glyphs.json")
+    parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-ground-truth",
+                        help="the ground truth's --work folder (its children's weights)")
+    parser.add_argument("--children", type=int, default=5)
+    parser.add_argument("--name", default="glyphs_children")
+    args = parser.parse_args()
+    if not args.truth.exists():
+        parser.error(f"--truth {args.truth} does not exist; make one with benchmarks/ground_truth.py")
+    if args.children < 1:
+        parser.error("--children must be >= 1")
+    import json
+
+    from hwnas.data import load_data
+    from hwnas.devices import load_checkpoint
+    from profilers import Protocol
+    from search_spaces import get_space
+
+    torch.set_num_threads(1)
+    truth = json.loads(args.truth.read_text())
+    children = trained_children(truth, args.work, args.children)
+    if not children:
+        parser.error(f"no trained children's weights in {args.work}/children; run benchmarks/ground_truth.py first")
+    space = get_space(space_for(truth["data"]))
+    bundle = load_data(truth["data"], space.resolution)
+    rows, results, cases = [], {}, {}
+    for record, weights in children:
+        model = space.build(space.parse(record["arch"]))
+        model.load_state_dict(load_checkpoint(weights))
+        model.eval()
+        label = f"band {record['band']}, {record['macs'] / 1e6:.1f} M MACs"
+        results[label] = {"arch": record["arch"], "macs": record["macs"], "parity": agreement(model, space, bundle)}
+        cases[label] = (model, space.example_input())
+    latency = measure_cases(cases, Protocol(min_span_s=2.0))
+    for label, result in results.items():
+        result["latency_ms"] = latency[label]
+        row = [label]
+        for fmt, runtime in FORMATS:
+            p = result["parity"][f"{fmt} int8"]
+            ratio = latency[label][f"{runtime} int8"] / latency[label][f"{runtime} fp32"]
+            row += [f"{100 * p['top1_agreement']:.2f}%",
+                    f"{100 * (p['accuracy_exported'] - p['accuracy_torch']):+.2f}", f"{ratio:.2f}x"]
+        rows.append(row)
+    print_table(rows, ["child", "ONNX int8 top-1 agree", "acc change pts", "int8/fp32", "TFLite int8 top-1 agree",
+                       "acc change pts", "int8/fp32"])
+    agreements = [r["parity"][f"{fmt} int8"]["top1_agreement"] for r in results.values() for fmt, _ in FORMATS]
+    write_result("int8_trained", args.name, {
+        "children": results, "space": space.name, "data": truth["data"], "threads": 1, "batch": 1,
+        "protocol": Protocol(min_span_s=2.0).to_dict(), "calibration_images": 128,
+        "targets": {"int8_top1_agreement>=98%": min(agreements) >= 0.98},
+    })
+
+
+if __name__ == "__main__":
+    main()

@@ -71,7 +71,8 @@ def main() -> None:
     elif not args.report_only:
         start = time.perf_counter()
         work = out.parent / f"{out.name}.bench"
-        calibrate_table(table, space, LocalTarget(runtime), protocol, work, None, args.calibrate, args.validate)
+        calibrate_table(table, space, LocalTarget(runtime), protocol, work, None, args.calibrate, args.validate,
+                        jobs=args.jobs)
         shutil.rmtree(work, ignore_errors=True)
         fidelity_s = time.perf_counter() - start
         table.save(out)

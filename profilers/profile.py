@@ -109,6 +109,32 @@ def _export_unit(runtime: Runtime, space_name: str, unit_key: str, target: Path)
     _export_atomic(runtime, unit_key, space.build_unit(unit), space.unit_input(unit), target)
 
 
+def _export_arch(runtime: Runtime, space_name: str, arch_text: str, target: Path) -> None:
+    """Worker: export one architecture of a registered space to ``target`` atomically."""
+    torch.set_num_threads(1)
+    space = get_space(space_name)
+    _export_atomic(runtime, arch_text, space.build(space.parse(arch_text)), space.example_input(), target)
+
+
+def export_archs(space: SearchSpace, runtime: Runtime, archs: Sequence[Hashable], folder: Path,
+                 jobs: int = 1) -> dict[str, ModelRef]:
+    """Export each architecture once into ``folder`` (``jobs`` processes for a registered space), keyed by its
+    text; a file already there is kept, so a later pass over the same networks (the re-measure) converts nothing."""
+    assert runtime.file_suffix is not None
+    folder.mkdir(parents=True, exist_ok=True)
+    refs = {str(a): ModelRef(folder / _file_name(f"{space.definition_hash()}|{a}", runtime.file_suffix), "main")
+            for a in archs}
+    missing = [a for a in archs if not refs[str(a)].path.exists()]
+    if jobs > 1 and len(missing) > 1 and _is_registered(space):
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+            for future in [pool.submit(_export_arch, runtime, space.name, str(a), refs[str(a)].path) for a in missing]:
+                future.result()
+    else:
+        for arch in missing:
+            _export_atomic(runtime, str(arch), space.build(arch), space.example_input(), refs[str(arch)].path)
+    return refs
+
+
 def _export_atomic(runtime: Runtime, key: str, module: nn.Module, example: torch.Tensor, target: Path) -> None:
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         ref = runtime.export({key: (module, example)}, Path(tmp))[key]
@@ -197,7 +223,8 @@ def profile_space(
             overhead=stats[OVERHEAD_KEY],
         )
         if calibrate or validate:
-            calibrate_table(table, space, target, protocol, work, store, calibrate, validate, seed, show_progress)
+            calibrate_table(table, space, target, protocol, work, store, calibrate, validate, seed, show_progress,
+                            jobs)
         table.save(out)
         if table.validation:
             plot_validation(table.validation, f"{space.name} on {runtime.name}, {runtime.threads} thread(s)",
@@ -249,16 +276,23 @@ def sample_distinct(space: SearchSpace, n: int, seed: int, exclude: Sequence[Has
 
 def measure_archs(
     space: SearchSpace, archs: Sequence[Hashable], target: Target, protocol: Protocol, workdir: Path,
-    store: SampleStore | None = None, phase: str = "",
+    store: SampleStore | None = None, phase: str = "", files: Path | None = None, jobs: int = 1,
 ) -> list[float]:
-    """End-to-end latency (the protocol's statistic, ms) of each architecture; a stored phase is reused."""
+    """End-to-end latency (the protocol's statistic, ms) of each architecture; a stored phase is reused. With
+    ``files`` (a folder of this caller's own), model files are exported there by ``export_archs`` and kept for the
+    next call; otherwise into a temporary folder. Many parameters because a profile passes its state in: its sample
+    store and phase, the folder its network files stay in and how many processes convert them."""
     if store is not None and (cached := store.result(f"e2e:{phase}")) is not None:
         return [float(v) for v in cached]
-    items = {str(arch): (space.build(arch), space.example_input()) for arch in archs}
-    Path(workdir).mkdir(parents=True, exist_ok=True)
-    # a folder of this call's own: workers sharing a run folder must not overwrite each other's model files
-    with tempfile.TemporaryDirectory(dir=workdir, prefix=f"e2e_{phase or 'run'}_") as folder:
-        stats = target.measure_modules(items, protocol, Path(folder))
+    if files is not None and target.runtime.file_suffix is not None:
+        refs = export_archs(space, target.runtime, archs, files, jobs)
+        stats = target.measure_files(refs, protocol)
+    else:
+        items = {str(arch): (space.build(arch), space.example_input()) for arch in archs}
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        # a folder of this call's own: workers sharing a run folder must not overwrite each other's model files
+        with tempfile.TemporaryDirectory(dir=workdir, prefix=f"e2e_{phase or 'run'}_") as folder:
+            stats = target.measure_modules(items, protocol, Path(folder))
     values = [stats[str(arch)].get(protocol.statistic) for arch in archs]
     if store is not None:
         store.set_result(f"e2e:{phase}", values)
@@ -275,13 +309,14 @@ def _fit(predictor: LatencyPredictor, archs: Sequence[Hashable], measured_ms: Se
 
 def calibrate_table(
     table: LatencyTable, space: SearchSpace, target: Any, protocol: Protocol, work: Path, store: SampleStore | None,
-    calibrate: int, validate: int, seed: int = 0, show_progress: bool = True,
+    calibrate: int, validate: int, seed: int = 0, show_progress: bool = True, jobs: int = 1,
 ) -> None:
     """Fit the calibration on ``calibrate`` random networks and report on ``validate`` held-out ones (many
     parameters because the profile's state is passed in: its table, target, protocol, work folder and sample store).
 
     Calibration and held-out networks are measured in one interleaved pass (drift between them would otherwise
-    show up as predictor error), then the held-out networks once more for the re-measure spread.
+    show up as predictor error), then the held-out networks once more for the re-measure spread (from the same
+    files: each network is converted once, by ``jobs`` processes).
     """
     predictor = LatencyPredictor(table, space)
     calibration_archs = sample_distinct(space, calibrate, seed + 1)
@@ -289,13 +324,14 @@ def calibrate_table(
     if show_progress:
         log.info("measuring %d calibration and %d held-out networks end to end", len(calibration_archs),
                  len(held_out))
-    first = measure_archs(space, calibration_archs + held_out, target, protocol, work, store, "networks-1")
+    files = work / "networks"
+    first = measure_archs(space, calibration_archs + held_out, target, protocol, work, store, "networks-1", files, jobs)
     if calibrate:
         table.calibration = _fit(predictor, calibration_archs, first[:calibrate])
     if validate:
         if show_progress:
             log.info("re-measuring the %d held-out networks", len(held_out))
-        second = measure_archs(space, held_out, target, protocol, work, store, "networks-2")
+        second = measure_archs(space, held_out, target, protocol, work, store, "networks-2", files, jobs)
         predicted = [predictor.predict(a) for a in held_out]
         table.validation = validation_report(predicted, first[calibrate:], second, [str(a) for a in held_out])
 

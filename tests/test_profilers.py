@@ -357,3 +357,29 @@ def test_pytorch_eager_profiles_its_units_in_process_and_refuses_a_remote_target
     with pytest.raises(ValueError, match="no model file to send to http://127.0.0.1:9"):
         profile_space(space, get_runtime("torch"), tmp_path / "r.json", QUICK, target_url="http://127.0.0.1:9",
                       show_progress=False)
+
+
+def test_networks_are_converted_once_in_parallel_and_reused_by_the_re_measure(tmp_path):
+    from profilers.profile import export_archs, measure_archs, sample_distinct
+
+    space, runtime = get_space("mbconv-tiny"), get_runtime("onnxruntime")
+    archs = sample_distinct(space, 3, seed=5)
+    serial = export_archs(space, runtime, archs[:1], tmp_path / "serial")
+    refs = export_archs(space, runtime, archs, tmp_path / "files", jobs=2)  # converted by two worker processes
+    assert set(refs) == {str(a) for a in archs} and all(r.path.stat().st_size > 1000 for r in refs.values())
+    import onnx
+
+    def ops(path):
+        return [node.op_type for node in onnx.load(str(path)).graph.node]
+
+    assert ops(refs[str(archs[0])].path) == ops(serial[str(archs[0])].path)  # the same network (weights are random)
+    stamps = {key: ref.path.stat().st_mtime_ns for key, ref in refs.items()}
+    target = LocalTarget(runtime)
+    first = measure_archs(space, archs, target, Protocol.quick(), tmp_path, files=tmp_path / "files", jobs=2)
+    second = measure_archs(space, archs[1:], target, Protocol.quick(), tmp_path, files=tmp_path / "files")
+    assert all(v > 0 for v in first + second)
+    assert {key: ref.path.stat().st_mtime_ns for key, ref in refs.items()} == stamps  # nothing converted again
+    assert sorted(p.name for p in (tmp_path / "files").iterdir()) == sorted(r.path.name for r in refs.values())
+    (new,) = sample_distinct(space, 1, seed=6, exclude=archs)
+    measure_archs(space, [new], target, Protocol.quick(), tmp_path, files=tmp_path / "files")
+    assert len(list((tmp_path / "files").iterdir())) == len(archs) + 1  # a new network's file is kept there

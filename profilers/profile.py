@@ -14,7 +14,7 @@ import random
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -101,19 +101,34 @@ def _file_name(key: str, suffix: str) -> str:
     return hashlib.sha1(key.encode()).hexdigest()[:20] + suffix
 
 
-def _export_unit(runtime: Runtime, space_name: str, unit_key: str, target: Path) -> None:
-    """Worker: export one unit of a registered space to ``target`` atomically."""
-    torch.set_num_threads(1)
-    space = get_space(space_name)
-    unit = next(u for u in space.all_units() if u.key == unit_key)
-    _export_atomic(runtime, unit_key, space.build_unit(unit), space.unit_input(unit), target)
+def _member(space: SearchSpace, key: str, unit: bool) -> tuple[nn.Module, torch.Tensor]:
+    """A unit (by its key) or an architecture (by its text) of ``space``, built, with its example input."""
+    if unit:
+        found = next(u for u in space.all_units() if u.key == key)
+        return space.build_unit(found), space.unit_input(found)
+    return space.build(space.parse(key)), space.example_input()
 
 
-def _export_arch(runtime: Runtime, space_name: str, arch_text: str, target: Path) -> None:
-    """Worker: export one architecture of a registered space to ``target`` atomically."""
+def _export_member(runtime: Runtime, space_name: str, key: str, unit: bool, target: Path) -> None:
+    """Worker: export one unit or architecture of a registered space to ``target`` atomically."""
     torch.set_num_threads(1)
-    space = get_space(space_name)
-    _export_atomic(runtime, arch_text, space.build(space.parse(arch_text)), space.example_input(), target)
+    _export_atomic(runtime, key, *_member(get_space(space_name), key, unit), target)
+
+
+def _export_missing(space: SearchSpace, runtime: Runtime, targets: dict[str, Path], unit: bool, jobs: int,
+                    done: Callable[[], object] = lambda: None) -> None:
+    """Export each unit or architecture (keyed by its key or text) to its target file, in ``jobs`` processes for a
+    registered space (a worker rebuilds it by name), else here; ``done`` is called after each."""
+    if jobs > 1 and len(targets) > 1 and _is_registered(space):
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+            for future in [pool.submit(_export_member, runtime, space.name, key, unit, path)
+                           for key, path in targets.items()]:
+                future.result()
+                done()
+    else:
+        for key, path in targets.items():
+            _export_atomic(runtime, key, *_member(space, key, unit), path)
+            done()
 
 
 def export_archs(space: SearchSpace, runtime: Runtime, archs: Sequence[Hashable], folder: Path,
@@ -124,14 +139,7 @@ def export_archs(space: SearchSpace, runtime: Runtime, archs: Sequence[Hashable]
     folder.mkdir(parents=True, exist_ok=True)
     refs = {str(a): ModelRef(folder / _file_name(f"{space.definition_hash()}|{a}", runtime.file_suffix), "main")
             for a in archs}
-    missing = [a for a in archs if not refs[str(a)].path.exists()]
-    if jobs > 1 and len(missing) > 1 and _is_registered(space):
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-            for future in [pool.submit(_export_arch, runtime, space.name, str(a), refs[str(a)].path) for a in missing]:
-                future.result()
-    else:
-        for arch in missing:
-            _export_atomic(runtime, str(arch), space.build(arch), space.example_input(), refs[str(arch)].path)
+    _export_missing(space, runtime, {key: ref.path for key, ref in refs.items() if not ref.path.exists()}, False, jobs)
     return refs
 
 
@@ -147,26 +155,15 @@ def export_units(
     """Export every unit of ``space`` (and the call-overhead model) once; files already there are kept."""
     assert runtime.file_suffix is not None
     models_dir.mkdir(parents=True, exist_ok=True)
-    units = {u.key: u for u in space.all_units()}
-    refs = {key: ModelRef(models_dir / _file_name(key, runtime.file_suffix), "main") for key in [OVERHEAD_KEY, *units]}
+    keys = [u.key for u in space.all_units()]
+    refs = {key: ModelRef(models_dir / _file_name(key, runtime.file_suffix), "main") for key in [OVERHEAD_KEY, *keys]}
     missing = [key for key, ref in refs.items() if not ref.path.exists()]
     bar = progress(total=len(missing), desc=f"export {runtime.name}", unit="unit", disable=not show_progress)
     if OVERHEAD_KEY in missing:
         _export_atomic(runtime, OVERHEAD_KEY, _CallOverhead(), torch.zeros(1, 8), refs[OVERHEAD_KEY].path)
         missing.remove(OVERHEAD_KEY)
         bar.update()
-    registered = _is_registered(space)
-    if jobs > 1 and registered and len(missing) > 1:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(_export_unit, runtime, space.name, key, refs[key].path) for key in missing]
-            for future in futures:
-                future.result()
-                bar.update()
-    else:
-        for key in missing:
-            unit = units[key]
-            _export_atomic(runtime, key, space.build_unit(unit), space.unit_input(unit), refs[key].path)
-            bar.update()
+    _export_missing(space, runtime, {key: refs[key].path for key in missing}, True, jobs, bar.update)
     bar.close()
     return refs
 

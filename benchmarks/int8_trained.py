@@ -12,6 +12,7 @@ for every file in one interleaved pass per runtime (1 thread, batch 1, p10; run 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -69,8 +70,6 @@ def main() -> None:
         parser.error(f"--truth {args.truth} does not exist; make one with benchmarks/ground_truth.py")
     if args.children < 1:
         parser.error("--children must be >= 1")
-    import json
-
     from hwnas.data import load_data
     from hwnas.devices import load_checkpoint
     from profilers import Protocol

@@ -303,7 +303,9 @@ import sys
 from profilers import Protocol, get_runtime
 from profilers.profile import profile_space
 from search_spaces import get_space
-protocol = Protocol(warmup_runs=2, runs_per_round=20, round_budget_s=0.05, min_runs_per_round=5, min_rounds=4,
+# every batch takes about round_budget_s (runs_per_round never binds): 440 batches of ~10-20 ms leave the kill
+# seconds to land in, however fast the machine and its disk are
+protocol = Protocol(warmup_runs=5, runs_per_round=100_000, round_budget_s=0.02, min_runs_per_round=5, min_rounds=4,
                     max_rounds=4, rel_tol=0.01, min_span_s=0.0)
 profile_space(get_space("mbconv-tiny"), get_runtime("onnxruntime"), sys.argv[1], protocol, show_progress=False)
 """

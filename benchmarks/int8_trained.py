@@ -7,6 +7,12 @@ both accuracies and the largest logit difference are on the glyphs' test split (
 for every file in one interleaved pass per runtime (1 thread, batch 1, p10; run it alone).
 
     python benchmarks/int8_trained.py --children 5
+
+With ``--int8-finetune STEPS`` the int8 files are made from weights fine-tuned for int8 first (``hwnas export
+--int8-finetune``) and agreement is against the original network; ``--no-latency`` leaves the latency out (the files'
+graphs are the same as without fine-tuning), so it can run beside other work.
+
+    python benchmarks/int8_trained.py --children 5 --int8-finetune 500 --no-latency --name glyphs_children_finetuned
 """
 
 from __future__ import annotations
@@ -45,15 +51,18 @@ def trained_children(truth: dict[str, Any], work: Path, count: int) -> list[tupl
     return picked
 
 
-def agreement(model: torch.nn.Module, space: Any, bundle: Any) -> dict[str, dict[str, Any]]:
-    """Parity with PyTorch of the fp32 and int8 files of both formats, written as ``hwnas export`` writes them."""
+def agreement(model: torch.nn.Module, space: Any, bundle: Any,
+              int8_model: torch.nn.Module | None = None) -> dict[str, dict[str, Any]]:
+    """Parity with PyTorch of the fp32 and int8 files of both formats, written as ``hwnas export`` writes them (the
+    int8 files from ``int8_model`` when given; parity is always against ``model``)."""
     from hwnas.ship.export import export_file, parity
 
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for fmt, _ in FORMATS:
             for precision in ("fp32", "int8"):
-                exported = export_file(model, space, fmt, precision, Path(tmp), "child", bundle)
+                source = int8_model if precision == "int8" and int8_model is not None else model
+                exported = export_file(source, space, fmt, precision, Path(tmp), "child", bundle)
                 out[f"{fmt} {precision}"] = parity(model, exported, bundle)
     return out
 
@@ -65,13 +74,19 @@ def main() -> None:
                         help="the ground truth's --work folder (its children's weights)")
     parser.add_argument("--children", type=int, default=5)
     parser.add_argument("--name", default="glyphs_children")
+    parser.add_argument("--int8-finetune", type=int, default=0, metavar="STEPS",
+                        help="fine-tune the int8 files' weights for int8 first (0: post-training only)")
+    parser.add_argument("--no-latency", action="store_true", help="agreement only")
     args = parser.parse_args()
     if not args.truth.exists():
         parser.error(f"--truth {args.truth} does not exist; make one with benchmarks/ground_truth.py")
     if args.children < 1:
         parser.error("--children must be >= 1")
+    if args.int8_finetune < 0:
+        parser.error("--int8-finetune must be >= 0 steps")
     from hwnas.data import load_data
     from hwnas.devices import load_checkpoint
+    from hwnas.ship.int8_finetune import Int8Finetune, finetune_for_int8
     from profilers import Protocol
     from search_spaces import get_space
 
@@ -88,24 +103,31 @@ def main() -> None:
         model.load_state_dict(load_checkpoint(weights))
         model.eval()
         label = f"band {record['band']}, {record['macs'] / 1e6:.1f} M MACs"
-        results[label] = {"arch": record["arch"], "macs": record["macs"], "parity": agreement(model, space, bundle)}
+        tuned, finetune = (finetune_for_int8(model, bundle, Int8Finetune(steps=args.int8_finetune))
+                           if args.int8_finetune else (None, None))
+        results[label] = {"arch": record["arch"], "macs": record["macs"], "int8_finetune": finetune,
+                          "parity": agreement(model, space, bundle, tuned)}
         cases[label] = (model, space.example_input())
-    latency = measure_cases(cases, Protocol(min_span_s=2.0))
+        print(f"{label}: " + ", ".join(f"{k} {100 * v['top1_agreement']:.2f}%" for k, v in results[label]["parity"]
+                                       .items() if "int8" in k), flush=True)
+    latency = {} if args.no_latency else measure_cases(cases, Protocol(min_span_s=2.0))
     for label, result in results.items():
-        result["latency_ms"] = latency[label]
+        result["latency_ms"] = latency.get(label)
         row = [label]
         for fmt, runtime in FORMATS:
             p = result["parity"][f"{fmt} int8"]
-            ratio = latency[label][f"{runtime} int8"] / latency[label][f"{runtime} fp32"]
+            ratio = (f"{latency[label][f'{runtime} int8'] / latency[label][f'{runtime} fp32']:.2f}x" if latency
+                     else "-")
             row += [f"{100 * p['top1_agreement']:.2f}%",
-                    f"{100 * (p['accuracy_exported'] - p['accuracy_torch']):+.2f}", f"{ratio:.2f}x"]
+                    f"{100 * (p['accuracy_exported'] - p['accuracy_torch']):+.2f}", ratio]
         rows.append(row)
     print_table(rows, ["child", "ONNX int8 top-1 agree", "acc change pts", "int8/fp32", "TFLite int8 top-1 agree",
                        "acc change pts", "int8/fp32"])
     agreements = [r["parity"][f"{fmt} int8"]["top1_agreement"] for r in results.values() for fmt, _ in FORMATS]
     write_result("int8_trained", args.name, {
         "children": results, "space": space.name, "data": truth["data"], "threads": 1, "batch": 1,
-        "protocol": Protocol(min_span_s=2.0).to_dict(), "calibration_images": 128,
+        "protocol": None if args.no_latency else Protocol(min_span_s=2.0).to_dict(), "calibration_images": 128,
+        "int8_finetune_steps": args.int8_finetune,
         "targets": {"int8_top1_agreement>=98%": min(agreements) >= 0.98},
     })
 

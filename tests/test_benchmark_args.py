@@ -41,6 +41,7 @@ CASES = [
     ("int8_trained.py", ["--children", "0"], "--children must be >= 1"),
     ("int8_trained.py", ["--truth", "no/such.json"], "--truth no/such.json does not exist"),
     ("int8_trained.py", ["--work", "no/work"], "no trained children's weights in no/work/children"),
+    ("int8_trained.py", ["--int8-finetune", "-1"], "--int8-finetune must be >= 0 steps"),
     ("rank_scores.py", ["--spos", "w", "--spos-epochs", "5"], "--spos-epochs >= 6"),
     ("rank_scores.py", ["--run", "no/run"], "no/run has no ratings.json"),
     ("profile_fidelity.py", ["--calibrate", "3"], "--calibrate >= 4"),

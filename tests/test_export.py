@@ -108,6 +108,62 @@ def test_int8_is_measured_beside_fp32_and_its_ratio_reported(trained, tiny_run, 
     assert f"int8 onnx: {by['onnx', 'int8'].vs_fp32:.2f}x the fp32 file's latency" in report.report_files[1].read_text()
 
 
+def test_simulated_int8_rounds_what_the_int8_runtimes_round(trained, tiny_run):
+    # weights: at most 256 levels per output channel; a module's output and an activation's input: at most 256
+    # levels; a convolution's output that goes into its BatchNorm is not rounded (the runtimes fold the two)
+    from hwnas.ship.int8_finetune import SimulatedInt8
+
+    run = open_run(tiny_run)
+    model, _ = load_child(run, run.space.parse(ARCH), trained["weights"])
+    images = load_data("digits", run.space.resolution).tensors("train")[0]
+    simulation = SimulatedInt8(model, images[:1])
+    simulation.calibrate(images[:128])
+    seen: dict[str, torch.Tensor] = {}
+    network = simulation.model
+    hooks = [network.conv_stem.register_forward_hook(lambda m, i, o: seen.update(stem=o)),
+             network.bn1.register_forward_hook(lambda m, i, o: seen.update(bn1=o)),
+             network.blocks[1][0].conv_pwl.register_forward_hook(lambda m, i, o: seen.update(pwl_input=i[0])),
+             network.blocks[1][0].conv_pwl.register_forward_hook(lambda m, i, o: seen.update(pwl_weight=m.weight))]
+    with torch.no_grad():
+        exact, simulated = model(images[:8]), network(images[:8])
+    for hook in hooks:
+        hook.remove()
+    assert all(len(channel.unique()) <= 256 for channel in seen["pwl_weight"])
+    assert len(seen["bn1"].unique()) <= 256 and len(seen["pwl_input"].unique()) <= 256
+    assert len(seen["stem"].unique()) > 256  # into bn1: left alone
+    assert 0 < (simulated - exact).abs().mean() < 0.5 * exact.abs().mean()
+    simulation.enabled = False  # weights still rounded, activations not
+    with torch.no_grad():
+        weights_only = network(images[:8])
+    assert 0 < (weights_only - exact).abs().mean() < (simulated - exact).abs().mean()
+
+
+def test_int8_files_can_come_from_weights_finetuned_for_int8(trained, tiny_run, tmp_path):
+    from hwnas.ship.int8_finetune import Int8Finetune, finetune_for_int8
+
+    run = open_run(tiny_run)
+    model, _ = load_child(run, run.space.parse(ARCH), trained["weights"])
+    original = {k: v.clone() for k, v in model.state_dict().items()}
+    bundle = load_data("digits", run.space.resolution)
+    tuned, summary = finetune_for_int8(model, bundle, Int8Finetune(steps=60))
+    # a plain copy of the network: same modules and keys, no hooks left, new weights; the original untouched
+    assert [type(m) for m in tuned.modules()] == [type(m) for m in model.modules()]
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in tuned.modules())
+    assert tuned.state_dict().keys() == original.keys()
+    assert all(torch.equal(v, original[k]) for k, v in model.state_dict().items())
+    assert not torch.equal(tuned.state_dict()["conv_stem.weight"], original["conv_stem.weight"])
+    assert summary["steps"] == 60 and 0 <= summary["simulated_agreement_after"] <= 1
+
+    # how much it gains is measured in benchmarks/int8_trained.py (trained glyphs children), not here
+    # the export: int8 files from the tuned weights, parity of every file against the original network
+    report = export_child(run, ARCH, [("onnx", "fp32"), ("onnx", "int8")], tmp_path, trained["weights"],
+                          ExportSettings(measure=False, int8_finetune=Int8Finetune(steps=5)))
+    fp32, int8 = report.exports
+    assert fp32.parity["accuracy_torch"] == int8.parity["accuracy_torch"] and fp32.parity["top1_agreement"] == 1
+    assert report.to_dict()["int8_finetune"]["steps"] == 5
+    assert "int8 files made from weights fine-tuned for int8 (5 steps" in report.report_files[1].read_text()
+
+
 def test_export_without_weights_recalibrates_batchnorm(tiny_run):
     run = open_run(tiny_run)
     model, note = load_child(run, run.space.parse(ARCH), None)

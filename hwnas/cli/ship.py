@@ -53,6 +53,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help="where to measure: http://HOST:PORT (an 'hwnas agent serve'), adb:SERIAL (a phone; "
                              "TFLite files), or this machine (default)")
     export.add_argument("--token", default=os.environ.get("HWNAS_AGENT_TOKEN"), help="agent token")
+    export.add_argument("--int8-finetune", type=at_least(1), default=None, metavar="STEPS",
+                        help="fine-tune the int8 files' weights through simulated int8 for STEPS steps first (about "
+                             "500; agreement with the original network rises)")
     export.add_argument("--no-measure", action="store_true", help="skip the latency measurement")
     export.add_argument("--quick", action="store_true", help="short, noisier measurement protocol")
     export.add_argument("--json", action="store_true", help="machine-readable output")
@@ -75,13 +78,15 @@ def run_train(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     """Export, check and measure."""
     from hwnas.ship.child import ExportSettings, export_child
+    from hwnas.ship.int8_finetune import Int8Finetune
 
     check_output_folder(args.out, "--out")
     run = open_run(args.run)
     settings = ExportSettings(tables=tuple(args.table or ()), budget_ms=args.budget_ms,
                               budget_runtime=args.budget_runtime, budget_precision=args.budget_precision,
                               target=args.target, token=args.token,
-                              protocol=Protocol.quick() if args.quick else Protocol(), measure=not args.no_measure)
+                              protocol=Protocol.quick() if args.quick else Protocol(), measure=not args.no_measure,
+                              int8_finetune=Int8Finetune(steps=args.int8_finetune) if args.int8_finetune else None)
     report = export_child(run, args.arch, [(f, args.precision) for f in args.format], args.out, args.weights, settings)
     rows = [[e.format, e.precision, f"{e.parity['max_abs_diff']:.2e}", f"{100 * e.parity['top1_agreement']:.1f}%",
              f"{e.accuracy_change:+.4f}", f"{e.measured_ms:.3f}" if e.measured_ms is not None else "-",

@@ -13,9 +13,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from hwnas.data import load_data
+from hwnas.data import DataBundle, load_data
 from hwnas.devices import load_checkpoint
 from hwnas.run import RunDir
+from hwnas.ship.int8_finetune import Int8Finetune
 from hwnas.ship.report import ExportReport, ShippedFile
 from hwnas.supernet.blocks import layer_key
 from hwnas.supernet.distill import checkpoint_path, separates_depths, shares_twins
@@ -181,7 +182,9 @@ class ExportSettings:
     on every file's measured latency or, with ``budget_runtime`` (the runtime the search's table measured), only on
     the files that run on it, and with ``budget_precision`` only on that precision's files; ``target`` where to
     measure (None: this machine, a URL or ``adb:SERIAL``) with ``token`` for an agent; the measurement ``protocol``;
-    ``measure=False`` skips measuring; ``parity_limit`` caps the test images compared."""
+    ``measure=False`` skips measuring; ``parity_limit`` caps the test images compared; ``int8_finetune`` fine-tunes
+    the weights the int8 files are made from through simulated int8 first (``hwnas.ship.int8_finetune``; parity is
+    still against the original network)."""
 
     tables: tuple[Path, ...] = ()
     budget_ms: float | None = None
@@ -192,6 +195,7 @@ class ExportSettings:
     protocol: Protocol = field(default_factory=Protocol)
     measure: bool = True
     parity_limit: int | None = None
+    int8_finetune: Int8Finetune | None = None
 
 
 def export_child(run: RunDir, arch: Hashable | str, formats: list[tuple[str, str]], out_dir: Path,
@@ -216,8 +220,10 @@ def export_child(run: RunDir, arch: Hashable | str, formats: list[tuple[str, str
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = hashlib.sha1(str(arch).encode()).hexdigest()[:12]
     exports = []
+    int8_model, finetuned = _int8_weights(model, bundle, formats, settings.int8_finetune)
     for fmt, precision in formats:
-        exported = export_file(model, space, fmt, precision, out_dir, stem, bundle)
+        exported = export_file(int8_model if precision == "int8" else model, space, fmt, precision, out_dir, stem,
+                               bundle)
         item = ShippedFile(fmt, precision, exported.path, exported.path.stat().st_size,
                            parity(model, exported, bundle, limit=settings.parity_limit))
         if settings.measure:
@@ -233,9 +239,23 @@ def export_child(run: RunDir, arch: Hashable | str, formats: list[tuple[str, str
     checked = settings.budget_ms is not None
     report = ExportReport(arch, space.name, weights_note, settings.budget_ms,
                           settings.budget_runtime if checked else None, exports,
-                          budget_precision=settings.budget_precision if checked else None)
+                          budget_precision=settings.budget_precision if checked else None, int8_finetune=finetuned)
     report.write(out_dir, stem)
     return report
+
+
+def _int8_weights(model: nn.Module, bundle: DataBundle, formats: list[tuple[str, str]],
+                  settings: Int8Finetune | None) -> tuple[nn.Module, dict[str, Any] | None]:
+    """The network int8 files are made from: ``model``, or with ``settings`` a copy fine-tuned for int8 (and the
+    fine-tuning's summary)."""
+    if settings is None or all(precision != "int8" for _, precision in formats):
+        return model, None
+    from hwnas.ship.int8_finetune import finetune_for_int8
+
+    log.info("fine-tuning for int8 (%d steps)", settings.steps)
+    return finetune_for_int8(model, bundle, settings,
+                             lambda step, loss: log.info("int8 fine-tuning step %d/%d: loss %.4f", step,
+                                                         settings.steps, loss))
 
 
 def with_fp32_beside_int8(formats: list[tuple[str, str]]) -> list[tuple[str, str]]:

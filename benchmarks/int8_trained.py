@@ -9,7 +9,8 @@ for every file in one interleaved pass per runtime (1 thread, batch 1, p10; run 
     python benchmarks/int8_trained.py --children 5
 
 With ``--int8-finetune STEPS`` the int8 files are made from weights fine-tuned for int8 first (``hwnas export
---int8-finetune``) and agreement is against the original network; ``--no-latency`` leaves the latency out (the files'
+--int8-finetune``, but kept even where the export would keep the original) and agreement is against the original
+network; ``--no-latency`` leaves the latency out (the files'
 graphs are the same as without fine-tuning), so it can run beside other work.
 
     python benchmarks/int8_trained.py --children 5 --int8-finetune 500 --no-latency --name glyphs_children_finetuned
@@ -103,7 +104,7 @@ def main() -> None:
         model.load_state_dict(load_checkpoint(weights))
         model.eval()
         label = f"band {record['band']}, {record['macs'] / 1e6:.1f} M MACs"
-        tuned, finetune = (finetune_for_int8(model, bundle, Int8Finetune(steps=args.int8_finetune))
+        tuned, finetune = (finetune_for_int8(model, bundle, Int8Finetune(steps=args.int8_finetune, always_keep=True))
                            if args.int8_finetune else (None, None))
         results[label] = {"arch": record["arch"], "macs": record["macs"], "int8_finetune": finetune,
                           "parity": agreement(model, space, bundle, tuned)}

@@ -146,6 +146,11 @@ def test_int8_files_can_come_from_weights_finetuned_for_int8(trained, tiny_run, 
     original = {k: v.clone() for k, v in model.state_dict().items()}
     bundle = load_data("digits", run.space.resolution)
     tuned, summary = finetune_for_int8(model, bundle, Int8Finetune(steps=60))
+    # kept only where its simulated int8 agrees better on the validation split
+    after, before = summary["simulated_agreement_after"], summary["simulated_agreement_before"]
+    assert summary["kept"] == ("fine-tuned" if after > before else "original") and (tuned is model) == (after <= before)
+    if tuned is model:  # look at the fine-tuned network anyway
+        tuned, _ = finetune_for_int8(model, bundle, Int8Finetune(steps=60, always_keep=True))
     # a plain copy of the network: same modules and keys, no hooks left, new weights; the original untouched
     assert [type(m) for m in tuned.modules()] == [type(m) for m in model.modules()]
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in tuned.modules())
@@ -161,7 +166,7 @@ def test_int8_files_can_come_from_weights_finetuned_for_int8(trained, tiny_run, 
     fp32, int8 = report.exports
     assert fp32.parity["accuracy_torch"] == int8.parity["accuracy_torch"] and fp32.parity["top1_agreement"] == 1
     assert report.to_dict()["int8_finetune"]["steps"] == 5
-    assert "int8 files made from weights fine-tuned for int8 (5 steps" in report.report_files[1].read_text()
+    assert "(5 steps; simulated int8 top-1 agreement on the val split" in report.report_files[1].read_text()
 
 
 def test_export_without_weights_recalibrates_batchnorm(tiny_run):

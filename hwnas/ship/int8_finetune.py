@@ -8,8 +8,9 @@ input, each module's output, each activation's input, SiLU's sigmoid) per tensor
 convolution's output that goes straight into a BatchNorm is left alone, as the runtime folds the two.
 ``finetune_for_int8`` fine-tunes a copy of the weights through that rounding to reproduce the original network's
 outputs (distillation on training images, BatchNorm statistics frozen, the ranges calibrated again every 50 steps as
-the export will calibrate them) and returns the fine-tuned float network; the runtime then quantizes it as usual. The
-gains measured are in ``benchmarks/docs/int8_trained.md``.
+the export will calibrate them) and returns the fine-tuned float network when its simulated int8 agrees better with
+the original on the validation split; the runtime then quantizes it as usual. What it gains (not always something):
+``benchmarks/docs/int8_trained.md``.
 """
 
 from __future__ import annotations
@@ -35,13 +36,15 @@ ACTIVATIONS = (nn.SiLU, nn.ReLU, nn.ReLU6, nn.GELU, nn.Hardswish, nn.Hardsigmoid
 class Int8Finetune:
     """How ``finetune_for_int8`` fine-tunes: ``steps`` Adam steps of ``lr`` on batches of ``batch_size`` training
     images drawn at random (seeded by ``seed``), ranges calibrated on the first ``calibration_samples`` training
-    images (as the export calibrates)."""
+    images (as the export calibrates); ``always_keep`` returns the fine-tuned weights even where they did not help
+    (to measure them)."""
 
     steps: int = 500
     lr: float = 1e-4
     batch_size: int = 64
     calibration_samples: int = 128
     seed: int = 0
+    always_keep: bool = False
 
     def __post_init__(self) -> None:
         if self.steps < 1 or not self.lr > 0 or self.batch_size < 1 or self.calibration_samples < 1:
@@ -182,8 +185,9 @@ def agreement(model: nn.Module, reference: nn.Module, images: torch.Tensor, batc
 def finetune_for_int8(model: nn.Module, bundle: DataBundle, settings: Int8Finetune | None = None,
                       progress: Callable[[int, float], None] | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """Fine-tune a copy of the trained ``model`` through simulated int8 to reproduce ``model``'s outputs; return
-    the fine-tuned float network and a summary (the settings, and the simulated int8 top-1 agreement with ``model``
-    on the validation split before and after). ``progress(step, loss)`` is told every 50 steps."""
+    the fine-tuned float network, or ``model`` itself where fine-tuning did not raise the simulated int8 top-1
+    agreement with ``model`` on the validation split (it does not on every network), and a summary (the settings,
+    that agreement before and after, which weights were kept). ``progress(step, loss)`` is told every 50 steps."""
     settings = settings or Int8Finetune()
     reference = model.eval()
     images, _ = bundle.tensors("train")
@@ -209,7 +213,9 @@ def finetune_for_int8(model: nn.Module, bundle: DataBundle, settings: Int8Finetu
             if progress is not None:
                 progress(step, float(loss))
     after = agreement(simulation.model, reference, check)
-    log.info("int8 fine-tuning: simulated top-1 agreement on the validation split %.4f -> %.4f", before, after)
+    kept = "fine-tuned" if after > before or settings.always_keep else "original"
+    log.info("int8 fine-tuning: simulated top-1 agreement on the validation split %.4f -> %.4f; %s weights kept",
+             before, after, kept)
     summary = {**asdict(settings), "simulated_agreement_before": before, "simulated_agreement_after": after,
-               "split": "val", "samples": len(check)}
-    return simulation.float_model(reference), summary
+               "split": "val", "samples": len(check), "kept": kept}
+    return (simulation.float_model(reference) if kept == "fine-tuned" else reference), summary

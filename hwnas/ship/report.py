@@ -116,9 +116,11 @@ class ExportReport:
         lines += ["", f"Weights: {self.weights}."]
         if self.int8_finetune is not None:
             f = self.int8_finetune
-            lines += ["", f"int8 files made from weights fine-tuned for int8 ({f['steps']} steps; simulated int8 "
-                          f"top-1 agreement on the {f['split']} split {100 * f['simulated_agreement_before']:.1f}% -> "
-                          f"{100 * f['simulated_agreement_after']:.1f}%); their parity is against the original weights."]
+            made = ("weights fine-tuned for int8" if f["kept"] == "fine-tuned"
+                    else "the original weights: fine-tuning for int8 did not help")
+            lines += ["", f"int8 files made from {made} ({f['steps']} steps; simulated int8 top-1 agreement on the "
+                          f"{f['split']} split {100 * f['simulated_agreement_before']:.1f}% -> "
+                          f"{100 * f['simulated_agreement_after']:.1f}%); parity is against the original weights."]
         lines.append("")
         return "\n".join(lines)
 

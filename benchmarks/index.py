@@ -74,11 +74,15 @@ def _int8_trained(result: dict[str, Any]) -> str:
     parts = []
     for fmt, runtime in (("onnx", "onnxruntime"), ("tflite", "litert")):
         agree = [c["parity"][f"{fmt} int8"]["top1_agreement"] for c in result["children"].values()]
-        ratio = [c["latency_ms"][f"{runtime} int8"] / c["latency_ms"][f"{runtime} fp32"]
-                 for c in result["children"].values()]
-        parts.append(f"{fmt} int8 top-1 agree {100 * min(agree):.1f}-{100 * max(agree):.1f}%, int8/fp32 "
-                     f"{min(ratio):.2f}-{max(ratio):.2f}x")
-    return f"{len(result['children'])} trained {result['space']} children: " + "; ".join(parts)
+        part = f"{fmt} int8 top-1 agree {100 * min(agree):.1f}-{100 * max(agree):.1f}%"
+        if all(c.get("latency_ms") for c in result["children"].values()):
+            ratio = [c["latency_ms"][f"{runtime} int8"] / c["latency_ms"][f"{runtime} fp32"]
+                     for c in result["children"].values()]
+            part += f", int8/fp32 {min(ratio):.2f}-{max(ratio):.2f}x"
+        parts.append(part)
+    steps = result.get("int8_finetune_steps")
+    tuned = f" (int8 weights fine-tuned {steps} steps)" if steps else ""
+    return f"{len(result['children'])} trained {result['space']} children{tuned}: " + "; ".join(parts)
 
 
 def _rank_scores(result: dict[str, Any]) -> str:

@@ -1,6 +1,7 @@
 """hwnas train and export: parity with PyTorch, the report's contents, and clear errors."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -160,13 +161,24 @@ def test_int8_files_can_come_from_weights_finetuned_for_int8(trained, tiny_run, 
     assert summary["steps"] == 60 and 0 <= summary["simulated_agreement_after"] <= 1
 
     # how much it gains is measured in benchmarks/int8_trained.py (trained glyphs children), not here
-    # the export: int8 files from the tuned weights, parity of every file against the original network
-    report = export_child(run, ARCH, [("onnx", "fp32"), ("onnx", "int8")], tmp_path, trained["weights"],
-                          ExportSettings(measure=False, int8_finetune=Int8Finetune(steps=5)))
-    fp32, int8 = report.exports
-    assert fp32.parity["accuracy_torch"] == int8.parity["accuracy_torch"] and fp32.parity["top1_agreement"] == 1
-    assert report.to_dict()["int8_finetune"]["steps"] == 5
-    assert "(5 steps; simulated int8 top-1 agreement on the val split" in report.report_files[1].read_text()
+    # the export (from the command line): int8 files from the tuned weights, parity against the original network
+    import subprocess
+    import sys
+
+    out = tmp_path / "ship"
+    result = subprocess.run([sys.executable, "-m", "hwnas.cli", "export", "--run", str(tiny_run), "--arch", ARCH,
+                             "--weights", str(trained["weights"]), "--format", "onnx", "--precision", "int8",
+                             "--int8-finetune", "5", "--no-measure", "--out", str(out), "--json"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    (int8,) = report["exports"]
+    images, labels = bundle.tensors("test")
+    with torch.no_grad():
+        original_accuracy = float((model(images).argmax(1) == labels).float().mean())
+    assert int8["precision"] == "int8" and int8["parity"]["accuracy_torch"] == pytest.approx(original_accuracy)
+    assert report["int8_finetune"]["steps"] == 5 and report["int8_finetune"]["kept"] in ("fine-tuned", "original")
+    assert "(5 steps; simulated int8 top-1 agreement on the val split" in Path(report["report_files"][1]).read_text()
 
 
 def test_export_without_weights_recalibrates_batchnorm(tiny_run):

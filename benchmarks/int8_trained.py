@@ -10,8 +10,8 @@ for every file in one interleaved pass per runtime (1 thread, batch 1, p10; run 
 
 With ``--int8-finetune STEPS`` the int8 files are made from weights fine-tuned for int8 first (``hwnas export
 --int8-finetune``, but kept even where the export would keep the original) and agreement is against the original
-network; ``--no-latency`` leaves the latency out (the files'
-graphs are the same as without fine-tuning), so it can run beside other work.
+network; ``--no-latency`` leaves the latency out (the files' graphs are the same as without fine-tuning), so it can
+run beside other work.
 
     python benchmarks/int8_trained.py --children 5 --int8-finetune 500 --no-latency --name glyphs_children_finetuned
 """

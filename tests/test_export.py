@@ -139,6 +139,61 @@ def test_simulated_int8_rounds_what_the_int8_runtimes_round(trained, tiny_run):
     assert 0 < (weights_only - exact).abs().mean() < (simulated - exact).abs().mean()
 
 
+def test_simulated_int8_rounds_a_residual_sum_and_passes_rounded_tensors_on():
+    # a block's residual sum is a new tensor the runtime stores: rounded (two rounded tensors on different ranges add
+    # to more than 256 levels); a container passing its last module's output on rounds nothing again
+    from hwnas.ship.int8_finetune import SimulatedInt8
+    from search_spaces import get_space
+
+    space = get_space("mbconv-tiny")
+    model = space.build(space.parse("24:e6k3|40:e3k5,e6k3|80:e6k3|96:e3k3|160:e3k5|320:e6k3")).eval()
+    images = load_data("digits", space.resolution).tensors("train", 64)[0]
+    simulation = SimulatedInt8(model, images[:1])
+    simulation.calibrate(images)
+    block = simulation.model.blocks[2][1]
+    assert block.has_skip
+    seen: dict[str, torch.Tensor] = {}
+    hooks = [block.register_forward_hook(lambda m, i, o: seen.update(sum=o, shortcut=i[0])),
+             block.bn3.register_forward_hook(lambda m, i, o: seen.update(branch=o)),
+             simulation.model.blocks[2].register_forward_hook(lambda m, i, o: seen.update(stage=o))]
+    with torch.no_grad():
+        simulation.model(images[:16])
+    for hook in hooks:
+        hook.remove()
+    assert len(seen["sum"].unique()) <= 256
+    assert len((seen["branch"] + seen["shortcut"]).unique()) > 256  # what the sum would be without its own rounding
+    assert seen["stage"] is seen["sum"]  # the stage (a Sequential) passed the block's rounded output on as it was
+
+
+def test_int8_calibration_and_finetuning_read_only_the_images_they_use():
+    # an ImageNet folder must not be read whole to calibrate 128 images: count what each split hands out
+    from hwnas.ship.export import _calibration_images
+    from hwnas.ship.int8_finetune import Int8Finetune, finetune_for_int8
+    from search_spaces import get_space
+
+    class Counted(torch.utils.data.Dataset):
+        def __init__(self, inner):
+            self.inner, self.read = inner, []
+
+        def __len__(self):
+            return len(self.inner)
+
+        def __getitem__(self, index):
+            self.read.append(index)
+            return self.inner[index]
+
+    space = get_space("mbconv-tiny")
+    bundle = load_data("digits", space.resolution)
+    bundle.datasets = {split: Counted(data) for split, data in bundle.datasets.items()}
+    assert len(_calibration_images(bundle, 16, "int8")) == 16 and bundle.datasets["train"].read == list(range(16))
+    bundle.datasets["train"].read.clear()
+    model = space.build(space.parse(ARCH)).eval()
+    finetune_for_int8(model, bundle, Int8Finetune(steps=3, batch_size=8, calibration_samples=16, check_samples=40))
+    assert len(bundle.datasets["train"].read) == 16 + 3 * 8  # the calibration images, then three batches
+    assert sorted(set(bundle.datasets["val"].read)) == list(range(40))  # the choice on the first 40 only
+    assert not bundle.datasets["test"].read
+
+
 def test_int8_files_can_come_from_weights_finetuned_for_int8(trained, tiny_run, tmp_path):
     from hwnas.ship.int8_finetune import Int8Finetune, finetune_for_int8
 

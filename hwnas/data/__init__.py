@@ -17,6 +17,7 @@ with torchvision's ImageFolder and timm's transforms.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,9 +47,17 @@ class DataBundle:
         return DataLoader(self.datasets[split], batch_size=batch_size, shuffle=shuffle and sampler is None,
                           generator=generator, sampler=sampler, num_workers=0)
 
-    def tensors(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """A whole split as (images, labels) tensors (small data sets only)."""
-        images, labels = zip(*(self.datasets[split][i] for i in range(len(self.datasets[split]))))
+    def tensors(self, split: str, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """A split as (images, labels) tensors: the whole split (small data sets only) or its first ``limit``."""
+        count = len(self.datasets[split]) if limit is None else min(limit, len(self.datasets[split]))
+        return self.batch(split, range(count))
+
+    def batch(self, split: str, indices: Iterable[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The images and labels at ``indices`` of a split, as tensors (empty tensors for no indices)."""
+        items = [self.datasets[split][int(i)] for i in indices]
+        if not items:
+            return torch.empty(0, 3, self.resolution, self.resolution), torch.empty(0, dtype=torch.long)
+        images, labels = zip(*items)
         return torch.stack(images), torch.as_tensor(labels)
 
 

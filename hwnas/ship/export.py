@@ -78,10 +78,10 @@ def _calibration_images(bundle: DataBundle | None, samples: int, what: str) -> l
     if bundle is None:
         raise ValueError(f"{what} needs calibration data: give the run's data (post-training quantization calibrates "
                          "on training images)")
-    images, _ = bundle.tensors("train")
+    images, _ = bundle.tensors("train", samples)
     if len(images) == 0:
         raise ValueError("int8 quantization needs calibration images; the data set's train split is empty")
-    return [images[i:i + 1].numpy() for i in range(min(samples, len(images)))]
+    return [images[i:i + 1].numpy() for i in range(len(images))]
 
 
 def _tflite(model: nn.Module, example: torch.Tensor, path: Path, precision: str, bundle: DataBundle | None,
@@ -130,9 +130,7 @@ def export_file(model: nn.Module, space: SearchSpace, fmt: str, precision: str, 
 def parity(model: nn.Module, exported: Exported, bundle: DataBundle, split: str = "test",
            limit: int | None = None) -> dict[str, Any]:
     """Max abs logit difference, top-1 agreement and both accuracies on real images of ``split``."""
-    images, labels = bundle.tensors(split)
-    if limit is not None:
-        images, labels = images[:limit], labels[:limit]
+    images, labels = bundle.tensors(split, limit)
     reference = model.eval()(images).numpy()
     exported_logits = np.concatenate([exported.run(images[i:i + 1].numpy()) for i in range(len(images))])
     ours, theirs = reference.argmax(1), exported_logits.argmax(1)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -36,19 +36,22 @@ ACTIVATIONS = (nn.SiLU, nn.ReLU, nn.ReLU6, nn.GELU, nn.Hardswish, nn.Hardsigmoid
 class Int8Finetune:
     """How ``finetune_for_int8`` fine-tunes: ``steps`` Adam steps of ``lr`` on batches of ``batch_size`` training
     images drawn at random (seeded by ``seed``), ranges calibrated on the first ``calibration_samples`` training
-    images (as the export calibrates); ``always_keep`` returns the fine-tuned weights even where they did not help
+    images (as the export calibrates), the choice made on the first ``check_samples`` validation images;
+    ``always_keep`` returns the fine-tuned weights even where they did not help
     (to measure them)."""
 
     steps: int = 500
     lr: float = 1e-4
     batch_size: int = 64
     calibration_samples: int = 128
+    check_samples: int = 4096
     seed: int = 0
     always_keep: bool = False
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or not self.lr > 0 or self.batch_size < 1 or self.calibration_samples < 1:
-            raise ValueError(f"int8 fine-tuning needs steps, batch_size, calibration_samples >= 1 and lr > 0; got {self}")
+        if min(self.steps, self.batch_size, self.calibration_samples, self.check_samples) < 1 or not self.lr > 0:
+            raise ValueError("int8 fine-tuning needs steps, batch_size, calibration_samples, check_samples >= 1 and "
+                             f"lr > 0; got {self}")
 
 
 class _Range:
@@ -64,6 +67,8 @@ class _Range:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():
             return x
+        if getattr(x, "_int8_rounded_at", None) == x._version:
+            return x  # rounded and unchanged since (a container passing on its last module's output): no new tensor
         if self.simulation.calibrating:
             self.low = min(self.low, float(x.detach().min()))
             self.high = max(self.high, float(x.detach().max()))
@@ -71,7 +76,9 @@ class _Range:
         if not self.simulation.enabled:
             return x
         scale = max(self.high - self.low, 1e-8) / 255.0
-        return torch.fake_quantize_per_tensor_affine(x, scale, round(-self.low / scale), 0, 255)
+        out = torch.fake_quantize_per_tensor_affine(x, scale, round(-self.low / scale), 0, 255)
+        out._int8_rounded_at = out._version
+        return out
 
     def on_input(self, _: nn.Module, inputs: tuple[Any, ...]) -> tuple[Any, ...]:
         """Forward pre-hook: round a module's first input."""
@@ -173,13 +180,20 @@ class SimulatedInt8:
 
 
 @torch.no_grad()
-def agreement(model: nn.Module, reference: nn.Module, images: torch.Tensor, batch_size: int = 256) -> float:
-    """Share of ``images`` on which ``model`` and ``reference`` give the same top-1 class."""
-    same = 0
-    for start in range(0, len(images), batch_size):
-        batch = images[start:start + batch_size]
+def agreement(model: nn.Module, reference: nn.Module, batches: Iterable[torch.Tensor]) -> float:
+    """Share of the images in ``batches`` (for a tensor of images: ``images.split(256)``) on which ``model`` and
+    ``reference`` give the same top-1 class."""
+    same = total = 0
+    for batch in batches:
         same += int((model(batch).argmax(1) == reference(batch).argmax(1)).sum())
-    return same / max(len(images), 1)
+        total += len(batch)
+    return same / max(total, 1)
+
+
+def _checked(bundle: DataBundle, samples: int) -> Iterator[torch.Tensor]:
+    """The first ``samples`` validation images, a batch of 256 at a time."""
+    for batch, _ in bundle.loader("val", batch_size=256, sampler=range(min(samples, len(bundle.datasets["val"])))):
+        yield batch
 
 
 def finetune_for_int8(model: nn.Module, bundle: DataBundle, settings: Int8Finetune | None = None,
@@ -190,18 +204,18 @@ def finetune_for_int8(model: nn.Module, bundle: DataBundle, settings: Int8Finetu
     that agreement before and after, which weights were kept). ``progress(step, loss)`` is told every 50 steps."""
     settings = settings or Int8Finetune()
     reference = model.eval()
-    images, _ = bundle.tensors("train")
-    if len(images) == 0:
+    calibration, _ = bundle.tensors("train", settings.calibration_samples)
+    if len(calibration) == 0:
         raise ValueError("int8 fine-tuning needs training images; the data set's train split is empty")
-    check, _ = bundle.tensors("val")
+    train_size = len(bundle.datasets["train"])
     torch.manual_seed(settings.seed)
-    simulation = SimulatedInt8(reference, images[:1])
-    simulation.calibrate(images[:settings.calibration_samples])
-    before = agreement(simulation.model, reference, check)
+    simulation = SimulatedInt8(reference, calibration[:1])
+    simulation.calibrate(calibration)
+    before = agreement(simulation.model, reference, _checked(bundle, settings.check_samples))
     optimizer = torch.optim.Adam(simulation.model.parameters(), lr=settings.lr)
     generator = torch.Generator().manual_seed(settings.seed)
     for step in range(1, settings.steps + 1):
-        batch = images[torch.randint(len(images), (settings.batch_size,), generator=generator)]
+        batch, _ = bundle.batch("train", torch.randint(train_size, (settings.batch_size,), generator=generator))
         with torch.no_grad():
             target = F.log_softmax(reference(batch), 1)
         loss = F.kl_div(F.log_softmax(simulation.model(batch), 1), target, log_target=True, reduction="batchmean")
@@ -209,13 +223,13 @@ def finetune_for_int8(model: nn.Module, bundle: DataBundle, settings: Int8Finetu
         loss.backward()
         optimizer.step()
         if step % 50 == 0 or step == settings.steps:
-            simulation.calibrate(images[:settings.calibration_samples])  # the ranges the export will calibrate
+            simulation.calibrate(calibration)  # the ranges the export will calibrate
             if progress is not None:
                 progress(step, float(loss))
-    after = agreement(simulation.model, reference, check)
+    after = agreement(simulation.model, reference, _checked(bundle, settings.check_samples))
     kept = "fine-tuned" if after > before or settings.always_keep else "original"
     log.info("int8 fine-tuning: simulated top-1 agreement on the validation split %.4f -> %.4f; %s weights kept",
              before, after, kept)
     summary = {**asdict(settings), "simulated_agreement_before": before, "simulated_agreement_after": after,
-               "split": "val", "samples": len(check), "kept": kept}
+               "split": "val", "samples": min(settings.check_samples, len(bundle.datasets["val"])), "kept": kept}
     return (simulation.float_model(reference) if kept == "fine-tuned" else reference), summary

@@ -33,13 +33,13 @@ ROOT = Path(__file__).resolve().parent.parent
 FORMATS = (("onnx", "onnxruntime"), ("tflite", "litert"))
 
 
-def trained_children(truth: dict[str, Any], work: Path, count: int) -> list[tuple[dict[str, Any], Path]]:
-    """Up to ``count`` (architecture record, weights file) pairs of seed-0 children whose weights are in ``work``,
-    taken band by band (the smallest band first) so that sizes spread."""
+def trained_children(truth: dict[str, Any], work: Path, count: int, seed: int = 0) -> list[tuple[dict[str, Any], Path]]:
+    """Up to ``count`` (architecture record, weights file) pairs of children of training seed ``seed`` whose weights
+    are in ``work``, taken band by band (the smallest band first) so that sizes spread."""
     recipe = truth["recipe"]
     found: dict[int, list[tuple[dict[str, Any], Path]]] = {}
     for record in truth["archs"]:
-        name = child_name(record["arch"], 0, recipe["epochs"], recipe["augment"], recipe["augment_strength"],
+        name = child_name(record["arch"], seed, recipe["epochs"], recipe["augment"], recipe["augment_strength"],
                           recipe["grad_clip"])
         weights = work / "children" / f"{name}_weights.pt"
         if weights.exists():
@@ -74,6 +74,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-ground-truth",
                         help="the ground truth's --work folder (its children's weights)")
     parser.add_argument("--children", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0, help="take the children of this training seed")
     parser.add_argument("--name", default="glyphs_children")
     parser.add_argument("--int8-finetune", type=int, default=0, metavar="STEPS",
                         help="fine-tune the int8 files' weights for int8 first (0: post-training only)")
@@ -81,21 +82,22 @@ def main() -> None:
     args = parser.parse_args()
     if not args.truth.exists():
         parser.error(f"--truth {args.truth} does not exist; make one with benchmarks/ground_truth.py")
-    if args.children < 1:
-        parser.error("--children must be >= 1")
+    if args.children < 1 or args.seed < 0:
+        parser.error("--children must be >= 1 and --seed >= 0")
     if args.int8_finetune < 0:
         parser.error("--int8-finetune must be >= 0 steps")
     from hwnas.data import load_data
     from hwnas.devices import load_checkpoint
     from hwnas.ship.int8_finetune import Int8Finetune, finetune_for_int8
-    from profilers import Protocol
+    from profilers import Protocol, get_runtime
     from search_spaces import get_space
 
     torch.set_num_threads(1)
     truth = json.loads(args.truth.read_text())
-    children = trained_children(truth, args.work, args.children)
+    children = trained_children(truth, args.work, args.children, args.seed)
     if not children:
-        parser.error(f"no trained children's weights in {args.work}/children; run benchmarks/ground_truth.py first")
+        parser.error(f"no trained children of seed {args.seed} with weights in {args.work}/children; run "
+                     "benchmarks/ground_truth.py first")
     space = get_space(space_for(truth["data"]))
     bundle = load_data(truth["data"], space.resolution)
     rows, results, cases = [], {}, {}
@@ -128,7 +130,8 @@ def main() -> None:
     write_result("int8_trained", args.name, {
         "children": results, "space": space.name, "data": truth["data"], "threads": 1, "batch": 1,
         "protocol": None if args.no_latency else Protocol(min_span_s=2.0).to_dict(), "calibration_images": 128,
-        "int8_finetune_steps": args.int8_finetune,
+        "int8_finetune_steps": args.int8_finetune, "training_seed": args.seed,
+        "quantization": {runtime: get_runtime(runtime, 1, "int8").quantization for _, runtime in FORMATS},
         "targets": {"int8_top1_agreement>=98%": min(agreements) >= 0.98},
     })
 

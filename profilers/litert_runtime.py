@@ -73,6 +73,33 @@ def float_layers(module: nn.Module) -> list[str]:
             and max(layer.kernel_size) >= SLOW_INT8_DEPTHWISE_KERNEL]
 
 
+STEM_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "LOGISTIC", "MUL", "HARD_SWISH")
+
+
+def image_stem_layers(module: nn.Module, example: torch.Tensor) -> list[str]:
+    """Paths of the layers the int8 recipe keeps in float when ``module`` reads an image (``example`` has 3
+    channels): its first convolution, the layers run after it up to and including the next convolution (the stem's
+    activation and the convolution reading it). One uint8 range per tensor erases the stem output's small channels
+    (``profilers.onnxruntime_runtime.image_stem_nodes``, the same rule for ONNX). Empty for any other input."""
+    if example.dim() != 4 or example.shape[1] != 3:
+        return []
+    order: list[str] = []
+    names = {layer: name for name, layer in module.named_modules()}
+    leaves = [layer for layer in module.modules() if not list(layer.children())]
+    handles = [layer.register_forward_hook(lambda layer, _, __: order.append(names[layer])) for layer in leaves]
+    try:
+        with torch.no_grad():
+            module.eval()(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+    convs = [i for i, name in enumerate(order) if isinstance(module.get_submodule(name), nn.Conv2d)]
+    if not convs:
+        return []
+    end = convs[1] if len(convs) > 1 else convs[0]
+    return list(dict.fromkeys(order[convs[0]:end + 1]))
+
+
 def _scope_regex(paths: Sequence[str]) -> str:
     """A regex matching the TFLite tensor names litert-torch gives the outputs of the modules at ``paths`` (each
     module level is written ``Class_name`` and levels are joined by ``/``)."""
@@ -80,10 +107,11 @@ def _scope_regex(paths: Sequence[str]) -> str:
     return ".*/(" + "|".join(scopes) + ").*"
 
 
-def int8_recipe(float_paths: Sequence[str] = ()) -> list[dict[str, Any]]:
+def int8_recipe(float_paths: Sequence[str] = (), stem_paths: Sequence[str] = ()) -> list[dict[str, Any]]:
     """ai-edge-quantizer's ``static_wi8_ai8`` (int8 weights per channel, int8 activations) with hard-swish kept in
     float (LiteRT's int8 hard-swish ran 24-39x slower than fp32, MobileNetV3-Large int8 1.58x fp32, 0.64x with it in
-    float) and the depthwise convolutions at ``float_paths`` too (``float_layers``)."""
+    float), the depthwise convolutions at ``float_paths`` too (``float_layers``) and the layers at ``stem_paths``
+    (``image_stem_layers``)."""
     from ai_edge_quantizer import recipe
 
     entries = list(recipe.static_wi8_ai8())
@@ -91,12 +119,16 @@ def int8_recipe(float_paths: Sequence[str] = ()) -> list[dict[str, Any]]:
     if float_paths:
         entries.append({"regex": _scope_regex(float_paths), "operation": "DEPTHWISE_CONV_2D",
                         "algorithm_key": "no_quantize"})
+    if stem_paths:
+        entries += [{"regex": _scope_regex(stem_paths), "operation": op, "algorithm_key": "no_quantize"}
+                    for op in STEM_OPS]
     return entries
 
 
-def quantize_tflite(float_model: bytes, calibration: Sequence[np.ndarray], float_paths: Sequence[str] = ()) -> bytes:
-    """Post-training static int8 of a one-input TFLite model with ``int8_recipe(float_paths)``, ranges calibrated
-    on ``calibration`` (inputs of the model's shape)."""
+def quantize_tflite(float_model: bytes, calibration: Sequence[np.ndarray], float_paths: Sequence[str] = (),
+                    stem_paths: Sequence[str] = ()) -> bytes:
+    """Post-training static int8 of a one-input TFLite model with ``int8_recipe(float_paths, stem_paths)``, ranges
+    calibrated on ``calibration`` (inputs of the model's shape)."""
     try:
         from ai_edge_quantizer import calibrator, quantizer
     except ImportError as error:
@@ -109,7 +141,7 @@ def quantize_tflite(float_model: bytes, calibration: Sequence[np.ndarray], float
         raise ValueError(f"expected one signature in the converted model, found {list(signatures)}")
     (key, signature), = signatures.items()
     (input_name,) = signature["inputs"]
-    engine = quantizer.Quantizer(float_model, int8_recipe(float_paths))
+    engine = quantizer.Quantizer(float_model, int8_recipe(float_paths, stem_paths))
     statistics = calibrator.Calibrator(float_model, num_threads=1, qsv_update_func=_running_min_max)
     with open(os.devnull, "w") as sink, contextlib.redirect_stderr(sink):  # its progress bars have no off switch
         statistics.calibrate({key: [{input_name: np.asarray(x, np.float32)} for x in calibration]},
@@ -126,7 +158,7 @@ class LiteRT(Runtime):
     name = "litert"
     file_suffix = ".tflite"
     precisions = ("fp32", "int8")
-    quantization = "static_wi8_ai8+float-hard-swish+float-dw7"
+    quantization = "static_wi8_ai8+float-hard-swish+float-dw7+float-stem"
     xnnpack = True
 
     def version(self) -> str:
@@ -155,7 +187,8 @@ class LiteRT(Runtime):
     def write_model(self, module: nn.Module, example: torch.Tensor, path: Path) -> None:
         data = convert_tflite(module, example)
         if self.precision == "int8":
-            data = quantize_tflite(data, random_calibration(example), float_layers(module))
+            data = quantize_tflite(data, random_calibration(example), float_layers(module),
+                                   image_stem_layers(module, example))
         Path(path).write_bytes(data)
 
     def load(self, path: Path) -> dict[str, Runner]:

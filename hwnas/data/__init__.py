@@ -189,7 +189,7 @@ EMBEDDED = ("digits", "digits-distorted", "digits-distorted-K", "glyphs", "glyph
 def large_test_set(name: str, resolution: int, copies: int = 32) -> DataBundle | None:
     """An evaluation set whose sampling noise is small, drawn apart from every split: the test digits under
     ``copies`` distortions of their own for ``digits*``; ``copies // 8`` (at least 1) times the glyph test split
-    from another seed for ``glyphs*`` (7936 images for 32); None for image folders."""
+    from another seed for ``glyphs*`` (11,904 images for 32); None for image folders."""
     if copies < 1:
         raise ValueError(f"the large test set needs copies >= 1, got {copies}")
     if name.startswith("digits"):

@@ -86,12 +86,12 @@ def _calibration_images(bundle: DataBundle | None, samples: int, what: str) -> l
 
 def _tflite(model: nn.Module, example: torch.Tensor, path: Path, precision: str, bundle: DataBundle | None,
             calibration_samples: int) -> Exported:
-    from profilers.litert_runtime import convert_tflite, float_layers, quantize_tflite, tflite_runner
+    from profilers.litert_runtime import convert_tflite, float_layers, image_stem_layers, quantize_tflite, tflite_runner
 
     data = convert_tflite(model, example)
     if precision == "int8":
         data = quantize_tflite(data, _calibration_images(bundle, calibration_samples, "int8 export"),
-                               float_layers(model))
+                               float_layers(model), image_stem_layers(model, example))
     atomic_write_bytes(path, data)
     return Exported(path, tflite_runner(get_runtime("litert").interpreter(data)))
 

@@ -87,10 +87,12 @@ def image_stem_layers(module: nn.Module, example: torch.Tensor) -> list[str]:
     names = {layer: name for name, layer in module.named_modules()}
     leaves = [layer for layer in module.modules() if not list(layer.children())]
     handles = [layer.register_forward_hook(lambda layer, _, __: order.append(names[layer])) for layer in leaves]
+    training = module.training
     try:
         with torch.no_grad():
             module.eval()(example)
     finally:
+        module.train(training)
         for handle in handles:
             handle.remove()
     convs = [i for i, name in enumerate(order) if isinstance(module.get_submodule(name), nn.Conv2d)]

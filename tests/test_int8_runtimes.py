@@ -125,8 +125,10 @@ def test_int8_keeps_an_image_stem_in_float_on_both_runtimes_and_nothing_else(tmp
     from profilers.onnx_export import export_onnx
     from profilers.onnxruntime_runtime import image_stem_nodes, quantize_onnx
 
-    module, image = _ImageNet().eval(), torch.randn(1, 3, 16, 16)
+    module, image = _ImageNet().train(), torch.randn(1, 3, 16, 16)
     assert image_stem_layers(module, image) == ["conv_stem", "act", "conv_dw"]
+    assert module.training  # finding the stem runs the module, in eval mode, and leaves its mode as it was
+    module.eval()
     assert image_stem_layers(module.conv_pw, torch.randn(1, 8, 8, 8)) == []
     graph = onnx.shape_inference.infer_shapes(onnx.load_from_string(export_onnx(module, image)))
     assert [n.op_type for n in graph.graph.node if n.name in image_stem_nodes(graph)] == ["Conv", "Sigmoid", "Mul",

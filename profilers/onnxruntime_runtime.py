@@ -43,6 +43,7 @@ def spatial_means_as_pools(model: Any) -> int:
         rewritten += 1
     return rewritten
 
+
 ELEMENTWISE = {"Sigmoid", "Mul", "HardSwish", "HardSigmoid", "Relu", "Clip", "LeakyRelu", "Tanh"}
 
 
@@ -50,9 +51,8 @@ def image_stem_nodes(model: Any) -> list[str]:
     """Names of the nodes the int8 recipe keeps in float when the graph reads an image (a 3-channel 4-D input): the
     first convolution, the activation nodes after it, and the convolutions that read that activation. The stem's
     output spreads its information over channels of very different ranges, and one uint8 range per tensor erases
-    the small ones: on a trained glyphs child, min/max int8 agreed with fp32 on 90.2% of test images and lost 4.1
-    accuracy points, 96.9% and none with the stem in float (``benchmarks/docs/int8_trained.md``). Empty for any
-    other graph (a latency unit inside the network)."""
+    the small ones (measured: ``benchmarks/docs/int8_trained.md``). Empty for any other graph (a latency unit inside
+    the network)."""
     graph = model.graph
     if not graph.input:
         return []

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 from _common import RESULTS, print_table, write_result
-from rank_noise import bootstrap_taus, budgeted_picks, partial_tau, percentile_interval
+from rank_noise import bootstrap_taus, budgeted_picks, noise_ceiling_tau, partial_tau, percentile_interval
 from scipy.stats import kendalltau, spearmanr
 from torch import nn
 
@@ -219,7 +219,11 @@ def load_truth(path: Path, bands: int = 5) -> dict[str, Any]:
                     "summary": {"noise_ceiling_kendall_tau": truth.get("noise_ceiling_kendall_tau")}}
 
 
-def main() -> None:
+KEPT = ("hwnas ", "SPOS")  # scores --rescore takes from an earlier result (what cannot be computed again cheaply)
+
+
+def parse_arguments() -> argparse.Namespace:
+    """The command line, checked before any work (a bad argument exits 2 with what is accepted)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--truth", type=Path, default=RESULTS / "ground_truth" / "glyphs.json",
                         help="a ground_truth.py result")
@@ -228,45 +232,97 @@ def main() -> None:
     parser.add_argument("--spos", type=Path, default=None, metavar="WORK",
                         help="also score SPOS, trained (or resumed) in this folder")
     parser.add_argument("--spos-epochs", type=int, default=40, help="SPOS supernet epochs (default 40)")
+    parser.add_argument("--rescore", type=Path, default=None, metavar="RESULT",
+                        help="an earlier rank_scores result whose rating and SPOS scores are scored again against "
+                             "the ground truth as it is now (its runs need not exist any more)")
     parser.add_argument("--proxy-batch", type=int, default=64, help="training images NASWOT reads")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap draws")
     parser.add_argument("--name", default=None, help="result name (default: the ground truth's)")
     args = parser.parse_args()
     if not args.truth.exists():
         parser.error(f"--truth {args.truth} does not exist; make one with benchmarks/ground_truth.py")
+    if args.rescore is not None and not args.rescore.exists():
+        parser.error(f"--rescore {args.rescore} does not exist; give a benchmarks/results/rank_scores/*.json")
     if args.proxy_batch < 2 or args.resamples < 1 or args.spos_epochs < 6:
         parser.error("--proxy-batch must be >= 2, --resamples >= 1 and --spos-epochs >= 6 (5 are warm-up)")
-    torch.set_num_threads(1)
-    started = time.perf_counter()
-
-    from hwnas.data import load_data
-    from search_spaces import get_space
-
-    truth = load_truth(args.truth)
-    space = get_space(truth["space"])
-    trained, per_seed = truth_table(truth)
-    if len(trained) < 4:
-        parser.error(f"{args.truth} has {len(trained)} trained architectures; score it once 4 or more are trained")
+    truth = json.loads(args.truth.read_text())
     for run in args.run:
         if not (run / "ratings.json").exists():
             parser.error(f"{run} has no ratings.json; rate it with 'hwnas rate --run {run}'")
         recorded = json.loads((run / "run.json").read_text())
-        if (recorded.get("space"), recorded.get("data")) != (space.name, truth["data"]):
+        if (recorded.get("space"), recorded.get("data")) != (truth.get("space"), truth.get("data")):
             parser.error(f"{run} rates {recorded.get('space')} on {recorded.get('data')}; the ground truth is "
-                         f"{space.name} on {truth['data']}")
-    archs = [space.parse(truth["archs"][i]["arch"]) for i in trained]
-    macs = [float(truth["archs"][i]["macs"]) for i in trained]
-    bands = [int(truth["archs"][i]["band"]) for i in trained]
-    accuracy = [statistics.fmean(v) for v in zip(*per_seed)]
+                         f"{truth.get('space')} on {truth.get('data')}")
+    if args.rescore is not None:
+        earlier = json.loads(args.rescore.read_text())
+        if (earlier.get("space"), earlier.get("data")) != (truth.get("space"), truth.get("data")):
+            parser.error(f"--rescore {args.rescore} scored {earlier.get('space')} on {earlier.get('data')}; the "
+                         f"ground truth is {truth.get('space')} on {truth.get('data')}")
+    trained, _ = scored_rows(load_truth(args.truth), args.rescore)
+    if len(trained) < 4:
+        parser.error(f"{args.truth} has {len(trained)} trained architectures to score"
+                     + (f" that {args.rescore} scored" if args.rescore else "") + "; score it once 4 or more are")
+    return args
 
+
+def scored_rows(truth: dict[str, Any], rescore: Path | None) -> tuple[list[int], list[list[float]]]:
+    """``truth_table`` of the ground truth, kept to the architectures an earlier result (``rescore``) scored."""
+    trained, per_seed = truth_table(truth)
+    if rescore is None:
+        return trained, per_seed
+    earlier = set(json.loads(rescore.read_text())["archs"])
+    keep = [k for k, i in enumerate(trained) if truth["archs"][i]["arch"] in earlier]
+    return [trained[k] for k in keep], [[row[k] for k in keep] for row in per_seed]
+
+
+def earlier_scores(result: dict[str, Any], archs: list[str]) -> tuple[dict[str, list[float]], dict[str, float | None]]:
+    """The rating and SPOS scores of an earlier rank_scores ``result`` for ``archs`` (architecture strings it
+    scored), with the seconds it recorded."""
+    position = {arch: i for i, arch in enumerate(result["archs"])}
+    scores, seconds = {}, {}
+    for name, entry in result["scores"].items():
+        if name.startswith(KEPT):
+            scores[name] = [float("-inf") if entry["values"][position[a]] is None else entry["values"][position[a]]
+                            for a in archs]
+            seconds[name] = entry.get("seconds")
+    return scores, seconds
+
+
+def scored_noise_ceiling(truth: dict[str, Any], trained: list[int], per_seed: list[list[float]]) -> float | None:
+    """Expected tau of a perfect score against the seed means of the scored architectures, each mean carrying the
+    noise of the seeds it has (one training's seed variance from the ground truth's summary: a partial ground truth
+    gets a provisional ceiling); None before any architecture has two seeds."""
+    have = [sum(s[i] is not None for s in truth["test_accuracy_per_seed"]) for i in trained]
+    if len(trained) < 3:
+        return None
+    if min(have) == len(per_seed) >= 2:  # every seed of every architecture: the noise is measured on them
+        return noise_ceiling_tau(per_seed)
+    seed_std = (truth.get("summary") or {}).get("seed_std")
+    if not seed_std:
+        return None
+    effective = seed_std ** 2 * len(per_seed) * statistics.fmean(1 / n for n in have)
+    return noise_ceiling_tau(per_seed, seed_variance=effective)
+
+
+def collect_scores(args: argparse.Namespace, truth: dict[str, Any], space: Any, trained: list[int]
+                   ) -> tuple[dict[str, list[float]], dict[str, float | None]]:
+    """Every score of the architectures ``trained`` (indices into the ground truth), with its cost in seconds."""
+    from hwnas.data import load_data
+
+    archs = [space.parse(truth["archs"][i]["arch"]) for i in trained]
     bundle = load_data(truth["data"], space.resolution)
     images = torch.stack([bundle.datasets["train"][i][0] for i in range(args.proxy_batch)])
-    scores: dict[str, list[float]] = {"MACs (size)": macs,
+    scores: dict[str, list[float]] = {"MACs (size)": [float(truth["archs"][i]["macs"]) for i in trained],
                                       "params (size)": [float(truth["archs"][i]["params"]) for i in trained]}
     seconds: dict[str, float | None] = dict.fromkeys(scores, 0.0)
     proxies, proxy_seconds = proxy_scores(space, archs, images)
     scores |= proxies
     seconds |= proxy_seconds
+    if args.rescore is not None:
+        kept, kept_seconds = earlier_scores(json.loads(args.rescore.read_text()),
+                                            [truth["archs"][i]["arch"] for i in trained])
+        scores |= kept
+        seconds |= kept_seconds
     if args.spos is not None:
         spos, spos_seconds = spos_scores(args.spos, truth["data"], space, archs, args.spos_epochs)
         scores |= spos
@@ -275,47 +331,79 @@ def main() -> None:
         rated, rated_seconds = rating_scores(run, archs)
         scores |= rated
         seconds |= rated_seconds
+    return scores, seconds
 
-    taus = bootstrap_taus(scores, per_seed, args.resamples)
-    partials = bootstrap_taus(scores, per_seed, args.resamples, control=macs)
+
+def score_entries(scores: dict[str, list[float]], seconds: dict[str, float | None], per_seed: list[list[float]],
+                  macs: list[float], bands: list[int], resamples: int
+                  ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Each score's entry (taus, partial tau, band tau, intervals, budgeted picks, cost, values) and the paired
+    differences between the hwnas ratings."""
+    accuracy = [statistics.fmean(v) for v in zip(*per_seed)]
+    taus = bootstrap_taus(scores, per_seed, resamples)
+    partials = bootstrap_taus(scores, per_seed, resamples, control=macs)
     picks = budgeted_picks(scores, accuracy, macs)
-    rows, table = [], {}
+    table = {}
     for name, score in scores.items():
-        entry = {"kendall_tau": float(kendalltau(score, accuracy).statistic),
-                 "spearman_rho": float(spearmanr(score, accuracy).statistic),
-                 "partial_tau_given_macs": partial_tau(score, accuracy, macs),
-                 "within_band_tau": within_band_tau(score, accuracy, bands),
-                 "tau_interval": percentile_interval(taus[name]),
-                 "partial_tau_interval": percentile_interval(partials[name]),
-                 "budgeted_gain_pts": 100 * picks[name]["gain_over_random"],
-                 "budgeted_regret_pts": 100 * picks[name]["regret"], "seconds": seconds.get(name),
-                 "values": [v if np.isfinite(v) else None for v in score]}
-        table[name] = entry
-        band = entry["within_band_tau"]
-        rows.append([name, f"{entry['kendall_tau']:.3f} [{entry['tau_interval'][0]:.2f}, {entry['tau_interval'][1]:.2f}]",
-                     f"{entry['spearman_rho']:.3f}", f"{entry['partial_tau_given_macs']:.3f}",
-                     "-" if band is None else f"{band:.3f}", f"{entry['budgeted_regret_pts']:.2f}",
-                     "-" if entry["seconds"] is None else f"{entry['seconds']:.1f}"])
-    print(f"{len(trained)} of {len(truth['archs'])} architectures trained "
-          f"({truth.get('trainings_done')} of {truth.get('trainings_planned')} trainings); "
-          f"accuracy {min(accuracy):.4f}-{max(accuracy):.4f}")
+        table[name] = {"kendall_tau": float(kendalltau(score, accuracy).statistic),
+                       "spearman_rho": float(spearmanr(score, accuracy).statistic),
+                       "partial_tau_given_macs": partial_tau(score, accuracy, macs),
+                       "within_band_tau": within_band_tau(score, accuracy, bands),
+                       "tau_interval": percentile_interval(taus[name]),
+                       "partial_tau_interval": percentile_interval(partials[name]),
+                       "budgeted_gain_pts": 100 * picks[name]["gain_over_random"],
+                       "budgeted_regret_pts": 100 * picks[name]["regret"], "seconds": seconds.get(name),
+                       "values": [v if np.isfinite(v) else None for v in score]}
+    return table, paired_differences(taus, partials, [n for n in scores if n.startswith("hwnas")])
+
+
+def print_scores(table: dict[str, dict[str, Any]], differences: list[dict[str, Any]]) -> None:
+    """The scores' table and, when there are several hwnas ratings, their paired differences."""
+    rows = []
+    for name, entry in table.items():
+        band, low, high = entry["within_band_tau"], *entry["tau_interval"]
+        rows.append([name, f"{entry['kendall_tau']:.3f} [{low:.2f}, {high:.2f}]", f"{entry['spearman_rho']:.3f}",
+                     f"{entry['partial_tau_given_macs']:.3f}", "-" if band is None else f"{band:.3f}",
+                     f"{entry['budgeted_regret_pts']:.2f}", "-" if entry["seconds"] is None else f"{entry['seconds']:.1f}"])
     print_table(rows, ["score", "tau [95%]", "rho", "partial tau | MACs", "tau within bands", "regret (pts)", "s"])
-    differences = paired_differences(taus, partials, [n for n in scores if n.startswith("hwnas")])
     if differences:
         print_table([[d["pair"], f"{d['tau']:+.3f} [{d['tau_interval'][0]:+.2f}, {d['tau_interval'][1]:+.2f}]",
                       f"{d['partial_tau']:+.3f} [{d['partial_tau_interval'][0]:+.2f}, "
                       f"{d['partial_tau_interval'][1]:+.2f}]"] for d in differences],
                     ["ratings compared", "tau difference [95%]", "partial tau difference [95%]"])
-    summary = truth.get("summary") or {}
+
+
+def main() -> None:
+    args = parse_arguments()
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+
+    from search_spaces import get_space
+
+    truth = load_truth(args.truth)
+    space = get_space(truth["space"])
+    trained, per_seed = scored_rows(truth, args.rescore)
+    macs = [float(truth["archs"][i]["macs"]) for i in trained]
+    bands = [int(truth["archs"][i]["band"]) for i in trained]
+    scores, seconds = collect_scores(args, truth, space, trained)
+    table, differences = score_entries(scores, seconds, per_seed, macs, bands, args.resamples)
+    accuracy = [statistics.fmean(v) for v in zip(*per_seed)]
+    ceiling = scored_noise_ceiling(truth, trained, per_seed)
+    print(f"{len(trained)} of {len(truth['archs'])} architectures trained "
+          f"({truth.get('trainings_done')} of {truth.get('trainings_planned')} trainings); "
+          f"accuracy {min(accuracy):.4f}-{max(accuracy):.4f}; noise ceiling "
+          + ("unknown" if ceiling is None else f"{ceiling:.3f}"))
+    print_scores(table, differences)
+    seeds_had = [sum(s[i] is not None for s in truth["test_accuracy_per_seed"]) for i in trained]
     write_result("rank_scores", args.name or truth["name"], {
         "truth": str(args.truth), "space": space.name, "data": truth["data"], "archs_scored": len(trained),
         "archs_planned": len(truth["archs"]), "trainings_done": truth.get("trainings_done"),
-        "noise_ceiling_kendall_tau": summary.get("noise_ceiling_kendall_tau"),
+        "seeds_per_arch": seeds_had, "noise_ceiling_kendall_tau": ceiling,
         "archs": [truth["archs"][i]["arch"] for i in trained], "accuracy": accuracy, "scores": table,
-        "runs": [str(r) for r in args.run], "resamples": args.resamples, "proxy_batch": args.proxy_batch,
+        "runs": [str(r) for r in args.run], "rescored": None if args.rescore is None else str(args.rescore),
+        "resamples": args.resamples, "proxy_batch": args.proxy_batch,
         "spos": None if args.spos is None else {"work": str(args.spos), "epochs": args.spos_epochs},
-        "paired_differences": differences,
-        "wall_s": time.perf_counter() - started})
+        "paired_differences": differences, "wall_s": time.perf_counter() - started})
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ CASES = [
     ("int8_trained.py", ["--int8-finetune", "-1"], "--int8-finetune must be >= 0 steps"),
     ("rank_scores.py", ["--spos", "w", "--spos-epochs", "5"], "--spos-epochs >= 6"),
     ("rank_scores.py", ["--run", "no/run"], "no/run has no ratings.json"),
+    ("rank_scores.py", ["--rescore", "no/such.json"], "--rescore no/such.json does not exist"),
     ("profile_fidelity.py", ["--calibrate", "3"], "--calibrate >= 4"),
 ]
 

@@ -1,11 +1,12 @@
 """Scoring against a ranking ground truth: the zero-cost proxies read the network, the partial ground truth is
 averaged over the seeds each architecture has, and band taus look inside bands only."""
 
+import json
 import math
 
 import pytest
 import torch
-from rank_scores import naswot, synflow, truth_table, within_band_tau
+from rank_scores import earlier_scores, naswot, scored_noise_ceiling, scored_rows, synflow, truth_table, within_band_tau
 
 from hwnas.data import load_data
 from search_spaces import get_space
@@ -45,3 +46,30 @@ def test_within_band_tau_ignores_order_across_bands():
     assert within_band_tau(size, accuracy, bands) == pytest.approx(-1.0)
     assert within_band_tau(accuracy, accuracy, bands) == pytest.approx(1.0)
     assert within_band_tau(size, accuracy, [0, 0, 1, 1, 2, 2]) is None  # no band of 3
+
+
+def test_an_earlier_result_is_scored_again_on_the_architectures_it_scored(tmp_path):
+    truth = {"archs": [{"arch": a} for a in "abcd"],
+             "test_accuracy_per_seed": [[0.8, 0.9, 0.7, None], [0.6, None, 0.7, None]]}
+    earlier = {"archs": ["c", "a", "d"], "scores": {
+        "hwnas dna (1 seed)": {"values": [3.0, 1.0, 4.0], "seconds": 12.0},
+        "SPOS": {"values": [None, 0.5, 0.6], "seconds": 5.0},
+        "NASWOT (proxy)": {"values": [9.0, 9.0, 9.0], "seconds": 1.0}}}
+    path = tmp_path / "earlier.json"
+    path.write_text(json.dumps(earlier))
+    trained, per_seed = scored_rows(truth, path)
+    assert trained == [0, 2]  # b was not scored before, d is not trained yet
+    assert per_seed == [[0.8, 0.7], [0.6, 0.7]]
+    scores, seconds = earlier_scores(earlier, ["a", "c"])
+    assert scores == {"hwnas dna (1 seed)": [1.0, 3.0], "SPOS": [0.5, float("-inf")]}  # proxies are computed again
+    assert seconds == {"hwnas dna (1 seed)": 12.0, "SPOS": 5.0}
+
+
+def test_the_noise_ceiling_counts_the_seeds_each_scored_architecture_has():
+    per_seed = [[0.80, 0.85, 0.90, 0.95], [0.81, 0.84, 0.91, 0.94]]
+    complete = {"test_accuracy_per_seed": per_seed}
+    assert scored_noise_ceiling(complete, [0, 1, 2, 3], per_seed) > 0.9  # seeds agree, archs far apart
+    noisy = {"test_accuracy_per_seed": [per_seed[0], [0.81, None, None, None]], "summary": {"seed_std": 0.05}}
+    filled = [per_seed[0], [0.81, 0.85, 0.90, 0.95]]
+    assert scored_noise_ceiling(noisy, [0, 1, 2, 3], filled) < scored_noise_ceiling(complete, [0, 1, 2, 3], per_seed)
+    assert scored_noise_ceiling({"test_accuracy_per_seed": [per_seed[0]]}, [0, 1, 2, 3], [per_seed[0]]) is None

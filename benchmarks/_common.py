@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import json
 import platform
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from profilers.machine import device_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+
+
+def refuse(message: str) -> NoReturn:
+    """A bad input found after the command line was parsed: ``error: MESSAGE`` on stderr and exit status 2, as
+    argparse refuses a bad argument."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def machine() -> dict[str, Any]:

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import RESULTS, ROOT, finish_tau_plot, print_table, result_path, shown_path, write_result
+from _common import RESULTS, ROOT, finish_tau_plot, print_table, refuse, result_path, shown_path, write_result
 from ranking import rating_of
 from scipy.stats import kendalltau
 
@@ -108,7 +108,9 @@ def plot(path: Path, summary: dict[str, dict[str, Any]]) -> None:
                     fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
-def main() -> None:
+def parse_arguments() -> tuple[argparse.Namespace, list[Path], list[Path]]:
+    """The command line, checked before any work (exit 2 with what is accepted): the options, the ranking results
+    to read and the rated runs to score."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", type=Path, nargs="+", default=None,
                         help="ranking benchmark results (default: those of " + ", ".join(RESULT_NAMES) + " present)")
@@ -132,93 +134,90 @@ def main() -> None:
     for path in runs:
         if not (path / "ratings.json").exists():
             parser.error(f"{path} has no ratings.json; rate it with 'hwnas rate --run {path}'")
+    return args, results, runs
 
-    from rank_noise import (
-        BUDGET_LEVELS,
-        NoiseModel,
-        bootstrap_budgeted_gains,
-        bootstrap_taus,
-        budgeted_picks,
-        partial_tau,
-        percentile_interval,
-    )
 
-    from hwnas.run import open_run
-    from hwnas.supernet.ratings import load_ratings
+def checked_result(path: Path, run_spaces: set[str]) -> tuple[dict[str, Any], Any]:
+    """A ranking result and its space; exits 2 when it is not one or ranks another space than the runs rate."""
     from profilers.files import read_json
     from search_spaces import get_space
 
-    started = time.perf_counter()
-    opened = [open_run(path) for path in runs]
-    run_spaces = {run.config.space for run in opened}
-    if len(run_spaces) > 1:
-        parser.error(f"the runs rate different spaces: {sorted(run_spaces)}")
-    run_ratings = [load_ratings(run) for run in opened]
-    summary: dict[str, dict[str, Any]] = {}
-    rows, pick_rows = [], []
-    for path in results:
-        result = read_json(path, "ranking result")
-        for key in ("archs", "test_accuracy_per_seed", "ratings", "spos_val_accuracy", "macs", "space"):
-            if key not in result:
-                parser.error(f"{path} has no {key!r}: it is not a ranking benchmark result")
-        space = get_space(result["space"])
-        if run_spaces and run_spaces != {space.name}:
-            parser.error(f"{path} ranks {space.name}, the runs rate {next(iter(run_spaces))}")
-        per_seed = result["test_accuracy_per_seed"]
-        means = [statistics.fmean(v) for v in zip(*per_seed)]
-        scores = scores_of(result, space, run_ratings)
-        draws = bootstrap_taus(scores, per_seed, args.resamples)
-        beyond = {name: values for name, values in scores.items() if name != MACS}
-        partial_draws = bootstrap_taus(beyond, per_seed, args.resamples, control=result["macs"])  # the same draws
-        # the noise model: one training's seed variance, measured on the result's own seeds or (one seed) pooled
-        # over other architectures of the same recipe, as its noise ceiling was
-        seed_variance = result["accuracy_std_across_seeds"] ** 2 if len(per_seed) == 1 else None
-        noise_model = NoiseModel(per_seed, seed_variance)
-        target_here = noise_model.measured_tau(TARGET)
-        entry: dict[str, Any] = {"archs": len(result["archs"]), "seeds": len(per_seed),
-                                 "target_as_measured_here": target_here,
-                                 "accuracy_measure": result.get("accuracy_measure") or "test_accuracy",
-                                 "noise_ceiling_kendall_tau": result["noise_ceiling_kendall_tau"], "scores": {}}
-        for score, values in scores.items():
-            tau = float(kendalltau(values, means).statistic)
-            interval = list(percentile_interval(draws[score]))
-            at_target = float(np.mean(draws[score] >= TARGET))
-            free = [noise_model.noise_free_tau(t) for t in (tau, *interval)]
-            at_free_target = float(np.mean(draws[score] >= target_here))
-            entry["scores"][score] = {"kendall_tau": tau, "interval_95": interval, "share_of_draws_at_target": at_target,
-                                      "noise_free": {"kendall_tau": free[0], "interval_95": free[1:],
-                                                     "share_of_draws_at_target": at_free_target}}
-            row = [path.stem, score, f"{tau:.3f}", f"[{interval[0]:.2f}, {interval[1]:.2f}]", f"{100 * at_target:.0f}%",
-                   f"{free[0]:.2f} [{free[1]:.2f}, {free[2]:.2f}]", f"{100 * at_free_target:.0f}%"]
-            if score in beyond:
-                partial = partial_tau(values, means, result["macs"])
-                partial_interval = list(percentile_interval(partial_draws[score]))
-                entry["scores"][score]["partial_given_macs"] = {"kendall_tau": partial, "interval_95": partial_interval}
-                row.append(f"{partial:.3f} [{partial_interval[0]:.2f}, {partial_interval[1]:.2f}]")
-            else:
-                row.append("")  # MACs itself: nothing beyond MACs to measure
-            rows.append(row)
-        hwnas = PRODUCT_SCORE if run_ratings else STORED_SCORE
-        picks = budgeted_picks(scores, means, result["macs"])
-        gains = bootstrap_budgeted_gains(scores, means, result["macs"], args.resamples)
-        for score, pick in picks.items():
-            interval = list(percentile_interval(100 * gains[score]))
-            entry["scores"][score]["budgeted_pick"] = {"gain_over_random_pts": 100 * pick["gain_over_random"],
-                                                       "interval_95": interval, "regret_pts": 100 * pick["regret"]}
-            pick_rows.append([path.stem, score, f"{100 * pick['gain_over_random']:+.2f}",
-                              f"[{interval[0]:+.2f}, {interval[1]:+.2f}]", f"{100 * pick['regret']:.2f}"])
-        versus = 100 * (gains[hwnas] - gains[MACS])
-        entry["budgeted_pick_hwnas_minus_largest_that_fits"] = {
-            "pts": entry["scores"][hwnas]["budgeted_pick"]["gain_over_random_pts"]
-            - entry["scores"][MACS]["budgeted_pick"]["gain_over_random_pts"],
-            "interval_95": list(percentile_interval(versus))}
-        gap = draws[hwnas] - draws["SPOS baseline"]
-        entry["hwnas_minus_spos"] = {
-            "hwnas_score": hwnas, "kendall_tau": entry["scores"][hwnas]["kendall_tau"]
-            - entry["scores"]["SPOS baseline"]["kendall_tau"],
-            "interval_95": list(percentile_interval(gap)),
-            "share_of_draws_at_0.2": float(np.mean(gap >= 0.2))}
-        summary[path.stem] = entry
+    result = read_json(path, "ranking result")
+    for key in ("archs", "test_accuracy_per_seed", "ratings", "spos_val_accuracy", "macs", "space"):
+        if key not in result:
+            refuse(f"{path} has no {key!r}: it is not a ranking benchmark result")
+    space = get_space(result["space"])
+    if run_spaces and run_spaces != {space.name}:
+        refuse(f"{path} ranks {space.name}, the runs rate {next(iter(run_spaces))}")
+    return result, space
+
+
+def score_entries(name: str, result: dict[str, Any], scores: dict[str, list[float]], resamples: int
+                  ) -> tuple[dict[str, Any], dict[str, np.ndarray], list[list[str]]]:
+    """Each score's tau with its interval, the share of draws at the target, the same read against noise-free
+    accuracies, and its partial tau given MACs; with the bootstrap draws of tau and the table's rows."""
+    from rank_noise import NoiseModel, bootstrap_taus, partial_tau, percentile_interval
+
+    per_seed = result["test_accuracy_per_seed"]
+    means = [statistics.fmean(v) for v in zip(*per_seed)]
+    draws = bootstrap_taus(scores, per_seed, resamples)
+    beyond = {score: values for score, values in scores.items() if score != MACS}
+    partial_draws = bootstrap_taus(beyond, per_seed, resamples, control=result["macs"])  # the same draws
+    # the noise model: one training's seed variance, measured on the result's own seeds or (one seed) pooled
+    # over other architectures of the same recipe, as its noise ceiling was
+    seed_variance = result["accuracy_std_across_seeds"] ** 2 if len(per_seed) == 1 else None
+    noise_model = NoiseModel(per_seed, seed_variance)
+    target_here = noise_model.measured_tau(TARGET)
+    entries, rows = {}, []
+    for score, values in scores.items():
+        tau = float(kendalltau(values, means).statistic)
+        interval = list(percentile_interval(draws[score]))
+        at_target = float(np.mean(draws[score] >= TARGET))
+        free = [noise_model.noise_free_tau(t) for t in (tau, *interval)]
+        at_free_target = float(np.mean(draws[score] >= target_here))
+        entries[score] = {"kendall_tau": tau, "interval_95": interval, "share_of_draws_at_target": at_target,
+                          "noise_free": {"kendall_tau": free[0], "interval_95": free[1:],
+                                         "share_of_draws_at_target": at_free_target}}
+        row = [name, score, f"{tau:.3f}", f"[{interval[0]:.2f}, {interval[1]:.2f}]", f"{100 * at_target:.0f}%",
+               f"{free[0]:.2f} [{free[1]:.2f}, {free[2]:.2f}]", f"{100 * at_free_target:.0f}%"]
+        if score in beyond:
+            partial = partial_tau(values, means, result["macs"])
+            partial_interval = list(percentile_interval(partial_draws[score]))
+            entries[score]["partial_given_macs"] = {"kendall_tau": partial, "interval_95": partial_interval}
+            row.append(f"{partial:.3f} [{partial_interval[0]:.2f}, {partial_interval[1]:.2f}]")
+        else:
+            row.append("")  # MACs itself: nothing beyond MACs to measure
+        rows.append(row)
+    return {"target_as_measured_here": target_here, "scores": entries}, draws, rows
+
+
+def pick_entries(name: str, result: dict[str, Any], scores: dict[str, list[float]], entry: dict[str, Any],
+                 hwnas: str, resamples: int) -> list[list[str]]:
+    """Adds each score's budgeted pick (gain over a random pick with its interval, regret) to ``entry``, and hwnas's
+    pick against the largest architecture that fits; returns the table's rows."""
+    from rank_noise import bootstrap_budgeted_gains, budgeted_picks, percentile_interval
+
+    means = [statistics.fmean(v) for v in zip(*result["test_accuracy_per_seed"])]
+    picks = budgeted_picks(scores, means, result["macs"])
+    gains = bootstrap_budgeted_gains(scores, means, result["macs"], resamples)
+    rows = []
+    for score, pick in picks.items():
+        interval = list(percentile_interval(100 * gains[score]))
+        entry["scores"][score]["budgeted_pick"] = {"gain_over_random_pts": 100 * pick["gain_over_random"],
+                                                   "interval_95": interval, "regret_pts": 100 * pick["regret"]}
+        rows.append([name, score, f"{100 * pick['gain_over_random']:+.2f}",
+                     f"[{interval[0]:+.2f}, {interval[1]:+.2f}]", f"{100 * pick['regret']:.2f}"])
+    versus = 100 * (gains[hwnas] - gains[MACS])
+    entry["budgeted_pick_hwnas_minus_largest_that_fits"] = {
+        "pts": entry["scores"][hwnas]["budgeted_pick"]["gain_over_random_pts"]
+        - entry["scores"][MACS]["budgeted_pick"]["gain_over_random_pts"],
+        "interval_95": list(percentile_interval(versus))}
+    return rows
+
+
+def print_summary(summary: dict[str, dict[str, Any]], rows: list[list[str]], pick_rows: list[list[str]]) -> None:
+    """The score table, hwnas against SPOS per result, the budgeted picks and hwnas's pick against the largest that
+    fits."""
     print_table(rows, ["result", "score", "Kendall tau", "95% interval", f"draws >= {TARGET}",
                        "noise-free tau [95%]", f"noise-free >= {TARGET}", "partial tau given MACs [95%]"])
     gap_rows = [[name, e["hwnas_minus_spos"]["hwnas_score"], f"{e['hwnas_minus_spos']['kendall_tau']:+.3f}",
@@ -233,6 +232,43 @@ def main() -> None:
         versus = e["budgeted_pick_hwnas_minus_largest_that_fits"]
         print(f"{name}: hwnas's pick minus the largest that fits, averaged over MACs budgets: {versus['pts']:+.2f} pts "
               "[{:+.2f}, {:+.2f}]".format(*versus["interval_95"]))
+
+
+def main() -> None:
+    args, results, runs = parse_arguments()
+    from rank_noise import BUDGET_LEVELS, percentile_interval
+
+    from hwnas.run import open_run
+    from hwnas.supernet.ratings import load_ratings
+
+    started = time.perf_counter()
+    opened = [open_run(path) for path in runs]
+    run_spaces = {run.config.space for run in opened}
+    if len(run_spaces) > 1:
+        refuse(f"the runs rate different spaces: {sorted(run_spaces)}")
+    run_ratings = [load_ratings(run) for run in opened]
+    summary: dict[str, dict[str, Any]] = {}
+    rows, pick_rows = [], []
+    for path in results:
+        result, space = checked_result(path, run_spaces)
+        scores = scores_of(result, space, run_ratings)
+        scored, draws, score_rows = score_entries(path.stem, result, scores, args.resamples)
+        rows += score_rows
+        entry: dict[str, Any] = {"archs": len(result["archs"]), "seeds": len(result["test_accuracy_per_seed"]),
+                                 "target_as_measured_here": scored["target_as_measured_here"],
+                                 "accuracy_measure": result.get("accuracy_measure") or "test_accuracy",
+                                 "noise_ceiling_kendall_tau": result["noise_ceiling_kendall_tau"],
+                                 "scores": scored["scores"]}
+        hwnas = PRODUCT_SCORE if run_ratings else STORED_SCORE
+        pick_rows += pick_entries(path.stem, result, scores, entry, hwnas, args.resamples)
+        gap = draws[hwnas] - draws["SPOS baseline"]
+        entry["hwnas_minus_spos"] = {
+            "hwnas_score": hwnas, "kendall_tau": entry["scores"][hwnas]["kendall_tau"]
+            - entry["scores"]["SPOS baseline"]["kendall_tau"],
+            "interval_95": list(percentile_interval(gap)),
+            "share_of_draws_at_0.2": float(np.mean(gap >= 0.2))}
+        summary[path.stem] = entry
+    print_summary(summary, rows, pick_rows)
     png = result_path("rank_confidence", args.name, ".png")
     plot(png, summary)
     write_result("rank_confidence", args.name, {

@@ -31,12 +31,13 @@ import sys
 import time
 from collections.abc import Hashable
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import torch
-from _common import ROOT, print_table, result_path, write_result
+from _common import ROOT, print_table, refuse, result_path, write_result
 from scipy.stats import kendalltau, spearmanr
 
 Ratings = list[dict[str, float]]
@@ -304,7 +305,8 @@ def plot(path: Path, ratings: list[float], spos: list[float], accuracies: list[f
     plt.close(figure)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's options."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--archs", type=int, default=20,
                         help="architectures at evenly spaced quantiles of hwnas's rating over random samples (0: none, "
@@ -364,8 +366,15 @@ def main() -> None:
                         "sees one), cpu, cuda or cuda:N; the recipe is the same, so a GPU runs more seeds in less time")
     parser.add_argument("--work", default=str(ROOT / "runs" / "bench-ranking"))
     parser.add_argument("--name", default="ranking", help="result name: benchmarks/results/ranking/NAME.json and NAME.png")
+    return parser
+
+
+def parse_arguments() -> argparse.Namespace:
+    """The command line, checked before any work (a bad argument exits 2 with what is accepted); ``clip`` is the
+    gradient clip or None."""
+    parser = build_parser()
     args = parser.parse_args()
-    clip = args.grad_clip or None
+    args.clip = args.grad_clip or None
     if args.full_range_archs == 1 or args.full_range_archs < 0:
         parser.error("--full-range-archs needs 0 or >= 2 (the two ends at least)")
     if args.test_copies < 0:
@@ -377,32 +386,64 @@ def main() -> None:
     if args.done_only and not (Path(args.work) / "run" / "ratings.json").exists():
         parser.error(f"--done-only needs a rated run at {Path(args.work) / 'run'} (it trains nothing); run without "
                      "--done-only first")
-    from rank_noise import noise_ceiling_tau, seed_noise_variance
-    from spos import SPOSSupernet, spos_accuracy
+    return args
 
-    from hwnas.data import load_data
-    from hwnas.devices import load_checkpoint, resolve_device
+
+@dataclass
+class Trained:
+    """What the training stages produced: hwnas's teacher and ratings, SPOS's history, the extra rating seeds' runs
+    and every stand-alone training's record, by (architecture, seed)."""
+
+    teacher_accuracy: float
+    hwnas_s: float
+    space: Any
+    ratings: Ratings
+    distill_config: Any
+    archs: list[str]
+    spos_history: list[dict[str, Any]]
+    seed_runs: list[Path]
+    results: dict[tuple[str, int], dict[str, Any]]
+
+
+def chosen_archs(args: argparse.Namespace, space: Any, ratings: Ratings, work: Path) -> list[str]:
+    """The architectures to rank: an earlier result's, or spread over this run's ratings (plus the full-range
+    ones); with ``--done-only``, those whose first ``--seeds`` trainings are in ``work`` (exits when fewer than 3)."""
+    from profilers.files import read_json
+
+    if args.archs_from:
+        archs = [str(space.parse(a)) for a in read_json(args.archs_from, "earlier ranking result")["archs"]]
+    elif args.archs:
+        archs = [str(a) for a in spread_archs(space, ratings, args.archs)]
+    else:
+        archs = []
+    if args.full_range_archs:
+        archs += [str(a) for a in full_range_archs(space, ratings, args.full_range_archs) if str(a) not in archs]
+    if not args.done_only:
+        return archs
+    recipe = (args.epochs, args.augment, args.augment_strength, args.clip)
+    planned = len(archs)
+    archs = [a for a in archs if all((work / "children" / f"{child_name(a, s, *recipe)}.json").exists()
+                                     for s in range(args.seeds))]
+    print(f"--done-only: {len(archs)} of {planned} architectures have their first {args.seeds} seed(s) trained",
+          flush=True)
+    if len(archs) < 3:
+        refuse(f"--done-only needs >= 3 architectures with their first {args.seeds} seed(s) trained in "
+                 f"{work / 'children'}, found {len(archs)}; train more or lower --seeds")
+    return archs
+
+
+def train_all(args: argparse.Namespace, work: Path, device: str, started: float) -> Trained:
+    """hwnas (teacher, distillation, rating), SPOS, the extra rating seeds and every stand-alone child, in a pool of
+    ``--workers`` processes; each stage resumes from ``work``."""
     from hwnas.run import create_or_open_run
     from hwnas.supernet.ratings import load_ratings
-    from hwnas.supernet.reliability import reliability_weighted
-    from hwnas.supernet.twins import pool_equivalent
-    from profilers.files import read_json
-    from search_spaces import count_macs, get_space
+    from search_spaces import get_space
 
-    device = str(resolve_device(args.device))
-    torch.set_num_threads(1)
-    started = time.perf_counter()
-    work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
-    if args.restore_children:
-        written, present = restore_children(work / "children", args.restore_children, args.data, args.epochs,
-                                            args.augment, args.augment_strength, clip, args.test_copies)
-        print(f"--restore-children: {written} trainings written to {work / 'children'}, {present} already there "
-              "(and agreeing)", flush=True)
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"), initializer=_setup_worker) as pool:
         hwnas_job = pool.submit(hwnas_stage, str(work), args.data, args.teacher_epochs, args.distill_epochs,
-                                args.distill_lr, args.augment, args.augment_strength, clip, device, args.share_twins)
-        spos_args = (str(work), args.data, args.spos_epochs, args.spos_augment, clip, args.spos_sharing,
+                                args.distill_lr, args.augment, args.augment_strength, args.clip, device,
+                                args.share_twins)
+        spos_args = (str(work), args.data, args.spos_epochs, args.spos_augment, args.clip, args.spos_sharing,
                      args.spos_warmup, device)
         # --done-only checks what is trained before it starts SPOS: a refusal must not wait for a training
         spos_job = None if args.done_only else pool.submit(spos_stage, *spos_args)
@@ -411,35 +452,19 @@ def main() -> None:
         print(f"hwnas: teacher {teacher_accuracy:.4f}, distilled and rated ({hwnas_s:.0f} s)", flush=True)
         space = get_space(space_for(args.data))
         hwnas_run = create_or_open_run(work / "run", space_for(args.data), args.data)
-        ratings, run_config = load_ratings(hwnas_run, pooled=False), hwnas_run.config
-        if args.archs_from:
-            archs = [str(space.parse(a)) for a in read_json(args.archs_from, "earlier ranking result")["archs"]]
-        elif args.archs:
-            archs = [str(a) for a in spread_archs(space, ratings, args.archs)]
-        else:
-            archs = []
-        if args.full_range_archs:
-            archs += [str(a) for a in full_range_archs(space, ratings, args.full_range_archs) if str(a) not in archs]
-        if args.done_only:
-            recipe = (args.epochs, args.augment, args.augment_strength, clip)
-            planned = len(archs)
-            archs = [a for a in archs if all((work / "children" / f"{child_name(a, s, *recipe)}.json").exists()
-                                             for s in range(args.seeds))]
-            print(f"--done-only: {len(archs)} of {planned} architectures have their first {args.seeds} seed(s) "
-                  "trained", flush=True)
-            if len(archs) < 3:
-                sys.exit(f"error: --done-only needs >= 3 architectures with their first {args.seeds} seed(s) "
-                         f"trained in {work / 'children'}, found {len(archs)}; train more or lower --seeds")
+        ratings = load_ratings(hwnas_run, pooled=False)
+        archs = chosen_archs(args, space, ratings, work)
+        if spos_job is None:
             spos_job = pool.submit(spos_stage, *spos_args)
         seed_jobs = [pool.submit(rating_seed_stage, str(work), seed, args.distill_epochs, args.distill_lr, device,
                                  args.share_twins) for seed in range(1, args.rating_seeds)]
         jobs = {(arch, seed): pool.submit(stand_alone, str(work), args.data, arch, seed, args.epochs, args.augment,
-                                          args.augment_strength, clip, device, args.test_copies)
+                                          args.augment_strength, args.clip, device, args.test_copies)
                 for seed in range(args.seeds) for arch in archs}
         spos_history = spos_job.result()
-        spos_s = time.perf_counter() - started
         print(f"SPOS: trained {len(spos_history)} epochs, last loss {spos_history[-1]['loss']:.3f}, sampled-path "
-              f"train accuracy {spos_history[-1]['train_accuracy']:.3f} ({spos_s:.0f} s)", flush=True)
+              f"train accuracy {spos_history[-1]['train_accuracy']:.3f} ({time.perf_counter() - started:.0f} s)",
+              flush=True)
         seed_runs = [job.result() for job in seed_jobs]
         results: dict[tuple[str, int], dict[str, Any]] = {}
         for index, (key, job) in enumerate(jobs.items()):
@@ -448,29 +473,83 @@ def main() -> None:
                     else f"{results[key]['seconds']:.0f} s")
             print(f"  {index + 1}/{len(jobs)} seed {key[1]} {key[0]}: test accuracy "
                   f"{results[key]['test_accuracy']:.4f} ({took})", flush=True)
+    return Trained(teacher_accuracy, hwnas_s, space, ratings, hwnas_run.config.distill, archs, spos_history,
+                   seed_runs, results)
 
-    bundle = load_data(args.data, space.resolution)
-    supernet = SPOSSupernet(space, sharing=args.spos_sharing)
-    supernet.load_state_dict(load_checkpoint(spos_checkpoint(work, args.spos_sharing))["model"])
-    supernet.to(device)
-    spos_scores = [spos_accuracy(supernet, space.parse(a), bundle) for a in archs]
 
+@dataclass
+class SeedNoise:
+    """One training's seed-to-seed variance on the ranking's test set and on the data's own split (None where not
+    measured), and where it was measured."""
+
+    variance: float | None
+    small_variance: float | None
+    source: str
+
+
+def seed_noise(args: argparse.Namespace, per_seed: list[list[float]], small_split: list[list[float]],
+               accuracy_key: str, work: Path) -> SeedNoise:
+    """Pooled over the ranked architectures with 2 seeds or more; with one seed (``--done-only``), over the work
+    folder's other architectures trained with the same recipe and more seeds."""
+    from rank_noise import seed_noise_variance
+
+    if args.seeds >= 2:
+        return SeedNoise(seed_noise_variance(per_seed), seed_noise_variance(small_split),
+                         f"pooled over all {len(per_seed[0])} archs")
+    tag, folder = recipe_tag(args.epochs, args.augment, args.augment_strength, args.clip), work / "children"
+    measured, small_measured = (recipe_seed_variance(folder, tag, key) for key in (accuracy_key, "test_accuracy"))
+    return SeedNoise(measured[0] if measured else None, small_measured[0] if small_measured else None,
+                     f"pooled over the {measured[1]} archs of {folder} trained with >= 2 seeds" if measured
+                     else "not measured: one seed, and no architecture in the folder has two")
+
+
+def accuracy_table(args: argparse.Namespace, trained: Trained) -> tuple[str, list[list[float]], list[list[float]]]:
+    """The accuracy the ranking reads (the large test set when every child has it, else the data's own split) and,
+    per seed, every architecture's accuracy on it and on the data's own split."""
     large_key = f"test_accuracy_x{args.test_copies}"
-    large = bool(args.test_copies) and all(r.get(large_key) is not None for r in results.values())
+    large = bool(args.test_copies) and all(r.get(large_key) is not None for r in trained.results.values())
     if args.test_copies and not large:
         print(f"note: some children lack {large_key} (trained before it existed, weights not kept): ranking by the "
               "data's own test split", flush=True)
-    accuracy_key = large_key if large else "test_accuracy"
-    per_seed = [[results[(a, s)][accuracy_key] for a in archs] for s in range(args.seeds)]
-    small_split = [[results[(a, s)]["test_accuracy"] for a in archs] for s in range(args.seeds)]
-    accuracies = [statistics.fmean(values) for values in zip(*per_seed)]
-    rating_runs = [ratings, *(load_ratings(create_or_open_run(path, space_for(args.data), args.data), pooled=False)
-                              for path in seed_runs)]
-    ratings_by_seed = [[rating_of(space, r, space.parse(a)) for a in archs] for r in rating_runs]
-    rating = ratings_by_seed[0]  # the hwnas row: seed 0, the recipe's own supernets
+    key = large_key if large else "test_accuracy"
+    per_seed = [[trained.results[(a, s)][key] for a in trained.archs] for s in range(args.seeds)]
+    small_split = [[trained.results[(a, s)]["test_accuracy"] for a in trained.archs] for s in range(args.seeds)]
+    return key, per_seed, small_split
+
+
+def rating_agreement(space: Any, archs: list[str], ratings_by_seed: list[list[float]], rating_runs: list[Ratings],
+                     accuracies: list[float]) -> dict[str, Any]:
+    """The distillation seeds' ratings against each other and against accuracy: each seed, their mean and the
+    reliability-weighted combination (None with one seed)."""
+    from hwnas.supernet.reliability import reliability_weighted
+
+    several = len(rating_runs) > 1
+    weighted_tau = None
+    if several:  # each block trusted as far as its candidates' order reproduces across the seeds
+        weighted = reliability_weighted(rating_runs)
+        weighted_tau = correlation([-rating_of(space, weighted, space.parse(a)) for a in archs],
+                                   accuracies)["kendall_tau"]
+    return {"ratings": ratings_by_seed,
+            "vs_each_other_kendall_tau": [correlation(ratings_by_seed[i], ratings_by_seed[j])["kendall_tau"]
+                                          for i in range(len(rating_runs)) for j in range(i + 1, len(rating_runs))],
+            "vs_accuracy_kendall_tau": [correlation([-r for r in values], accuracies)["kendall_tau"]
+                                        for values in ratings_by_seed],
+            "mean_rating_vs_accuracy_kendall_tau": correlation(
+                [-statistics.fmean(v) for v in zip(*ratings_by_seed)], accuracies)["kendall_tau"] if several else None,
+            "reliability_weighted_vs_accuracy_kendall_tau": weighted_tau}
+
+
+def score_table(trained: Trained, rating: list[float], spos_scores: list[float], accuracies: list[float]
+                ) -> tuple[dict[str, dict[str, float]], list[int], list[int]]:
+    """Kendall tau and Spearman rho of every score against the accuracies, with the architectures' params and
+    MACs."""
+    from hwnas.supernet.twins import pool_equivalent
+    from search_spaces import count_macs
+
+    space, archs = trained.space, trained.archs
     params = [sum(p.numel() for p in space.build(space.parse(a)).parameters()) for a in archs]
     macs = [count_macs(space.build(space.parse(a)), space.example_input()) for a in archs]
-    pooled = pool_equivalent(space, ratings)
+    pooled = pool_equivalent(space, trained.ratings)
     table = {
         "hwnas (DNA block-wise)": correlation([-r for r in rating], accuracies),
         "hwnas, twins pooled (the search's rating)": correlation(
@@ -479,57 +558,107 @@ def main() -> None:
         "parameters (proxy)": correlation(params, accuracies),
         "MACs (proxy)": correlation(macs, accuracies),
     }
-    rating_self_tau = [correlation(ratings_by_seed[i], ratings_by_seed[j])["kendall_tau"]
-                       for i in range(len(rating_runs)) for j in range(i + 1, len(rating_runs))]
-    rating_seed_tau = [correlation([-r for r in values], accuracies)["kendall_tau"] for values in ratings_by_seed]
-    mean_rating_tau = correlation([-statistics.fmean(v) for v in zip(*ratings_by_seed)], accuracies)["kendall_tau"]
-    weighted_tau = None
-    if len(rating_runs) > 1:  # each block trusted as far as its candidates' order reproduces across the seeds
-        weighted = reliability_weighted(rating_runs)
-        weighted_tau = correlation([-rating_of(space, weighted, space.parse(a)) for a in archs],
-                                   accuracies)["kendall_tau"]
-    seed_vs_seed = [correlation(per_seed[i], per_seed[j])["kendall_tau"]
-                    for i in range(args.seeds) for j in range(i + 1, args.seeds)]
-    if args.seeds >= 2:
-        seed_variance, small_variance = seed_noise_variance(per_seed), seed_noise_variance(small_split)
-        seed_source = f"pooled over all {len(archs)} archs"
-    else:  # one seed each (--done-only): the recipe's seed noise measured on the folder's other architectures
-        tag, folder = recipe_tag(args.epochs, args.augment, args.augment_strength, clip), work / "children"
-        measured, small_measured = (recipe_seed_variance(folder, tag, key) for key in (accuracy_key, "test_accuracy"))
-        seed_variance = measured[0] if measured else None
-        small_variance = small_measured[0] if small_measured else None
-        seed_source = (f"pooled over the {measured[1]} archs of {folder} trained with >= 2 seeds" if measured
-                       else "not measured: one seed, and no architecture in the folder has two")
-    seed_std = None if seed_variance is None else math.sqrt(seed_variance)
-    small_split_seed_std = None if small_variance is None else math.sqrt(small_variance)
-    arch_std = statistics.pstdev(accuracies)
-    ceiling = None if seed_variance is None else noise_ceiling_tau(per_seed, seed_variance=seed_variance)
-    small_ceiling = None if small_variance is None else noise_ceiling_tau(small_split, seed_variance=small_variance)
-    print_table([[name, f"{v['kendall_tau']:.3f}", f"{v['spearman_rho']:.3f}"] for name, v in table.items()],
-                ["score", "Kendall tau", "Spearman rho"])
-    print(f"stand-alone accuracy across {len(archs)} archs (mean of {args.seeds} seeds): std {100 * arch_std:.2f} pts, "
-          f"range {100 * min(accuracies):.1f}-{100 * max(accuracies):.1f}%; seed-to-seed std of one training "
-          + (f"{100 * seed_std:.2f} pts ({seed_source}), so the mean of {args.seeds} has "
-             f"{100 * seed_std / math.sqrt(args.seeds):.2f} pts" if seed_std is not None else seed_source)
+    return table, params, macs
+
+
+def print_summary(args: argparse.Namespace, accuracies: list[float], noise: SeedNoise, ceiling: float | None,
+                  seed_vs_seed: list[float]) -> None:
+    """The spread across architectures beside the seed-to-seed spread and the noise ceiling."""
+    seed_std = None if noise.variance is None else math.sqrt(noise.variance)
+    print(f"stand-alone accuracy across {len(accuracies)} archs (mean of {args.seeds} seeds): std "
+          f"{100 * statistics.pstdev(accuracies):.2f} pts, range {100 * min(accuracies):.1f}-"
+          f"{100 * max(accuracies):.1f}%; seed-to-seed std of one training "
+          + (f"{100 * seed_std:.2f} pts ({noise.source}), so the mean of {args.seeds} has "
+             f"{100 * seed_std / math.sqrt(args.seeds):.2f} pts" if seed_std is not None else noise.source)
           + (f"; stand-alone ranking vs itself across seeds: Kendall tau {statistics.fmean(seed_vs_seed):.3f}"
              if seed_vs_seed else "")
           + (f"; a perfect score would reach Kendall tau {ceiling:.3f} (noise ceiling)" if ceiling is not None else ""))
-    if large:
-        small_tau = correlation([-r for r in rating], [statistics.fmean(v) for v in zip(*small_split)])["kendall_tau"]
-        print(f"accuracies on the large test set ({args.test_copies} distortions of each test digit); on the data's "
-              f"own test split ({len(bundle.datasets['test'])} images) "
-              + (f"the seed-to-seed std is {100 * small_split_seed_std:.2f} pts, its noise ceiling {small_ceiling:.3f}, "
-                 if small_split_seed_std is not None and small_ceiling is not None else "")
-              + f"hwnas tau {small_tau:.3f}")
-    if rating_self_tau:
-        print(f"hwnas over {len(rating_runs)} distillation seeds: ratings vs each other Kendall tau "
-              f"{statistics.fmean(rating_self_tau):.3f}; each seed vs accuracy "
-              f"{', '.join(f'{t:.3f}' for t in rating_seed_tau)}; their mean rating vs accuracy {mean_rating_tau:.3f}; "
-              f"weighted by each block's reproducibility {weighted_tau:.3f}")
+
+
+def print_own_split(args: argparse.Namespace, images: int, rating: list[float], small_split: list[list[float]],
+                    seed_std: float | None, ceiling: float | None) -> None:
+    """What the ranking reads on the data's own test split (``images`` of them) beside the large test set."""
+    small_tau = correlation([-r for r in rating], [statistics.fmean(v) for v in zip(*small_split)])["kendall_tau"]
+    print(f"accuracies on the large test set ({args.test_copies} distortions of each test digit); on the data's "
+          f"own test split ({images} images) "
+          + (f"the seed-to-seed std is {100 * seed_std:.2f} pts, its noise ceiling {ceiling:.3f}, "
+             if seed_std is not None and ceiling is not None else "")
+          + f"hwnas tau {small_tau:.3f}")
+
+
+def print_rating_seeds(agreement: dict[str, Any]) -> None:
+    """How the distillation seeds' ratings agree, when there are several."""
+    if agreement["vs_each_other_kendall_tau"]:
+        print(f"hwnas over {len(agreement['ratings'])} distillation seeds: ratings vs each other Kendall tau "
+              f"{statistics.fmean(agreement['vs_each_other_kendall_tau']):.3f}; each seed vs accuracy "
+              f"{', '.join(f'{t:.3f}' for t in agreement['vs_accuracy_kendall_tau'])}; their mean rating vs accuracy "
+              f"{agreement['mean_rating_vs_accuracy_kendall_tau']:.3f}; weighted by each block's reproducibility "
+              f"{agreement['reliability_weighted_vs_accuracy_kendall_tau']:.3f}")
+
+
+def spos_validation(args: argparse.Namespace, trained: Trained, work: Path, device: str, bundle: Any) -> list[float]:
+    """Each architecture's path accuracy in the trained SPOS supernet (BatchNorm re-estimated per path)."""
+    from spos import SPOSSupernet, spos_accuracy
+
+    from hwnas.devices import load_checkpoint
+
+    supernet = SPOSSupernet(trained.space, sharing=args.spos_sharing)
+    supernet.load_state_dict(load_checkpoint(spos_checkpoint(work, args.spos_sharing))["model"])
+    supernet.to(device)
+    return [spos_accuracy(supernet, trained.space.parse(a), bundle) for a in trained.archs]
+
+
+def main() -> None:
+    args = parse_arguments()
+    from rank_noise import noise_ceiling_tau
+
+    from hwnas.data import load_data
+    from hwnas.devices import resolve_device
+    from hwnas.run import create_or_open_run
+    from hwnas.supernet.ratings import load_ratings
+
+    device = str(resolve_device(args.device))
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    if args.restore_children:
+        written, present = restore_children(work / "children", args.restore_children, args.data, args.epochs,
+                                            args.augment, args.augment_strength, args.clip, args.test_copies)
+        print(f"--restore-children: {written} trainings written to {work / 'children'}, {present} already there "
+              "(and agreeing)", flush=True)
+    trained = train_all(args, work, device, started)
+    space, archs = trained.space, trained.archs
+
+    bundle = load_data(args.data, space.resolution)
+    spos_scores = spos_validation(args, trained, work, device, bundle)
+    accuracy_key, per_seed, small_split = accuracy_table(args, trained)
+    accuracies = [statistics.fmean(values) for values in zip(*per_seed)]
+    rating_runs = [trained.ratings, *(load_ratings(create_or_open_run(path, space_for(args.data), args.data),
+                                                   pooled=False) for path in trained.seed_runs)]
+    ratings_by_seed = [[rating_of(space, r, space.parse(a)) for a in archs] for r in rating_runs]
+    rating = ratings_by_seed[0]  # the hwnas row: seed 0, the recipe's own supernets
+    table, params, macs = score_table(trained, rating, spos_scores, accuracies)
+    agreement = rating_agreement(space, archs, ratings_by_seed, rating_runs, accuracies)
+    seed_vs_seed = [correlation(per_seed[i], per_seed[j])["kendall_tau"]
+                    for i in range(args.seeds) for j in range(i + 1, args.seeds)]
+    noise = seed_noise(args, per_seed, small_split, accuracy_key, work)
+    seed_std = None if noise.variance is None else math.sqrt(noise.variance)
+    small_split_seed_std = None if noise.small_variance is None else math.sqrt(noise.small_variance)
+    ceiling = None if noise.variance is None else noise_ceiling_tau(per_seed, seed_variance=noise.variance)
+    small_ceiling = (None if noise.small_variance is None
+                     else noise_ceiling_tau(small_split, seed_variance=noise.small_variance))
+    print_table([[name, f"{v['kendall_tau']:.3f}", f"{v['spearman_rho']:.3f}"] for name, v in table.items()],
+                ["score", "Kendall tau", "Spearman rho"])
+    print_summary(args, accuracies, noise, ceiling, seed_vs_seed)
+    if accuracy_key != "test_accuracy":
+        print_own_split(args, len(bundle.datasets["test"]), rating, small_split, small_split_seed_std, small_ceiling)
+    print_rating_seeds(agreement)
     taus = {name: v["kendall_tau"] for name, v in table.items()}
     png = result_path("ranking", args.name, ".png")
     plot(png, rating, spos_scores, accuracies, taus)
     hwnas_tau, spos_tau = taus["hwnas (DNA block-wise)"], taus["SPOS baseline"]
+    arch_std = statistics.pstdev(accuracies)
     write_result("ranking", args.name, {
         "space": space_for(args.data), "data": args.data, "data_sizes": {k: len(v) for k, v in bundle.datasets.items()},
         "archs": archs, "ratings": rating, "spos_val_accuracy": spos_scores, "test_accuracy": accuracies,
@@ -537,24 +666,20 @@ def main() -> None:
         "own_test_split": {"test_accuracy_per_seed": small_split, "seed_std": small_split_seed_std,
                            "noise_ceiling_kendall_tau": small_ceiling},
         "params": params, "macs": macs, "methods": table,
-        "seed_vs_seed_kendall_tau": seed_vs_seed,
-        "rating_seeds": {"ratings": ratings_by_seed, "vs_each_other_kendall_tau": rating_self_tau,
-                         "vs_accuracy_kendall_tau": rating_seed_tau, "mean_rating_vs_accuracy_kendall_tau":
-                             mean_rating_tau if len(rating_runs) > 1 else None,
-                         "reliability_weighted_vs_accuracy_kendall_tau": weighted_tau},
+        "seed_vs_seed_kendall_tau": seed_vs_seed, "rating_seeds": agreement,
         "noise_ceiling_kendall_tau": ceiling,
         "recipe": {"epochs": args.epochs, "seeds": args.seeds, "augment": args.augment,
-                   "augment_strength": args.augment_strength if args.augment else None, "grad_clip": clip,
+                   "augment_strength": args.augment_strength if args.augment else None, "grad_clip": args.clip,
                    "train_config": "hwnas.training.TrainConfig defaults"},
         "archs_from": str(args.archs_from) if args.archs_from else None, "full_range_archs": args.full_range_archs,
-        "distill": run_config.distill,
+        "distill": trained.distill_config,
         "teacher_epochs": args.teacher_epochs, "distill_epochs": args.distill_epochs, "spos_epochs": args.spos_epochs,
         "spos_augment": args.spos_augment, "spos_sharing": args.spos_sharing, "spos_warmup_epochs": args.spos_warmup,
-        "spos_history": spos_history, "teacher_test_accuracy": teacher_accuracy,
+        "spos_history": trained.spos_history, "teacher_test_accuracy": trained.teacher_accuracy,
         "accuracy_std_across_archs": arch_std, "accuracy_std_across_seeds": seed_std,
-        "seed_std_measured_on": seed_source, "done_only": args.done_only,
-        "hwnas_teacher_distill_rate_s": hwnas_s, "training_device": device, "wall_s": time.perf_counter() - started,
-        "plot": str(png.relative_to(ROOT)),
+        "seed_std_measured_on": noise.source, "done_only": args.done_only,
+        "hwnas_teacher_distill_rate_s": trained.hwnas_s, "training_device": device,
+        "wall_s": time.perf_counter() - started, "plot": str(png.relative_to(ROOT)),
         "targets": {"tau>=0.65": bool(hwnas_tau >= 0.65), "tau>=spos+0.2": bool(hwnas_tau >= spos_tau + 0.2),
                     "arch_spread>seed_spread": None if seed_std is None else bool(arch_std > seed_std),
                     "noise_ceiling>=0.65": None if ceiling is None else bool(ceiling >= 0.65)},

@@ -65,3 +65,12 @@ def test_bad_benchmark_arguments_are_refused(script: str, args: list[str], messa
     assert not list(tmp_path.iterdir()), "a refused benchmark must not write anything"
     assert {path: path.stat().st_mtime_ns for path in results.rglob("*")} == before
     assert "Traceback" not in done.stderr
+
+
+def test_a_refusal_after_parsing_exits_2_with_the_message(capsys: pytest.CaptureFixture[str]) -> None:
+    from _common import refuse
+
+    with pytest.raises(SystemExit) as exit_info:
+        refuse("--done-only needs >= 3 architectures")
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "error: --done-only needs >= 3 architectures\n"

@@ -95,7 +95,8 @@ def spread_summary(per_seed: list[list[float | None]], bands: list[int]) -> dict
     return summary
 
 
-def main() -> None:
+def parse_arguments() -> argparse.Namespace:
+    """The command line, checked before any work (a bad argument exits 2 with what is accepted)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="glyphs")
     parser.add_argument("--bands", type=int, default=5, help="equal-count MACs bands")
@@ -107,12 +108,27 @@ def main() -> None:
                         help="on-the-fly augmentation strength (glyphs are rendered with distortions already)")
     parser.add_argument("--grad-clip", type=float, default=1.0)
     parser.add_argument("--test-copies", type=int, default=32, help="large test set size (see hwnas.data)")
-    parser.add_argument("--workers", type=int, default=1, help="trainings at once, 1 thread each")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="trainings at once, 1 CPU thread each (on a GPU they share it)")
+    parser.add_argument("--device", default="cpu",
+                        help="where the trainings run: cpu (default), auto (a CUDA GPU when torch sees one), cuda or "
+                             "cuda:N; the recipe is the same on every device")
     parser.add_argument("--work", default=str(ROOT / "runs" / "bench-ground-truth"))
     parser.add_argument("--name", default="glyphs")
     args = parser.parse_args()
     if args.bands < 1 or args.per_band < 2 or args.seeds < 2 or args.epochs < 1 or args.workers < 1:
         parser.error("needs --bands >= 1, --per-band >= 2, --seeds >= 2, --epochs >= 1, --workers >= 1")
+    from hwnas.devices import resolve_device
+
+    try:
+        args.device = str(resolve_device(args.device))
+    except (ValueError, RuntimeError) as error:
+        parser.error(str(error))
+    return args
+
+
+def main() -> None:
+    args = parse_arguments()
     from search_spaces import get_space
 
     torch.set_num_threads(1)
@@ -141,6 +157,7 @@ def main() -> None:
                        "train_config": "hwnas.training.TrainConfig defaults otherwise"},
             "sampling": {"seed": args.sample_seed, "bands": args.bands, "per_band": args.per_band, "pool": 2000},
             "trainings_done": sum(v is not None for row in per_seed for v in row),
+            "training_devices": sorted({*(earlier or {}).get("training_devices", ["cpu"]), args.device}),
             "trainings_planned": len(archs) * args.seeds,
             "training_seconds_median": (statistics.median(seconds) if seconds
                                         else (earlier or {}).get("training_seconds_median")),
@@ -149,7 +166,8 @@ def main() -> None:
         return summary
 
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"), initializer=_setup_worker) as pool:
-        jobs = {pool.submit(stand_alone, args.work, args.data, a["arch"], seed, *recipe, "cpu", args.test_copies):
+        jobs = {pool.submit(stand_alone, args.work, args.data, a["arch"], seed, *recipe, args.device,
+                            args.test_copies):
                 (seed, index) for seed in range(args.seeds) for index, a in enumerate(archs)
                 if per_seed[seed][index] is None}
         for done, job in enumerate(as_completed(jobs), 1):

@@ -46,6 +46,8 @@ CASES = [
     ("rank_scores.py", ["--spos", "w", "--spos-epochs", "5"], "--spos-epochs >= 6"),
     ("rank_scores.py", ["--run", "no/run"], "no/run has no ratings.json"),
     ("rank_scores.py", ["--rescore", "no/such.json"], "--rescore no/such.json does not exist"),
+    ("ground_truth.py", ["--device", "tpu"], "write 'auto', 'cpu', 'cuda' or 'cuda:N'"),
+    ("ground_truth.py", ["--seeds", "1"], "--seeds >= 2"),
     ("profile_fidelity.py", ["--calibrate", "3"], "--calibrate >= 4"),
 ]
 

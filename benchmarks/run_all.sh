@@ -52,13 +52,20 @@ $PY benchmarks/distill_variants.py --variant "shared prefixes, 10 epochs=$T/run-
 # int8 against fp32 op by op and network by network (about 12 min; nothing else running)
 $PY benchmarks/int8_kernels.py --name xeon_avx512_recipe
 
-# the glyphs ranking ground truth (issue #29): about 16 h with one worker, resumable
-$PY benchmarks/ground_truth.py --data glyphs --bands 5 --per-band 6 --seeds 3 --workers 1
-# scored: size, zero-cost proxies, SPOS (about 2 h) and the ratings of a glyphs run (teacher, distill --seeds 3, rate)
-.venv/bin/hwnas teacher train --run runs/glyphs-dna --space mbconv-tiny-64 --data glyphs --epochs 16 --augment-strength 0.5
-.venv/bin/hwnas distill --run runs/glyphs-dna --seeds 3
-.venv/bin/hwnas rate --run runs/glyphs-dna
-$PY benchmarks/rank_scores.py --spos runs/spos-glyphs --run runs/glyphs-dna
+# the glyphs ranking ground truth (issue #29): about 9 h with two workers on 2 cores, resumable from its JSON
+$PY benchmarks/ground_truth.py --data glyphs --bands 5 --per-band 6 --seeds 3 --workers 2
+G=benchmarks/results/ground_truth/glyphs.json
+# rated against it: DNA (teacher 20 epochs), DNA++ and Pi-NAS, 3 distillation seeds each; then scored with size,
+# the zero-cost proxies and SPOS (40 epochs, about 2 h alone)
+$PY benchmarks/rating_methods.py --truth $G --work runs/methods_glyphs --name methods_glyphs
+$PY benchmarks/rank_scores.py --truth $G --spos runs/spos-glyphs --run runs/methods_glyphs/dna \
+  --run runs/methods_glyphs/dnapp --run runs/methods_glyphs/pinas --name glyphs
+# NSE's evolved op set and DNA+'s rounds on glyphs (issue #31; children 16 epochs, about 16 min each here)
+$PY benchmarks/evolve_space.py --work runs/evolve_glyphs --space mbconv-tiny-64 --data glyphs --budgets 4 5.5 7 \
+  --child-epochs 16 --name mbconv-tiny-64_glyphs
+[ -d runs/dnaplus_glyphs ] || cp -r runs/methods_glyphs/dna runs/dnaplus_glyphs  # the rounds change their run's teacher
+$PY benchmarks/progressive_rounds.py --run runs/dnaplus_glyphs --rounds 2 --budget 5.5 --child-epochs 16 \
+  --distill-epochs 10 --name glyphs
 
 # on an NVIDIA machine (not here): CUDA tests, a torch-cuda profile with validation, one summary
 # benchmarks/gpu_check.sh fetch-wheels; then there: benchmarks/gpu_check.sh

@@ -68,7 +68,9 @@ def agreement(model: torch.nn.Module, space: Any, bundle: Any,
     return out
 
 
-def main() -> None:
+def parse_arguments() -> tuple[argparse.Namespace, dict[str, Any], list[tuple[dict[str, Any], Path]]]:
+    """The command line, checked before any work (exit 2 with what is accepted): the options, the ground truth and
+    the trained children to ship."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--truth", type=Path, default=RESULTS / "ground_truth" / "glyphs.json")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-ground-truth",
@@ -86,36 +88,41 @@ def main() -> None:
         parser.error("--children must be >= 1 and --seed >= 0")
     if args.int8_finetune < 0:
         parser.error("--int8-finetune must be >= 0 steps")
-    from hwnas.data import load_data
-    from hwnas.devices import load_checkpoint
-    from hwnas.ship.int8_finetune import Int8Finetune, finetune_for_int8
-    from profilers import Protocol, get_runtime
-    from search_spaces import get_space
-
-    torch.set_num_threads(1)
     truth = json.loads(args.truth.read_text())
     children = trained_children(truth, args.work, args.children, args.seed)
     if not children:
         parser.error(f"no trained children of seed {args.seed} with weights in {args.work}/children; run "
                      "benchmarks/ground_truth.py first")
-    space = get_space(space_for(truth["data"]))
-    bundle = load_data(truth["data"], space.resolution)
-    rows, results, cases = [], {}, {}
+    return args, truth, children
+
+
+def ship_children(children: list[tuple[dict[str, Any], Path]], space: Any, bundle: Any, finetune_steps: int
+                  ) -> tuple[dict[str, dict[str, Any]], dict[str, tuple[torch.nn.Module, torch.Tensor]]]:
+    """Every child exported fp32 and int8 in both formats (int8 from weights fine-tuned for int8 first when
+    ``finetune_steps``), with its parity, by label; and the networks to time, by the same labels."""
+    from hwnas.devices import load_checkpoint
+    from hwnas.ship.int8_finetune import Int8Finetune, finetune_for_int8
+
+    results, cases = {}, {}
     for record, weights in children:
         model = space.build(space.parse(record["arch"]))
         model.load_state_dict(load_checkpoint(weights))
         model.eval()
         label = f"band {record['band']}, {record['macs'] / 1e6:.1f} M MACs"
-        tuned, finetune = (finetune_for_int8(model, bundle, Int8Finetune(steps=args.int8_finetune, always_keep=True))
-                           if args.int8_finetune else (None, None))
+        tuned, finetune = (finetune_for_int8(model, bundle, Int8Finetune(steps=finetune_steps, always_keep=True))
+                           if finetune_steps else (None, None))
         results[label] = {"arch": record["arch"], "macs": record["macs"], "int8_finetune": finetune,
                           "parity": agreement(model, space, bundle, tuned)}
         cases[label] = (model, space.example_input())
         print(f"{label}: " + ", ".join(f"{k} {100 * v['top1_agreement']:.2f}%" for k, v in results[label]["parity"]
                                        .items() if "int8" in k), flush=True)
-    latency = {} if args.no_latency else measure_cases(cases, Protocol(min_span_s=2.0))
+    return results, cases
+
+
+def print_children(results: dict[str, dict[str, Any]], latency: dict[str, dict[str, float]]) -> None:
+    """Per child and format: int8's top-1 agreement, its accuracy change and (when measured) int8/fp32 latency."""
+    rows = []
     for label, result in results.items():
-        result["latency_ms"] = latency.get(label)
         row = [label]
         for fmt, runtime in FORMATS:
             p = result["parity"][f"{fmt} int8"]
@@ -126,6 +133,22 @@ def main() -> None:
         rows.append(row)
     print_table(rows, ["child", "ONNX int8 top-1 agree", "acc change pts", "int8/fp32", "TFLite int8 top-1 agree",
                        "acc change pts", "int8/fp32"])
+
+
+def main() -> None:
+    args, truth, children = parse_arguments()
+    from hwnas.data import load_data
+    from profilers import Protocol, get_runtime
+    from search_spaces import get_space
+
+    torch.set_num_threads(1)
+    space = get_space(space_for(truth["data"]))
+    bundle = load_data(truth["data"], space.resolution)
+    results, cases = ship_children(children, space, bundle, args.int8_finetune)
+    latency = {} if args.no_latency else measure_cases(cases, Protocol(min_span_s=2.0))
+    for label, result in results.items():
+        result["latency_ms"] = latency.get(label)
+    print_children(results, latency)
     agreements = [r["parity"][f"{fmt} int8"]["top1_agreement"] for r in results.values() for fmt, _ in FORMATS]
     write_result("int8_trained", args.name, {
         "children": results, "space": space.name, "data": truth["data"], "threads": 1, "batch": 1,

@@ -52,10 +52,11 @@ def trained_children(truth: dict[str, Any], work: Path, count: int, seed: int = 
     return picked
 
 
-def agreement(model: torch.nn.Module, space: Any, bundle: Any,
-              int8_model: torch.nn.Module | None = None) -> dict[str, dict[str, Any]]:
+def agreement(model: torch.nn.Module, space: Any, bundle: Any, int8_model: torch.nn.Module | None = None,
+              onnx_calibration: str = "minmax") -> dict[str, dict[str, Any]]:
     """Parity with PyTorch of the fp32 and int8 files of both formats, written as ``hwnas export`` writes them (the
-    int8 files from ``int8_model`` when given; parity is always against ``model``)."""
+    int8 files from ``int8_model`` when given, the int8 ONNX file calibrated by ``onnx_calibration``; parity is
+    always against ``model``)."""
     from hwnas.ship.export import export_file, parity
 
     out = {}
@@ -63,7 +64,8 @@ def agreement(model: torch.nn.Module, space: Any, bundle: Any,
         for fmt, _ in FORMATS:
             for precision in ("fp32", "int8"):
                 source = int8_model if precision == "int8" and int8_model is not None else model
-                exported = export_file(source, space, fmt, precision, Path(tmp), "child", bundle)
+                exported = export_file(source, space, fmt, precision, Path(tmp), "child", bundle,
+                                       onnx_calibration=onnx_calibration)
                 out[f"{fmt} {precision}"] = parity(model, exported, bundle)
     return out
 
@@ -81,6 +83,9 @@ def parse_arguments() -> tuple[argparse.Namespace, dict[str, Any], list[tuple[di
     parser.add_argument("--int8-finetune", type=int, default=0, metavar="STEPS",
                         help="fine-tune the int8 files' weights for int8 first (0: post-training only)")
     parser.add_argument("--no-latency", action="store_true", help="agreement only")
+    parser.add_argument("--onnx-calibration", choices=("minmax", "percentile"), default="minmax",
+                        help="how the int8 ONNX files' activation ranges are calibrated (hwnas export "
+                             "--int8-calibration)")
     args = parser.parse_args()
     if not args.truth.exists():
         parser.error(f"--truth {args.truth} does not exist; make one with benchmarks/ground_truth.py")
@@ -96,10 +101,12 @@ def parse_arguments() -> tuple[argparse.Namespace, dict[str, Any], list[tuple[di
     return args, truth, children
 
 
-def ship_children(children: list[tuple[dict[str, Any], Path]], space: Any, bundle: Any, finetune_steps: int
+def ship_children(children: list[tuple[dict[str, Any], Path]], space: Any, bundle: Any, finetune_steps: int,
+                  onnx_calibration: str = "minmax"
                   ) -> tuple[dict[str, dict[str, Any]], dict[str, tuple[torch.nn.Module, torch.Tensor]]]:
     """Every child exported fp32 and int8 in both formats (int8 from weights fine-tuned for int8 first when
-    ``finetune_steps``), with its parity, by label; and the networks to time, by the same labels."""
+    ``finetune_steps``; ONNX int8 calibrated by ``onnx_calibration``), with its parity, by label; and the networks
+    to time, by the same labels."""
     from hwnas.devices import load_checkpoint
     from hwnas.ship.int8_finetune import Int8Finetune, finetune_for_int8
 
@@ -112,7 +119,7 @@ def ship_children(children: list[tuple[dict[str, Any], Path]], space: Any, bundl
         tuned, finetune = (finetune_for_int8(model, bundle, Int8Finetune(steps=finetune_steps, always_keep=True))
                            if finetune_steps else (None, None))
         results[label] = {"arch": record["arch"], "macs": record["macs"], "int8_finetune": finetune,
-                          "parity": agreement(model, space, bundle, tuned)}
+                          "parity": agreement(model, space, bundle, tuned, onnx_calibration)}
         cases[label] = (model, space.example_input())
         print(f"{label}: " + ", ".join(f"{k} {100 * v['top1_agreement']:.2f}%" for k, v in results[label]["parity"]
                                        .items() if "int8" in k), flush=True)
@@ -144,7 +151,7 @@ def main() -> None:
     torch.set_num_threads(1)
     space = get_space(space_for(truth["data"]))
     bundle = load_data(truth["data"], space.resolution)
-    results, cases = ship_children(children, space, bundle, args.int8_finetune)
+    results, cases = ship_children(children, space, bundle, args.int8_finetune, args.onnx_calibration)
     latency = {} if args.no_latency else measure_cases(cases, Protocol(min_span_s=2.0))
     for label, result in results.items():
         result["latency_ms"] = latency.get(label)
@@ -154,6 +161,7 @@ def main() -> None:
         "children": results, "space": space.name, "data": truth["data"], "threads": 1, "batch": 1,
         "protocol": None if args.no_latency else Protocol(min_span_s=2.0).to_dict(), "calibration_images": 128,
         "int8_finetune_steps": args.int8_finetune, "training_seed": args.seed,
+        "onnx_calibration": args.onnx_calibration,
         "quantization": {runtime: get_runtime(runtime, 1, "int8").quantization for _, runtime in FORMATS},
         "targets": {"int8_top1_agreement>=98%": min(agreements) >= 0.98},
     })

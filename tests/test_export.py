@@ -65,11 +65,21 @@ def test_int8_tflite_is_quantized_and_reports_the_accuracy_change(trained, tiny_
                           ExportSettings(measure=False)).to_dict()
     (item,) = report["exports"]
     assert item["precision"] == "int8" and 0 <= item["parity"]["top1_agreement"] <= 1
-    assert "accuracy_change" in item
+    assert "accuracy_change" in item and report["onnx_int8_calibration"] is None  # no int8 ONNX file
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=item["file"])
     assert interpreter.get_input_details()[0]["dtype"].__name__ == "int8"
+
+
+def test_an_int8_onnx_file_can_be_calibrated_on_percentiles_and_the_report_says_so(trained, tiny_run, tmp_path):
+    run = open_run(tiny_run)
+    report = export_child(run, ARCH, [("onnx", "int8")], tmp_path, trained["weights"],
+                          ExportSettings(measure=False, parity_limit=50, onnx_calibration="percentile"))
+    (item,) = report.exports
+    assert item.parity["samples"] == 50 and item.parity["top1_agreement"] >= 0.8
+    assert report.to_dict()["onnx_int8_calibration"] == "percentile"
+    assert "int8 ONNX activation ranges calibrated by percentile" in report.report_files[1].read_text()
 
 
 def test_int8_is_measured_beside_fp32_and_its_ratio_reported(trained, tiny_run, tmp_path, caplog):

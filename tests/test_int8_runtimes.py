@@ -142,3 +142,42 @@ def test_int8_keeps_an_image_stem_in_float_on_both_runtimes_and_nothing_else(tmp
     kinds = [(op["op_name"], op["operand_types"][0].__name__) for op in
              runtime.interpreter(tmp_path / "q.tflite")._get_ops_details() if "CONV" in op["op_name"]]
     assert kinds == [("CONV_2D", "float32"), ("DEPTHWISE_CONV_2D", "float32"), ("CONV_2D", "int8")]
+
+
+def _activation_scales(model_bytes: bytes) -> dict[str, float]:
+    """The scale of every QuantizeLinear of an int8 QDQ model (activations), by the tensor it quantizes."""
+    model = onnx.load_from_string(model_bytes)
+    values = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    return {n.input[0]: float(values[n.input[1]]) for n in model.graph.node if n.op_type == "QuantizeLinear"}
+
+
+def test_percentile_calibration_clips_an_outlier_that_min_max_keeps_and_refuses_a_constant_tensor():
+    from profilers.onnx_export import export_onnx
+    from profilers.onnxruntime_runtime import quantize_onnx
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                          nn.Conv2d(8, 8, 1)).eval()
+    example = torch.zeros(1, 3, 8, 8)
+    data = export_onnx(model, example)
+    rng = np.random.default_rng(0)
+    calibration = [rng.normal(size=(1, 3, 8, 8)).astype(np.float32) for _ in range(64)]
+    calibration[0] = calibration[0] * 50  # one outlier image: min/max spans it, the 99.99th percentile does not
+    minmax, percentile = (_activation_scales(quantize_onnx(data, calibration, method))
+                          for method in ("minmax", "percentile"))
+    assert minmax.keys() == percentile.keys() and minmax  # the same graph: only the ranges differ
+    assert all(percentile[name] < minmax[name] for name in minmax)
+    with pytest.raises(ValueError, match="unknown int8 calibration 'entropy'"):
+        quantize_onnx(data, calibration, "entropy")
+
+    # a tensor whose values span fewer float32 steps than the percentile histogram's 2048 bins (as a saturated gate
+    # of EfficientNet-B0 at initialisation): min/max quantizes it, the percentile calibrator cannot
+    narrow = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                           nn.Conv2d(8, 8, 1), nn.Sigmoid(), nn.Conv2d(8, 8, 1)).eval()
+    with torch.no_grad():
+        narrow[4].weight.mul_(1e-6)
+        narrow[4].bias.fill_(12.0)
+    narrow_data = export_onnx(narrow, example)
+    assert quantize_onnx(narrow_data, calibration, "minmax")
+    with pytest.raises(ValueError, match="percentile calibration failed on this model.*calibrate it with minmax"):
+        quantize_onnx(narrow_data, calibration, "percentile")

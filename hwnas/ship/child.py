@@ -184,7 +184,8 @@ class ExportSettings:
     measure (None: this machine, a URL or ``adb:SERIAL``) with ``token`` for an agent; the measurement ``protocol``;
     ``measure=False`` skips measuring; ``parity_limit`` caps the test images compared; ``int8_finetune`` fine-tunes
     the weights the int8 files are made from through simulated int8 first (``hwnas.ship.int8_finetune``; parity is
-    still against the original network)."""
+    still against the original network); ``onnx_calibration`` how an int8 ONNX file's activation ranges are
+    calibrated (``profilers.onnxruntime_runtime.CALIBRATIONS``)."""
 
     tables: tuple[Path, ...] = ()
     budget_ms: float | None = None
@@ -196,6 +197,7 @@ class ExportSettings:
     measure: bool = True
     parity_limit: int | None = None
     int8_finetune: Int8Finetune | None = None
+    onnx_calibration: str = "minmax"
 
 
 def export_child(run: RunDir, arch: Hashable | str, formats: list[tuple[str, str]], out_dir: Path,
@@ -223,7 +225,7 @@ def export_child(run: RunDir, arch: Hashable | str, formats: list[tuple[str, str
     int8_model, finetuned = _int8_weights(model, bundle, formats, settings.int8_finetune)
     for fmt, precision in formats:
         exported = export_file(int8_model if precision == "int8" else model, space, fmt, precision, out_dir, stem,
-                               bundle)
+                               bundle, onnx_calibration=settings.onnx_calibration)
         item = ShippedFile(fmt, precision, exported.path, exported.path.stat().st_size,
                            parity(model, exported, bundle, limit=settings.parity_limit))
         if settings.measure:
@@ -239,7 +241,8 @@ def export_child(run: RunDir, arch: Hashable | str, formats: list[tuple[str, str
     checked = settings.budget_ms is not None
     report = ExportReport(arch, space.name, weights_note, settings.budget_ms,
                           settings.budget_runtime if checked else None, exports,
-                          budget_precision=settings.budget_precision if checked else None, int8_finetune=finetuned)
+                          budget_precision=settings.budget_precision if checked else None, int8_finetune=finetuned,
+                          onnx_calibration=settings.onnx_calibration if ("onnx", "int8") in formats else None)
     report.write(out_dir, stem)
     return report
 

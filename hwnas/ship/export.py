@@ -58,14 +58,14 @@ def calibrate_batchnorm(model: nn.Module, bundle: DataBundle, batches: int = 8, 
 
 
 def _onnx(model: nn.Module, example: torch.Tensor, path: Path, precision: str, bundle: DataBundle | None,
-          calibration_samples: int) -> Exported:
+          calibration_samples: int, calibration: str = "minmax") -> Exported:
     import onnx
 
     from profilers.onnxruntime_runtime import quantize_onnx
 
     data = export_onnx(model, example)
     if precision == "int8":
-        data = quantize_onnx(data, _calibration_images(bundle, calibration_samples, "int8 export"))
+        data = quantize_onnx(data, _calibration_images(bundle, calibration_samples, "int8 export"), calibration)
     atomic_write_bytes(path, data)
     onnx.checker.check_model(str(path), full_check=True)
     session = get_runtime("onnxruntime").session(path)
@@ -110,8 +110,10 @@ def _tensorrt(model: nn.Module, example: torch.Tensor, path: Path, precision: st
 
 
 def export_file(model: nn.Module, space: SearchSpace, fmt: str, precision: str, out_dir: Path, stem: str,
-                bundle: DataBundle | None, calibration_samples: int = 128) -> Exported:
-    """Write the model in ``fmt``/``precision`` and return a runner for parity checks."""
+                bundle: DataBundle | None, calibration_samples: int = 128, onnx_calibration: str = "minmax") -> Exported:
+    """Write the model in ``fmt``/``precision`` and return a runner for parity checks; an int8 ONNX file's activation
+    ranges are calibrated by ``onnx_calibration`` (``profilers.onnxruntime_runtime.CALIBRATIONS``; LiteRT's
+    quantizer and TensorRT keep their own)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     if precision not in PRECISIONS[fmt]:
@@ -120,7 +122,7 @@ def export_file(model: nn.Module, space: SearchSpace, fmt: str, precision: str, 
     example = space.example_input()
     model = model.eval()
     if fmt == "onnx":
-        return _onnx(model, example, path, precision, bundle, calibration_samples)
+        return _onnx(model, example, path, precision, bundle, calibration_samples, onnx_calibration)
     if fmt == "tflite":
         return _tflite(model, example, path, precision, bundle, calibration_samples)
     return _tensorrt(model, example, path, precision, bundle, calibration_samples)

@@ -74,12 +74,14 @@ class ExportReport:
     report_files: list[Path] = field(default_factory=list)
     budget_precision: str | None = None
     int8_finetune: dict[str, Any] | None = None
+    onnx_calibration: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON values (the architecture as its string)."""
         out = {"arch": str(self.arch), "space": self.space, "weights": self.weights, "budget_ms": self.budget_ms,
                "budget_runtime": self.budget_runtime, "budget_precision": self.budget_precision,
-               "exports": [e.to_dict() for e in self.exports], "int8_finetune": self.int8_finetune}
+               "exports": [e.to_dict() for e in self.exports], "int8_finetune": self.int8_finetune,
+               "onnx_int8_calibration": self.onnx_calibration}
         if self.report_files:
             out["report_files"] = [str(p) for p in self.report_files]
         return out
@@ -114,6 +116,8 @@ class ExportReport:
             scope = f"on the {where} files only" if where else "on every file"
             lines += ["", f"Budget: {self.budget_ms:g} ms, checked {scope}."]
         lines += ["", f"Weights: {self.weights}."]
+        if self.onnx_calibration is not None:
+            lines += ["", f"int8 ONNX activation ranges calibrated by {self.onnx_calibration} on training images."]
         if self.int8_finetune is not None:
             f = self.int8_finetune
             made = ("weights fine-tuned for int8" if f["kept"] == "fine-tuned"

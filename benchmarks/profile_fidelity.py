@@ -14,6 +14,7 @@ import json
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 from _common import ROOT, result_path, write_result
 
@@ -25,7 +26,8 @@ from profilers.targets import LocalTarget
 from search_spaces import get_space
 
 
-def main() -> None:
+def parse_arguments() -> argparse.Namespace:
+    """The command line, checked before any work (a bad argument exits 2 with what is accepted)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--space", default="mbconv")
     parser.add_argument("--runtime", default="onnxruntime")
@@ -48,26 +50,25 @@ def main() -> None:
     if args.calibrate < 4 or args.validate < 2 or args.jobs < 1:
         parser.error(f"needs --calibrate >= 4 networks to fit, --validate >= 2 and --jobs >= 1, got "
                      f"{args.calibrate}, {args.validate} and {args.jobs}")
+    return args
 
-    space = get_space(args.space)
-    runtime = get_runtime(args.runtime, args.threads, args.precision)
-    name = (f"{space.name}-{space.resolution}_{runtime.name}-cpu_{runtime.threads}t"
-            + ("" if args.precision == "fp32" else f"_{args.precision}"))
-    out = ROOT / "latency_tables" / f"{name}.json"
+
+def fidelity(args: argparse.Namespace, space: Any, runtime: Any, out: Path
+             ) -> tuple[LatencyTable, Path, float | None, float | None]:
+    """Profile the space (unless ``--table``), then fit and validate the predictor on networks measured end to end
+    (or refit it on the table's stored measurements, or neither with ``--report-only``); the table, where it is, and
+    the profiling and the fitting's wall seconds (None when not done now)."""
     protocol = Protocol()
+    profile_s = fidelity_s = None
     if args.table is None:
         start = time.perf_counter()
         profile_space(space, runtime, out, protocol, jobs=args.jobs)
         profile_s = time.perf_counter() - start
     else:
-        out, profile_s = args.table.resolve(), None
+        out = args.table.resolve()
     table = LatencyTable.load(out, space)
-    fidelity_s = None
     if args.refit:
         refit_calibration(table, space)
-        table.save(out)
-        plot_validation(table.validation, f"{space.name} on {runtime.name}, {runtime.threads} thread",
-                        out.with_suffix(".validation.png"))
     elif not args.report_only:
         start = time.perf_counter()
         work = out.parent / f"{out.name}.bench"
@@ -75,25 +76,16 @@ def main() -> None:
                         jobs=args.jobs)
         shutil.rmtree(work, ignore_errors=True)
         fidelity_s = time.perf_counter() - start
+    if not args.report_only:
         table.save(out)
         plot_validation(table.validation, f"{space.name} on {runtime.name}, {runtime.threads} thread",
                         out.with_suffix(".validation.png"))
-    path = result_path("profile_fidelity", f"profile_fidelity_{name}")
-    if args.refit and path.exists():  # nothing was measured now: keep the wall times of the run that measured
-        earlier = json.loads(path.read_text())
-        profile_s, fidelity_s = earlier.get("profile_wall_s"), earlier.get("calibrate_and_validate_wall_s")
-    report = {k: v for k, v in table.validation.items() if not isinstance(v, list)}
-    result = {
-        "space": space.name,
-        "table": str(out.relative_to(ROOT)) if out.is_relative_to(ROOT) else str(out),
-        "runtime": runtime.metadata(), "device": {k: table.metadata[k] for k in ("device_name", "cpu_model", "os")},
-        "units": len(table.units), "profile_wall_s": profile_s, "calibrate_and_validate_wall_s": fidelity_s,
-        "calibration": {k: table.calibration.get(k) for k in ("kind", "intercept", "slope", "per_layer", "n")},
-        "validation": report, "refit_from_stored_measurements": args.refit,
-        "targets": {"within_10pct>=0.95": report["within_10pct"] >= 0.95, "kendall_tau>=0.9": report["kendall_tau"] >= 0.9,
-                    "error<=remeasure_spread": report["mean_abs_pct_error"] <= report["remeasure_mean_abs_pct"],
-                    "profile<=300s": profile_s is None or profile_s <= 300},
-    }
+    return table, out, profile_s, fidelity_s
+
+
+def print_fidelity(space: Any, runtime: Any, table: LatencyTable, report: dict[str, Any], profile_s: float | None
+                   ) -> None:
+    """The fidelity numbers, with what measured them."""
     rows = [
         ("units profiled", len(table.units)),
         ("profile wall time (s)", "reused" if profile_s is None else f"{profile_s:.0f}"),
@@ -108,7 +100,35 @@ def main() -> None:
           f"{table.metadata['cpu_model']}")
     for label, value in rows:
         print(f"  {label:<24} {value}")
-    write_result("profile_fidelity", f"profile_fidelity_{name}", result)
+
+
+def main() -> None:
+    args = parse_arguments()
+    space = get_space(args.space)
+    runtime = get_runtime(args.runtime, args.threads, args.precision)
+    name = (f"{space.name}-{space.resolution}_{runtime.name}-cpu_{runtime.threads}t"
+            + ("" if args.precision == "fp32" else f"_{args.precision}"))
+    table, out, profile_s, fidelity_s = fidelity(args, space, runtime, ROOT / "latency_tables" / f"{name}.json")
+    shown = str(out.relative_to(ROOT)) if out.is_relative_to(ROOT) else str(out)
+    path = result_path("profile_fidelity", f"profile_fidelity_{name}")
+    earlier = json.loads(path.read_text()) if args.table is not None and path.exists() else {}
+    if earlier.get("table") == shown:  # the same table, not profiled now: keep the wall times of the run that did
+        profile_s = earlier.get("profile_wall_s")
+        if fidelity_s is None:
+            fidelity_s = earlier.get("calibrate_and_validate_wall_s")
+    report = {k: v for k, v in table.validation.items() if not isinstance(v, list)}
+    print_fidelity(space, runtime, table, report, profile_s)
+    write_result("profile_fidelity", f"profile_fidelity_{name}", {
+        "space": space.name,
+        "table": shown, "runtime": runtime.metadata(),
+        "device": {k: table.metadata[k] for k in ("device_name", "cpu_model", "os")},
+        "units": len(table.units), "profile_wall_s": profile_s, "calibrate_and_validate_wall_s": fidelity_s,
+        "calibration": {k: table.calibration.get(k) for k in ("kind", "intercept", "slope", "per_layer", "n")},
+        "validation": report, "refit_from_stored_measurements": args.refit,
+        "targets": {"within_10pct>=0.95": report["within_10pct"] >= 0.95, "kendall_tau>=0.9": report["kendall_tau"] >= 0.9,
+                    "error<=remeasure_spread": report["mean_abs_pct_error"] <= report["remeasure_mean_abs_pct"],
+                    "profile<=300s": profile_s is None or profile_s <= 300},
+    })
 
 
 if __name__ == "__main__":

@@ -70,26 +70,12 @@ def compare(model: torch.nn.Module, make_step: Any, rounds: int, steps: int) -> 
             "first_loss_native": losses[False], "first_loss_dense": losses[True]}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--archs", type=int, default=6, help="random stand-alone children to time")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=5, help="timed steps per round")
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--name", default="training_speed")
-    args = parser.parse_args()
-    if min(args.archs, args.rounds, args.steps, args.batch, args.threads) < 1:
-        parser.error("--archs, --rounds, --steps, --batch and --threads must be >= 1")
-    from search_spaces import get_space
-
-    torch.set_num_threads(args.threads)
-    space = get_space(SPACE)
+def time_children(space: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Native and dense training steps of ``--archs`` random stand-alone children (a fixed batch, AdamW)."""
     rng = random.Random(0)
     x = torch.randn(args.batch, *space.input_shape, generator=torch.Generator().manual_seed(0))
     labels = torch.randint(0, 10, (args.batch,), generator=torch.Generator().manual_seed(1))
-    rows, children = [], []
-    started = time.perf_counter()
+    children = []
     for _ in range(args.archs):
         arch = space.sample(rng)
         torch.manual_seed(0)
@@ -106,11 +92,13 @@ def main() -> None:
                 return loss.item()
             return step
 
-        timing = {"arch": str(arch), **compare(model, make_step, args.rounds, args.steps)}
-        children.append(timing)
-        rows.append(["child", timing["arch"], f"{timing['native_ms']:.0f}", f"{timing['dense_ms']:.0f}",
-                     f"{timing['speedup']:.2f}x"])
+        children.append({"arch": str(arch), **compare(model, make_step, args.rounds, args.steps)})
+    return children
 
+
+def time_supernets(space: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Native and dense distillation steps of every block supernet on its largest candidate (random inputs and
+    targets, Adam)."""
     from hwnas.supernet.blocks import BlockSupernet
 
     blocks = []
@@ -136,10 +124,33 @@ def main() -> None:
                 return loss.item()
             return step
 
-        timing = {"block": block, "candidate": str(largest), **compare(supernet, make_step, args.rounds, args.steps)}
-        blocks.append(timing)
-        rows.append([f"supernet block {block}", timing["candidate"], f"{timing['native_ms']:.0f}",
-                     f"{timing['dense_ms']:.0f}", f"{timing['speedup']:.2f}x"])
+        blocks.append({"block": block, "candidate": str(largest), **compare(supernet, make_step, args.rounds,
+                                                                             args.steps)})
+    return blocks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--archs", type=int, default=6, help="random stand-alone children to time")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per round")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--name", default="training_speed")
+    args = parser.parse_args()
+    if min(args.archs, args.rounds, args.steps, args.batch, args.threads) < 1:
+        parser.error("--archs, --rounds, --steps, --batch and --threads must be >= 1")
+    from search_spaces import get_space
+
+    torch.set_num_threads(args.threads)
+    space = get_space(SPACE)
+    started = time.perf_counter()
+    children = time_children(space, args)
+    blocks = time_supernets(space, args)
+    rows = [["child", c["arch"], f"{c['native_ms']:.0f}", f"{c['dense_ms']:.0f}", f"{c['speedup']:.2f}x"]
+            for c in children]
+    rows += [[f"supernet block {b['block']}", b["candidate"], f"{b['native_ms']:.0f}", f"{b['dense_ms']:.0f}",
+              f"{b['speedup']:.2f}x"] for b in blocks]
     print_table(rows, ["what", "architecture / largest candidate", "native ms/step", "dense ms/step", "speedup"])
     total_native = sum(c["native_ms"] for c in children)
     total_dense = sum(c["dense_ms"] for c in children)

@@ -21,8 +21,9 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
-from _common import RESULTS, ROOT, finish_tau_plot, print_table, result_path, shown_path, write_result
+from _common import RESULTS, ROOT, finish_tau_plot, print_table, refuse, result_path, shown_path, write_result
 from ranking import rating_of
 from scipy.stats import kendalltau
 
@@ -49,7 +50,8 @@ def plot(path: Path, taus: dict[str, dict[str, float]], ceilings: dict[str, floa
                     [ceilings[name] for name in results], fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
-def main() -> None:
+def parse_arguments() -> argparse.Namespace:
+    """The command line, checked before any work (a bad argument exits 2 with what is accepted)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=Path, nargs="+",
                         default=[WORK / "run", WORK / "run-seed1", WORK / "run-seed2"],
@@ -67,23 +69,54 @@ def main() -> None:
     for path in args.results:
         if not path.exists():
             parser.error(f"no ranking result at {path}; run benchmarks/ranking.py first or pass --results")
+    return args
+
+
+def result_taus(path: Path, space: Any, seeds: list[Any]) -> tuple[dict[str, float], list[float], float | None]:
+    """Against one ranking result's accuracies: the Kendall tau of its own rating, of one seed's (as it is and
+    twins pooled), of the seeds' mean and reliability-weighted combination and of MACs; each seed's tau twins
+    pooled; and the result's noise ceiling. Exits 2 when ``path`` is not a ranking result of ``space``."""
+    from hwnas.supernet.reliability import mean_ratings, reliability_weighted
+    from hwnas.supernet.twins import pool_equivalent
+    from profilers.files import read_json
+
+    result = read_json(path, "ranking result")
+    for key in ("archs", "test_accuracy", "ratings", "macs", "space"):
+        if key not in result:
+            refuse(f"{path} has no {key!r}: it is not a ranking benchmark result")
+    if result["space"] != space.name:
+        refuse(f"{path} ranks {result['space']}, the runs rate {space.name}")
+    accuracies = result["test_accuracy"]
+    parsed = [space.parse(a) for a in result["archs"]]
+    pooled_seeds = [pool_equivalent(space, ratings) for ratings in seeds]
+    scores = {"result's own rating": [-r for r in result["ratings"]],
+              **{name: [-rating_of(space, ratings, a) for a in parsed] for name, ratings in (
+                  ("one seed", seeds[0]), ("one seed, twins pooled (hwnas)", pooled_seeds[0]),
+                  (f"mean of {len(seeds)} seeds", mean_ratings(seeds)),
+                  ("reliability-weighted", reliability_weighted(seeds)))},
+              "MACs (proxy)": result["macs"]}
+    taus = {name: float(kendalltau(values, accuracies).statistic) for name, values in scores.items()}
+    each_seed = [float(kendalltau([-rating_of(space, pooled, a) for a in parsed], accuracies).statistic)
+                 for pooled in pooled_seeds]
+    return taus, each_seed, result.get("noise_ceiling_kendall_tau")
+
+
+def main() -> None:
+    args = parse_arguments()
     from hwnas.run import open_run
     from hwnas.supernet.ratings import load_ratings
-    from hwnas.supernet.reliability import block_reliability, mean_ratings, reliability_weighted
-    from hwnas.supernet.twins import equivalence_classes, pool_equivalent
+    from hwnas.supernet.reliability import block_reliability
+    from hwnas.supernet.twins import equivalence_classes
     from profilers.files import read_json
 
     started = time.perf_counter()
     runs = [open_run(path) for path in args.runs]
     spaces = {run.config.space for run in runs}
     if len(spaces) != 1:
-        parser.error(f"the runs rate different spaces: {sorted(spaces)}")
+        refuse(f"the runs rate different spaces: {sorted(spaces)}")
     space = runs[0].space
     seeds = [load_ratings(run, pooled=False) for run in runs]
     reliability = block_reliability(seeds)
-    weighted = reliability_weighted(seeds)
-    mean = mean_ratings(seeds)
-    pooled_seeds = [pool_equivalent(space, ratings) for ratings in seeds]
     distinct = [len(equivalence_classes(space, b)) for b in range(space.num_blocks)]
     print_table([[b, len(space.block_candidates(b)), distinct[b], f"{r:.3f}"] for b, r in enumerate(reliability)],
                 ["block", "candidates", "distinct functions", "reproducibility (Kendall tau across seeds)"])
@@ -92,26 +125,10 @@ def main() -> None:
     each_seed: dict[str, list[float]] = {}
     rows = []
     for path in args.results:
-        result = read_json(path, "ranking result")
-        for key in ("archs", "test_accuracy", "ratings", "macs", "space"):
-            if key not in result:
-                parser.error(f"{path} has no {key!r}: it is not a ranking benchmark result")
-        if result["space"] != space.name:
-            parser.error(f"{path} ranks {result['space']}, the runs rate {space.name}")
-        archs, accuracies = result["archs"], result["test_accuracy"]
-        parsed = [space.parse(a) for a in archs]
-        scores = {"result's own rating": [-r for r in result["ratings"]],
-                  **{name: [-rating_of(space, ratings, a) for a in parsed] for name, ratings in (
-                      ("one seed", seeds[0]), ("one seed, twins pooled (hwnas)", pooled_seeds[0]),
-                      (f"mean of {len(seeds)} seeds", mean), ("reliability-weighted", weighted))},
-                  "MACs (proxy)": result["macs"]}
-        taus[path.stem] = {name: float(kendalltau(values, accuracies).statistic) for name, values in scores.items()}
-        each_seed[path.stem] = [float(kendalltau([-rating_of(space, pooled, a) for a in parsed], accuracies).statistic)
-                                for pooled in pooled_seeds]
-        ceilings[path.stem] = result.get("noise_ceiling_kendall_tau")
+        taus[path.stem], each_seed[path.stem], ceilings[path.stem] = result_taus(path, space, seeds)
         ceiling = ceilings[path.stem]
-        rows.append([path.stem, len(archs), *(f"{t:.3f}" for t in taus[path.stem].values()),
-                     "-" if ceiling is None else f"{ceiling:.3f}"])
+        rows.append([path.stem, len(read_json(path, "ranking result")["archs"]),
+                     *(f"{t:.3f}" for t in taus[path.stem].values()), "-" if ceiling is None else f"{ceiling:.3f}"])
     print_table(rows, ["result", "archs", *next(iter(taus.values())), "noise ceiling"])
     print("each seed, twins pooled: " + "; ".join(f"{name} {', '.join(f'{t:.3f}' for t in values)}"
                                                  for name, values in each_seed.items()))

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import RESULTS, ROOT, finish_tau_plot, print_table, result_path, shown_path, write_result
+from _common import RESULTS, ROOT, finish_tau_plot, print_table, refuse, result_path, shown_path, write_result
 from ranking import rating_of
 from scipy.stats import kendalltau
 
@@ -67,7 +67,9 @@ def plot(path: Path, entries: dict[str, dict[str, Any]], title: str) -> None:
     finish_tau_plot(figure, axis, path, f"{title}\ngrey: the 0.65 target", names, 0.8, [None] * len(names), fontsize=7)
 
 
-def main() -> None:
+def parse_arguments() -> tuple[argparse.Namespace, dict[str, list[Path]]]:
+    """The command line, checked before any work (a bad argument exits 2 with what is accepted): the options and the
+    variants, by name."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", type=parse_variant, action="append", required=True,
                         help="NAME=RUN[,RUN...]: a recipe's rated runs, one per distillation seed; the first is the "
@@ -89,11 +91,47 @@ def main() -> None:
             if not (path / "ratings.json").exists():
                 parser.error(f"{path} has no ratings.json; distill and rate it ('hwnas distill --run {path}', "
                              f"'hwnas rate --run {path}')")
+    return args, variants
 
-    from rank_noise import bootstrap_taus, partial_tau, percentile_interval
 
+def variant_scores(variants: dict[str, list[Path]], space: Any, archs: list[Any], accuracy: list[float], result: Path
+                   ) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, list[Any]]]:
+    """Per variant: its seeds' mean rating of every architecture (negated: higher is better), each seed's tau
+    against ``accuracy``, and each run's block-0 supernet recipe. Exits 2 when a variant rates another space."""
     from hwnas.run import open_run
     from hwnas.supernet.ratings import load_ratings
+    from profilers.files import read_json
+
+    scores: dict[str, list[float]] = {}
+    per_seed: dict[str, list[float]] = {}
+    recipes: dict[str, list[Any]] = {}
+    for name, paths in variants.items():
+        opened = [open_run(p) for p in paths]
+        if {run.config.space for run in opened} != {space.name}:
+            refuse(f"variant {name!r}: its runs do not all rate {space.name}, the space {result} ranks")
+        by_seed = [[-rating_of(space, load_ratings(run), a) for a in archs] for run in opened]
+        per_seed[name] = [float(kendalltau(s, accuracy).statistic) for s in by_seed]
+        scores[name] = [statistics.fmean(v) for v in zip(*by_seed)]
+        recipes[name] = [read_json(p / "ratings.json", "ratings")["blocks"][0]["supernet"] for p in paths]
+    return scores, per_seed, recipes
+
+
+def variant_row(name: str, entry: dict[str, Any]) -> list[str]:
+    """One variant's line of the table."""
+    seeds = ", ".join(f"{t:.3f}" for t in entry["per_seed_tau"])
+    rating = entry["mean_rating"]
+    low, high = rating["interval_95"]
+    diff = entry.get("minus_first")
+    return [name, seeds, f"{statistics.fmean(entry['per_seed_tau']):.3f}", f"{rating['kendall_tau']:.3f} [{low:.2f}, "
+            f"{high:.2f}]", "{:.3f} [{:.2f}, {:.2f}]".format(rating["partial_given_macs"]["kendall_tau"],
+                                                          *rating["partial_given_macs"]["interval_95"]),
+            "-" if diff is None else "{:+.3f} [{:+.2f}, {:+.2f}]".format(diff["kendall_tau"], *diff["interval_95"])]
+
+
+def main() -> None:
+    args, variants = parse_arguments()
+    from rank_noise import bootstrap_taus, partial_tau, percentile_interval
+
     from profilers.files import read_json
     from search_spaces import get_space
 
@@ -106,47 +144,28 @@ def main() -> None:
     macs = result["macs"]
     reference = {"SPOS": float(kendalltau(result["spos_val_accuracy"], accuracy).statistic),
                  "MACs": float(kendalltau(macs, accuracy).statistic)}
-    scores: dict[str, list[float]] = {}
-    per_seed: dict[str, list[float]] = {}
-    recipes: dict[str, list[Any]] = {}
-    for name, paths in variants.items():
-        opened = [open_run(p) for p in paths]
-        if {run.config.space for run in opened} != {space.name}:
-            parser.error(f"variant {name!r}: its runs do not all rate {space.name}, the space {args.result} ranks")
-        by_seed = [[-rating_of(space, load_ratings(run), a) for a in archs] for run in opened]
-        per_seed[name] = [float(kendalltau(s, accuracy).statistic) for s in by_seed]
-        scores[name] = [statistics.fmean(v) for v in zip(*by_seed)]
-        recipes[name] = [read_json(p / "ratings.json", "ratings")["blocks"][0]["supernet"] for p in paths]
+    scores, per_seed, recipes = variant_scores(variants, space, archs, accuracy, args.result)
     draws = bootstrap_taus(scores, per_seed_accuracy, args.resamples)
     partial_draws = bootstrap_taus(scores, per_seed_accuracy, args.resamples, control=macs)
     first = next(iter(variants))
     entries: dict[str, dict[str, Any]] = {}
-    rows = []
     for name, values in scores.items():
         tau = float(kendalltau(values, accuracy).statistic)
-        partial = partial_tau(values, accuracy, macs)
-        entry = {
+        entries[name] = {
             "runs": [str(p) for p in variants[name]], "per_seed_tau": per_seed[name],
             "supernet_of_block0": recipes[name], "reference": reference,
             "mean_rating": {"kendall_tau": tau, "interval_95": list(percentile_interval(draws[name])),
-                            "partial_given_macs": {"kendall_tau": partial,
+                            "partial_given_macs": {"kendall_tau": partial_tau(values, accuracy, macs),
                                                    "interval_95": list(percentile_interval(partial_draws[name]))}},
         }
         if name != first:
-            entry["minus_first"] = {"kendall_tau": tau - entries[first]["mean_rating"]["kendall_tau"],
-                                    "interval_95": list(percentile_interval(draws[name] - draws[first]))}
-        entries[name] = entry
-        seeds = ", ".join(f"{t:.3f}" for t in per_seed[name])
-        low, high = entry["mean_rating"]["interval_95"]
-        diff = entry.get("minus_first")
-        rows.append([name, seeds, f"{statistics.fmean(per_seed[name]):.3f}", f"{tau:.3f} [{low:.2f}, {high:.2f}]",
-                     "{:.3f} [{:.2f}, {:.2f}]".format(partial, *entry["mean_rating"]["partial_given_macs"]["interval_95"]),
-                     "-" if diff is None else "{:+.3f} [{:+.2f}, {:+.2f}]".format(diff["kendall_tau"],
-                                                                               *diff["interval_95"])])
+            entries[name]["minus_first"] = {"kendall_tau": tau - entries[first]["mean_rating"]["kendall_tau"],
+                                            "interval_95": list(percentile_interval(draws[name] - draws[first]))}
     print(f"{args.result.stem}: {len(archs)} archs x {len(per_seed_accuracy)} seed(s); SPOS tau "
           f"{reference['SPOS']:.3f}, MACs {reference['MACs']:.3f}")
-    print_table(rows, ["variant", "tau per distillation seed", "their mean", "seed-mean rating [95%]",
-                       "partial given MACs [95%]", f"minus {first!r} [95%]"])
+    print_table([variant_row(name, entry) for name, entry in entries.items()],
+                ["variant", "tau per distillation seed", "their mean", "seed-mean rating [95%]",
+                 "partial given MACs [95%]", f"minus {first!r} [95%]"])
     png = result_path("distill_variants", args.name, ".png")
     plot(png, entries, f"supernet recipes on {args.result.stem} ({len(archs)} archs)")
     write_result("distill_variants", args.name, {

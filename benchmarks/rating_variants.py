@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _common import ROOT, print_table, result_path, shown_path, write_result
+from _common import ROOT, print_table, refuse, result_path, shown_path, write_result
 from scipy.stats import kendalltau, spearmanr
 from torch import nn
 
@@ -153,7 +153,11 @@ def plot(path: Path, taus: dict[str, float], ceiling: float | None, title: str) 
     plt.close(figure)
 
 
-def main() -> None:
+def parse_arguments() -> tuple[argparse.Namespace, dict[str, Any]]:
+    """The command line, checked before any work (a bad argument exits 2 with what is accepted): the options and
+    the ranking result."""
+    from profilers.files import read_json
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--result", type=Path, default=ROOT / "benchmarks" / "results" / "ranking" / "ranking_wide.json",
                         help="a ranking benchmark result: its architectures and stand-alone accuracies")
@@ -169,9 +173,6 @@ def main() -> None:
                              "on 2 cores, so a 100-architecture result is scored in seconds")
     parser.add_argument("--name", default="rating_variants")
     args = parser.parse_args()
-    from hwnas.supernet.ratings import load_ratings
-    from profilers.files import read_json
-
     if not args.result.exists():
         parser.error(f"no ranking result at {args.result}; run benchmarks/ranking.py first or pass --result")
     if args.teacher_epochs is not None and args.teacher_epochs < 1:
@@ -182,49 +183,55 @@ def main() -> None:
     for key in ("archs", "test_accuracy", "macs", "data"):
         if key not in result:
             parser.error(f"{args.result} has no {key!r}: it is not a ranking benchmark result")
-    torch.set_num_threads(1)
-    started = time.perf_counter()
-    if not (args.run / "ratings.json").exists():
-        from ranking import hwnas_stage
+    if not (args.run / "ratings.json").exists() and args.run.name != "run":
+        parser.error(f"{args.run} has no ratings.json; a missing run is made as WORK/run (the ranking's layout): "
+                     "pass --run WORK/run, or rate that run first with 'hwnas rate --run'")
+    return args, result
 
-        if args.run.name != "run":
-            parser.error(f"{args.run} has no ratings.json; a missing run is made as WORK/run (the ranking's layout): "
-                         "pass --run WORK/run, or rate that run first with 'hwnas rate --run'")
 
-        print(f"{args.run} has no rated supernets: training the teacher, distilling and rating (the ranking's "
-              "defaults)", flush=True)
-        recipe = result.get("recipe", {})
-        distill = result.get("distill") or {}
-        teacher_epochs = args.teacher_epochs or int(result.get("teacher_epochs", 20))
-        hwnas_stage(str(args.run.parent), result["data"], teacher_epochs,
-                    int(result.get("distill_epochs", 10)), float(distill.get("lr", 0.02)),
-                    bool(recipe.get("augment", True)), float(recipe.get("augment_strength") or 1.0),
-                    recipe.get("grad_clip", 1.0), "cpu")
-    scorer = SupernetScorer(args.run, args.calibration_samples)
-    if scorer.run.config.data != result["data"]:
-        parser.error(f"{args.run} was trained on {scorer.run.config.data}, the result on {result['data']}")
+def rate_missing_run(args: argparse.Namespace, result: dict[str, Any]) -> None:
+    """Teacher, distillation and rating of ``--run`` with the ranking result's recipe, when it is not rated yet."""
+    if (args.run / "ratings.json").exists():
+        return
+    from ranking import hwnas_stage
+
+    print(f"{args.run} has no rated supernets: training the teacher, distilling and rating (the ranking's "
+          "defaults)", flush=True)
+    recipe = result.get("recipe", {})
+    distill = result.get("distill") or {}
+    teacher_epochs = args.teacher_epochs or int(result.get("teacher_epochs", 20))
+    hwnas_stage(str(args.run.parent), result["data"], teacher_epochs,
+                int(result.get("distill_epochs", 10)), float(distill.get("lr", 0.02)),
+                bool(recipe.get("augment", True)), float(recipe.get("augment_strength") or 1.0),
+                recipe.get("grad_clip", 1.0), "cpu")
+
+
+def variant_scores(scorer: SupernetScorer, archs: list[Any], result: dict[str, Any], block_scores_only: bool
+                   ) -> tuple[dict[str, Any], np.ndarray, list[dict[str, float]]]:
+    """Every rating variant's score of ``archs`` (higher should mean more accurate), the per-block l1_rel ratings
+    they come from, and the stitched passes' measurements (none with ``block_scores_only``)."""
+    from hwnas.supernet.ratings import load_ratings
+
     space = scorer.space
-    archs = [space.parse(a) for a in result["archs"]]
-    accuracies = result["test_accuracy"]
     l1, mse = load_ratings(scorer.run, "l1_rel", pooled=False), load_ratings(scorer.run, "mse_rel", pooled=False)
     blocks = np.array([[l1[b][str(c)] for b, c in enumerate(space.blocks_of(a))] for a in archs])
     mse_sum = [sum(mse[b][str(c)] for b, c in enumerate(space.blocks_of(a))) for a in archs]
     stitched: list[dict[str, float]] = []
     swap: list[float] = []
-    for index, arch in enumerate([] if args.block_scores_only else archs):
+    for index, arch in enumerate([] if block_scores_only else archs):
         stitched.append(scorer.stitched(arch))
         swap.append(scorer.swap_kl(arch))
         print(f"  {index + 1}/{len(archs)} {arch}: stitched accuracy {stitched[-1]['accuracy']:.4f}, KL "
               f"{stitched[-1]['kl']:.4f}; swap KL {swap[-1]:.4f}", flush=True)
     macs = np.array(result["macs"], dtype=float)
     standardised = (blocks - blocks.mean(0)) / np.where(blocks.std(0) > 0, blocks.std(0), 1)
-    target = np.array(accuracies)
+    target = np.array(result["test_accuracy"])
     scores: dict[str, Any] = {
         "l1_rel sum (hwnas)": -blocks.sum(1),
         "l1_rel sum, the ranking run's supernets": [-r for r in result["ratings"]],
         "mse_rel sum": [-m for m in mse_sum],
         "z-scored l1_rel sum": -standardised.sum(1),
-        **({} if args.block_scores_only else {
+        **({} if block_scores_only else {
             "stitched accuracy": [s["accuracy"] for s in stitched],
             "stitched cross-entropy": [-s["cross_entropy"] for s in stitched],
             "stitched KL to teacher": [-s["kl"] for s in stitched],
@@ -233,6 +240,20 @@ def main() -> None:
         "calibrated block weights + MACs (leave-one-out)": leave_one_out(np.c_[blocks, macs / 1e6], target),
         "MACs (proxy)": macs,
     }
+    return scores, blocks, stitched
+
+
+def main() -> None:
+    args, result = parse_arguments()
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    rate_missing_run(args, result)
+    scorer = SupernetScorer(args.run, args.calibration_samples)
+    if scorer.run.config.data != result["data"]:
+        refuse(f"{args.run} was trained on {scorer.run.config.data}, the result on {result['data']}")
+    archs = [scorer.space.parse(a) for a in result["archs"]]
+    accuracies = result["test_accuracy"]
+    scores, blocks, stitched = variant_scores(scorer, archs, result, args.block_scores_only)
     table = {name: correlation(values, accuracies) for name, values in scores.items()}
     per_block = [correlation(-blocks[:, b], accuracies)["kendall_tau"] for b in range(blocks.shape[1])]
     ceiling = result.get("noise_ceiling_kendall_tau")

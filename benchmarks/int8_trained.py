@@ -57,7 +57,7 @@ def agreement(model: torch.nn.Module, space: Any, bundle: Any, int8_model: torch
     """Parity with PyTorch of the fp32 and int8 files of both formats, written as ``hwnas export`` writes them (the
     int8 files from ``int8_model`` when given, the int8 ONNX file calibrated by ``onnx_calibration``; parity is
     always against ``model``)."""
-    from hwnas.ship.export import export_file, parity
+    from hwnas.ship.export import Calibration, export_file, parity
 
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -65,7 +65,7 @@ def agreement(model: torch.nn.Module, space: Any, bundle: Any, int8_model: torch
             for precision in ("fp32", "int8"):
                 source = int8_model if precision == "int8" and int8_model is not None else model
                 exported = export_file(source, space, fmt, precision, Path(tmp), "child", bundle,
-                                       onnx_calibration=onnx_calibration)
+                                       Calibration(onnx_method=onnx_calibration))
                 out[f"{fmt} {precision}"] = parity(model, exported, bundle)
     return out
 

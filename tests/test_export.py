@@ -9,7 +9,7 @@ import torch
 from hwnas.data import load_data
 from hwnas.run import open_run
 from hwnas.ship.child import ExportSettings, export_child, load_child, train_child
-from hwnas.ship.export import export_file
+from hwnas.ship.export import Calibration, export_file
 from hwnas.training import TrainConfig
 from profilers import MissingRuntimeError, Protocol
 
@@ -75,7 +75,8 @@ def test_int8_tflite_is_quantized_and_reports_the_accuracy_change(trained, tiny_
 def test_an_int8_onnx_file_can_be_calibrated_on_percentiles_and_the_report_says_so(trained, tiny_run, tmp_path):
     run = open_run(tiny_run)
     report = export_child(run, ARCH, [("onnx", "int8")], tmp_path, trained["weights"],
-                          ExportSettings(measure=False, parity_limit=50, onnx_calibration="percentile"))
+                          ExportSettings(measure=False, parity_limit=50,
+                                         calibration=Calibration(onnx_method="percentile")))
     (item,) = report.exports
     assert item.parity["samples"] == 50 and item.parity["top1_agreement"] >= 0.8
     assert report.to_dict()["onnx_int8_calibration"] == "percentile"

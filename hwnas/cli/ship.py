@@ -82,6 +82,7 @@ def run_train(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     """Export, check and measure."""
     from hwnas.ship.child import ExportSettings, export_child
+    from hwnas.ship.export import Calibration
     from hwnas.ship.int8_finetune import Int8Finetune
 
     check_output_folder(args.out, "--out")
@@ -91,7 +92,7 @@ def run_export(args: argparse.Namespace) -> int:
                               target=args.target, token=args.token,
                               protocol=Protocol.quick() if args.quick else Protocol(), measure=not args.no_measure,
                               int8_finetune=Int8Finetune(steps=args.int8_finetune) if args.int8_finetune else None,
-                              onnx_calibration=args.int8_calibration)
+                              calibration=Calibration(onnx_method=args.int8_calibration))
     report = export_child(run, args.arch, [(f, args.precision) for f in args.format], args.out, args.weights, settings)
     rows = [[e.format, e.precision, f"{e.parity['max_abs_diff']:.2e}", f"{100 * e.parity['top1_agreement']:.1f}%",
              f"{e.accuracy_change:+.4f}", f"{e.measured_ms:.3f}" if e.measured_ms is not None else "-",

@@ -16,6 +16,7 @@ from torch import nn
 from hwnas.data import DataBundle, load_data
 from hwnas.devices import load_checkpoint
 from hwnas.run import RunDir
+from hwnas.ship.export import Calibration
 from hwnas.ship.int8_finetune import Int8Finetune
 from hwnas.ship.report import ExportReport, ShippedFile
 from hwnas.supernet.blocks import layer_key
@@ -184,8 +185,7 @@ class ExportSettings:
     measure (None: this machine, a URL or ``adb:SERIAL``) with ``token`` for an agent; the measurement ``protocol``;
     ``measure=False`` skips measuring; ``parity_limit`` caps the test images compared; ``int8_finetune`` fine-tunes
     the weights the int8 files are made from through simulated int8 first (``hwnas.ship.int8_finetune``; parity is
-    still against the original network); ``onnx_calibration`` how an int8 ONNX file's activation ranges are
-    calibrated (``profilers.onnxruntime_runtime.CALIBRATIONS``)."""
+    still against the original network); ``calibration`` how the int8 files are calibrated."""
 
     tables: tuple[Path, ...] = ()
     budget_ms: float | None = None
@@ -197,7 +197,7 @@ class ExportSettings:
     measure: bool = True
     parity_limit: int | None = None
     int8_finetune: Int8Finetune | None = None
-    onnx_calibration: str = "minmax"
+    calibration: Calibration = field(default_factory=Calibration)
 
 
 def export_child(run: RunDir, arch: Hashable | str, formats: list[tuple[str, str]], out_dir: Path,
@@ -225,7 +225,7 @@ def export_child(run: RunDir, arch: Hashable | str, formats: list[tuple[str, str
     int8_model, finetuned = _int8_weights(model, bundle, formats, settings.int8_finetune)
     for fmt, precision in formats:
         exported = export_file(int8_model if precision == "int8" else model, space, fmt, precision, out_dir, stem,
-                               bundle, onnx_calibration=settings.onnx_calibration)
+                               bundle, settings.calibration)
         item = ShippedFile(fmt, precision, exported.path, exported.path.stat().st_size,
                            parity(model, exported, bundle, limit=settings.parity_limit))
         if settings.measure:
@@ -242,7 +242,7 @@ def export_child(run: RunDir, arch: Hashable | str, formats: list[tuple[str, str
     report = ExportReport(arch, space.name, weights_note, settings.budget_ms,
                           settings.budget_runtime if checked else None, exports,
                           budget_precision=settings.budget_precision if checked else None, int8_finetune=finetuned,
-                          onnx_calibration=settings.onnx_calibration if ("onnx", "int8") in formats else None)
+                          onnx_calibration=settings.calibration.onnx_method if ("onnx", "int8") in formats else None)
     report.write(out_dir, stem)
     return report
 

@@ -32,6 +32,16 @@ FORMATS = {"onnx": ("onnxruntime", ".onnx"), "tflite": ("litert", ".tflite"), "t
 PRECISIONS = {"onnx": ("fp32", "int8"), "tflite": ("fp32", "int8"), "tensorrt": ("fp32", "fp16", "int8")}
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """How int8 files are calibrated: on the first ``samples`` training images; an int8 ONNX file's activation ranges
+    by ``onnx_method`` (``profilers.onnxruntime_runtime.CALIBRATIONS``: ``minmax`` or ``percentile``); LiteRT's
+    quantizer and TensorRT keep their own methods."""
+
+    samples: int = 128
+    onnx_method: str = "minmax"
+
+
 @dataclass
 class Exported:
     """An exported file and a function running it on a batch-1 input (numpy in, logits out)."""
@@ -58,14 +68,15 @@ def calibrate_batchnorm(model: nn.Module, bundle: DataBundle, batches: int = 8, 
 
 
 def _onnx(model: nn.Module, example: torch.Tensor, path: Path, precision: str, bundle: DataBundle | None,
-          calibration_samples: int, calibration: str = "minmax") -> Exported:
+          calibration: Calibration) -> Exported:
     import onnx
 
     from profilers.onnxruntime_runtime import quantize_onnx
 
     data = export_onnx(model, example)
     if precision == "int8":
-        data = quantize_onnx(data, _calibration_images(bundle, calibration_samples, "int8 export"), calibration)
+        data = quantize_onnx(data, _calibration_images(bundle, calibration.samples, "int8 export"),
+                             calibration.onnx_method)
     atomic_write_bytes(path, data)
     onnx.checker.check_model(str(path), full_check=True)
     session = get_runtime("onnxruntime").session(path)
@@ -85,35 +96,34 @@ def _calibration_images(bundle: DataBundle | None, samples: int, what: str) -> l
 
 
 def _tflite(model: nn.Module, example: torch.Tensor, path: Path, precision: str, bundle: DataBundle | None,
-            calibration_samples: int) -> Exported:
+            calibration: Calibration) -> Exported:
     from profilers.litert_runtime import convert_tflite, float_layers, image_stem_layers, quantize_tflite, tflite_runner
 
     data = convert_tflite(model, example)
     if precision == "int8":
-        data = quantize_tflite(data, _calibration_images(bundle, calibration_samples, "int8 export"),
+        data = quantize_tflite(data, _calibration_images(bundle, calibration.samples, "int8 export"),
                                float_layers(model), image_stem_layers(model, example))
     atomic_write_bytes(path, data)
     return Exported(path, tflite_runner(get_runtime("litert").interpreter(data)))
 
 
 def _tensorrt(model: nn.Module, example: torch.Tensor, path: Path, precision: str, bundle: DataBundle | None,
-              calibration_samples: int) -> Exported:
+              calibration: Calibration) -> Exported:
     from profilers.tensorrt_runtime import build_engine, engine_runner, import_tensorrt, int8_calibrator
 
     import_tensorrt()
     calibrator = None
     if precision == "int8":
-        images = np.concatenate(_calibration_images(bundle, calibration_samples, "an int8 TensorRT engine"))
+        images = np.concatenate(_calibration_images(bundle, calibration.samples, "an int8 TensorRT engine"))
         calibrator = int8_calibrator(images, path.with_suffix(".calib"))
     atomic_write_bytes(path, build_engine(export_onnx(model, example), precision, calibrator))
     return Exported(path, engine_runner(path))
 
 
 def export_file(model: nn.Module, space: SearchSpace, fmt: str, precision: str, out_dir: Path, stem: str,
-                bundle: DataBundle | None, calibration_samples: int = 128, onnx_calibration: str = "minmax") -> Exported:
-    """Write the model in ``fmt``/``precision`` and return a runner for parity checks; an int8 ONNX file's activation
-    ranges are calibrated by ``onnx_calibration`` (``profilers.onnxruntime_runtime.CALIBRATIONS``; LiteRT's
-    quantizer and TensorRT keep their own)."""
+                bundle: DataBundle | None, calibration: Calibration = Calibration()) -> Exported:
+    """Write the model in ``fmt``/``precision`` (int8 calibrated on ``bundle``'s training images as ``calibration``
+    says) and return a runner for parity checks."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     if precision not in PRECISIONS[fmt]:
@@ -122,10 +132,10 @@ def export_file(model: nn.Module, space: SearchSpace, fmt: str, precision: str, 
     example = space.example_input()
     model = model.eval()
     if fmt == "onnx":
-        return _onnx(model, example, path, precision, bundle, calibration_samples, onnx_calibration)
+        return _onnx(model, example, path, precision, bundle, calibration)
     if fmt == "tflite":
-        return _tflite(model, example, path, precision, bundle, calibration_samples)
-    return _tensorrt(model, example, path, precision, bundle, calibration_samples)
+        return _tflite(model, example, path, precision, bundle, calibration)
+    return _tensorrt(model, example, path, precision, bundle, calibration)
 
 
 @torch.no_grad()

@@ -338,7 +338,7 @@ def score_entries(scores: dict[str, list[float]], seconds: dict[str, float | Non
                   macs: list[float], bands: list[int], resamples: int
                   ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
     """Each score's entry (taus, partial tau, band tau, intervals, budgeted picks, cost, values) and the paired
-    differences between the hwnas ratings."""
+    differences between the trained scores (the hwnas ratings and SPOS)."""
     accuracy = [statistics.fmean(v) for v in zip(*per_seed)]
     taus = bootstrap_taus(scores, per_seed, resamples)
     partials = bootstrap_taus(scores, per_seed, resamples, control=macs)
@@ -354,11 +354,11 @@ def score_entries(scores: dict[str, list[float]], seconds: dict[str, float | Non
                        "budgeted_gain_pts": 100 * picks[name]["gain_over_random"],
                        "budgeted_regret_pts": 100 * picks[name]["regret"], "seconds": seconds.get(name),
                        "values": [v if np.isfinite(v) else None for v in score]}
-    return table, paired_differences(taus, partials, [n for n in scores if n.startswith("hwnas")])
+    return table, paired_differences(taus, partials, [n for n in scores if n.startswith(KEPT)])
 
 
 def print_scores(table: dict[str, dict[str, Any]], differences: list[dict[str, Any]]) -> None:
-    """The scores' table and, when there are several hwnas ratings, their paired differences."""
+    """The scores' table and, when there are several trained scores, their paired differences."""
     rows = []
     for name, entry in table.items():
         band, low, high = entry["within_band_tau"], *entry["tau_interval"]

@@ -223,7 +223,8 @@ KEPT = ("hwnas ", "SPOS")  # scores --rescore takes from an earlier result (what
 
 
 def parse_arguments() -> argparse.Namespace:
-    """The command line, checked before any work (a bad argument exits 2 with what is accepted)."""
+    """The command line, checked before any work (a bad argument exits 2 with what is accepted); ``earlier`` is the
+    ``--rescore`` result, read."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--truth", type=Path, default=RESULTS / "ground_truth" / "glyphs.json",
                         help="a ground_truth.py result")
@@ -253,25 +254,25 @@ def parse_arguments() -> argparse.Namespace:
         if (recorded.get("space"), recorded.get("data")) != (truth.get("space"), truth.get("data")):
             parser.error(f"{run} rates {recorded.get('space')} on {recorded.get('data')}; the ground truth is "
                          f"{truth.get('space')} on {truth.get('data')}")
-    if args.rescore is not None:
-        earlier = json.loads(args.rescore.read_text())
-        if (earlier.get("space"), earlier.get("data")) != (truth.get("space"), truth.get("data")):
-            parser.error(f"--rescore {args.rescore} scored {earlier.get('space')} on {earlier.get('data')}; the "
-                         f"ground truth is {truth.get('space')} on {truth.get('data')}")
-    trained, _ = scored_rows(load_truth(args.truth), args.rescore)
+    args.earlier = None if args.rescore is None else json.loads(args.rescore.read_text())
+    if args.earlier is not None and ((args.earlier.get("space"), args.earlier.get("data"))
+                                     != (truth.get("space"), truth.get("data"))):
+        parser.error(f"--rescore {args.rescore} scored {args.earlier.get('space')} on {args.earlier.get('data')}; "
+                     f"the ground truth is {truth.get('space')} on {truth.get('data')}")
+    trained, _ = scored_rows(load_truth(args.truth), args.earlier)
     if len(trained) < 4:
         parser.error(f"{args.truth} has {len(trained)} trained architectures to score"
                      + (f" that {args.rescore} scored" if args.rescore else "") + "; score it once 4 or more are")
     return args
 
 
-def scored_rows(truth: dict[str, Any], rescore: Path | None) -> tuple[list[int], list[list[float]]]:
-    """``truth_table`` of the ground truth, kept to the architectures an earlier result (``rescore``) scored."""
+def scored_rows(truth: dict[str, Any], earlier: dict[str, Any] | None) -> tuple[list[int], list[list[float]]]:
+    """``truth_table`` of the ground truth, kept to the architectures an earlier result (``--rescore``) scored."""
     trained, per_seed = truth_table(truth)
-    if rescore is None:
+    if earlier is None:
         return trained, per_seed
-    earlier = set(json.loads(rescore.read_text())["archs"])
-    keep = [k for k, i in enumerate(trained) if truth["archs"][i]["arch"] in earlier]
+    scored = set(earlier["archs"])
+    keep = [k for k, i in enumerate(trained) if truth["archs"][i]["arch"] in scored]
     return [trained[k] for k in keep], [[row[k] for k in keep] for row in per_seed]
 
 
@@ -318,9 +319,8 @@ def collect_scores(args: argparse.Namespace, truth: dict[str, Any], space: Any, 
     proxies, proxy_seconds = proxy_scores(space, archs, images)
     scores |= proxies
     seconds |= proxy_seconds
-    if args.rescore is not None:
-        kept, kept_seconds = earlier_scores(json.loads(args.rescore.read_text()),
-                                            [truth["archs"][i]["arch"] for i in trained])
+    if args.earlier is not None:
+        kept, kept_seconds = earlier_scores(args.earlier, [truth["archs"][i]["arch"] for i in trained])
         scores |= kept
         seconds |= kept_seconds
     if args.spos is not None:
@@ -382,7 +382,7 @@ def main() -> None:
 
     truth = load_truth(args.truth)
     space = get_space(truth["space"])
-    trained, per_seed = scored_rows(truth, args.rescore)
+    trained, per_seed = scored_rows(truth, args.earlier)
     macs = [float(truth["archs"][i]["macs"]) for i in trained]
     bands = [int(truth["archs"][i]["band"]) for i in trained]
     scores, seconds = collect_scores(args, truth, space, trained)

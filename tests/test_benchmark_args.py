@@ -76,3 +76,12 @@ def test_a_refusal_after_parsing_exits_2_with_the_message(capsys: pytest.Capture
         refuse("--done-only needs >= 3 architectures")
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == "error: --done-only needs >= 3 architectures\n"
+
+
+def test_rescoring_a_result_of_another_space_is_refused(tmp_path: Path) -> None:
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text('{"space": "vit-tiny", "data": "digits", "archs": [], "scores": {}}')
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "rank_scores.py"), "--rescore", str(earlier)],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert done.returncode == 2
+    assert "scored vit-tiny on digits; the ground truth is mbconv-tiny-64 on glyphs" in done.stderr

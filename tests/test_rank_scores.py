@@ -1,7 +1,6 @@
 """Scoring against a ranking ground truth: the zero-cost proxies read the network, the partial ground truth is
 averaged over the seeds each architecture has, and band taus look inside bands only."""
 
-import json
 import math
 
 import pytest
@@ -48,16 +47,14 @@ def test_within_band_tau_ignores_order_across_bands():
     assert within_band_tau(size, accuracy, [0, 0, 1, 1, 2, 2]) is None  # no band of 3
 
 
-def test_an_earlier_result_is_scored_again_on_the_architectures_it_scored(tmp_path):
+def test_an_earlier_result_is_scored_again_on_the_architectures_it_scored():
     truth = {"archs": [{"arch": a} for a in "abcd"],
              "test_accuracy_per_seed": [[0.8, 0.9, 0.7, None], [0.6, None, 0.7, None]]}
     earlier = {"archs": ["c", "a", "d"], "scores": {
         "hwnas dna (1 seed)": {"values": [3.0, 1.0, 4.0], "seconds": 12.0},
         "SPOS": {"values": [None, 0.5, 0.6], "seconds": 5.0},
         "NASWOT (proxy)": {"values": [9.0, 9.0, 9.0], "seconds": 1.0}}}
-    path = tmp_path / "earlier.json"
-    path.write_text(json.dumps(earlier))
-    trained, per_seed = scored_rows(truth, path)
+    trained, per_seed = scored_rows(truth, earlier)
     assert trained == [0, 2]  # b was not scored before, d is not trained yet
     assert per_seed == [[0.8, 0.7], [0.6, 0.7]]
     scores, seconds = earlier_scores(earlier, ["a", "c"])

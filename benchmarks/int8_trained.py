@@ -29,6 +29,8 @@ from _common import RESULTS, print_table, write_result
 from int8_kernels import measure_cases
 from ranking import child_name, space_for
 
+from profilers.onnxruntime_runtime import CALIBRATIONS
+
 ROOT = Path(__file__).resolve().parent.parent
 FORMATS = (("onnx", "onnxruntime"), ("tflite", "litert"))
 
@@ -83,7 +85,7 @@ def parse_arguments() -> tuple[argparse.Namespace, dict[str, Any], list[tuple[di
     parser.add_argument("--int8-finetune", type=int, default=0, metavar="STEPS",
                         help="fine-tune the int8 files' weights for int8 first (0: post-training only)")
     parser.add_argument("--no-latency", action="store_true", help="agreement only")
-    parser.add_argument("--onnx-calibration", choices=("minmax", "percentile"), default="minmax",
+    parser.add_argument("--onnx-calibration", choices=tuple(CALIBRATIONS), default="minmax",
                         help="how the int8 ONNX files' activation ranges are calibrated (hwnas export "
                              "--int8-calibration)")
     args = parser.parse_args()

@@ -12,6 +12,7 @@ from hwnas.cli._recipe import add_device_argument, add_recipe_arguments, recipe_
 from hwnas.run import open_run
 from hwnas.training import TrainConfig
 from profilers import Protocol
+from profilers.onnxruntime_runtime import CALIBRATIONS
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -56,7 +57,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--int8-finetune", type=at_least(1), default=None, metavar="STEPS",
                         help="fine-tune the int8 files' weights through simulated int8 for STEPS steps first (about "
                              "500; agreement with the original network rises)")
-    export.add_argument("--int8-calibration", choices=("minmax", "percentile"), default="minmax",
+    export.add_argument("--int8-calibration", choices=tuple(CALIBRATIONS), default="minmax",
                         help="how an int8 ONNX file's activation ranges are calibrated: minmax (default) or "
                              "percentile (99.99th, outliers clipped: higher agreement on trained glyphs children); "
                              "TFLite and TensorRT keep their quantizers' own")

@@ -21,6 +21,14 @@ def refuse(message: str) -> NoReturn:
     raise SystemExit(2)
 
 
+def log_stages() -> None:
+    """Log the stages of long work (distillation epochs, ratings, child trainings) to standard error as the CLI
+    does, so a benchmark run in the background leaves a line per stage in its log."""
+    from hwnas.cli import configure_logging
+
+    configure_logging()
+
+
 def machine() -> dict[str, Any]:
     """The machine a benchmark ran on."""
     return {**device_metadata(), "platform": platform.platform()}

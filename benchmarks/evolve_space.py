@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import print_table, write_result
+from _common import log_stages, print_table, write_result
 
 from hwnas.evolve import EvolveSettings, evolve
 from hwnas.run import RunDir, create_or_open_run, open_run
@@ -68,6 +68,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--name", default=None)
     args = parser.parse_args()
+    log_stages()
     started = time.perf_counter()
     fixed, evolved = prepare(args)
     rows, entries = [], []

@@ -29,6 +29,8 @@ from _common import RESULTS, print_table, write_result
 from int8_kernels import measure_cases
 from ranking import child_name, space_for
 
+from hwnas.ship.export import Calibration
+from profilers.int8_stem import STEM_CHOICES
 from profilers.onnxruntime_runtime import CALIBRATIONS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,20 +57,20 @@ def trained_children(truth: dict[str, Any], work: Path, count: int, seed: int = 
 
 
 def agreement(model: torch.nn.Module, space: Any, bundle: Any, int8_model: torch.nn.Module | None = None,
-              onnx_calibration: str = "minmax") -> dict[str, dict[str, Any]]:
+              calibration: Calibration | None = None) -> dict[str, dict[str, Any]]:
     """Parity with PyTorch of the fp32 and int8 files of both formats, written as ``hwnas export`` writes them (the
-    int8 files from ``int8_model`` when given, the int8 ONNX file calibrated by ``onnx_calibration``; parity is
-    always against ``model``)."""
-    from hwnas.ship.export import Calibration, export_file, parity
+    int8 files from ``int8_model`` when given, calibrated as ``calibration`` says, with their stem decision; parity
+    is always against ``model``)."""
+    from hwnas.ship.export import export_file, parity
 
-    out = {}
+    calibration, out = calibration or Calibration(), {}
     with tempfile.TemporaryDirectory() as tmp:
         for fmt, _ in FORMATS:
             for precision in ("fp32", "int8"):
                 source = int8_model if precision == "int8" and int8_model is not None else model
-                exported = export_file(source, space, fmt, precision, Path(tmp), "child", bundle,
-                                       Calibration(onnx_method=onnx_calibration))
-                out[f"{fmt} {precision}"] = parity(model, exported, bundle)
+                exported = export_file(source, space, fmt, precision, Path(tmp), "child", bundle, calibration)
+                out[f"{fmt} {precision}"] = parity(model, exported, bundle) | (
+                    {"int8_stem": exported.stem.to_dict()} if exported.stem else {})
     return out
 
 
@@ -88,6 +90,8 @@ def parse_arguments() -> tuple[argparse.Namespace, dict[str, Any], list[tuple[di
     parser.add_argument("--onnx-calibration", choices=tuple(CALIBRATIONS), default="minmax",
                         help="how the int8 ONNX files' activation ranges are calibrated (hwnas export "
                              "--int8-calibration)")
+    parser.add_argument("--int8-stem", choices=tuple(STEM_CHOICES), default="auto",
+                        help="whether the int8 files keep the image stem in float (hwnas export --int8-stem)")
     args = parser.parse_args()
     if not args.truth.exists():
         parser.error(f"--truth {args.truth} does not exist; make one with benchmarks/ground_truth.py")
@@ -104,11 +108,11 @@ def parse_arguments() -> tuple[argparse.Namespace, dict[str, Any], list[tuple[di
 
 
 def ship_children(children: list[tuple[dict[str, Any], Path]], space: Any, bundle: Any, finetune_steps: int,
-                  onnx_calibration: str = "minmax"
+                  calibration: Calibration | None = None
                   ) -> tuple[dict[str, dict[str, Any]], dict[str, tuple[torch.nn.Module, torch.Tensor]]]:
     """Every child exported fp32 and int8 in both formats (int8 from weights fine-tuned for int8 first when
-    ``finetune_steps``; ONNX int8 calibrated by ``onnx_calibration``), with its parity, by label; and the networks
-    to time, by the same labels."""
+    ``finetune_steps``; int8 calibrated as ``calibration`` says), with its parity, by label; and the networks to
+    time, by the same labels."""
     from hwnas.devices import load_checkpoint
     from hwnas.ship.int8_finetune import Int8Finetune, finetune_for_int8
 
@@ -121,7 +125,7 @@ def ship_children(children: list[tuple[dict[str, Any], Path]], space: Any, bundl
         tuned, finetune = (finetune_for_int8(model, bundle, Int8Finetune(steps=finetune_steps, always_keep=True))
                            if finetune_steps else (None, None))
         results[label] = {"arch": record["arch"], "macs": record["macs"], "int8_finetune": finetune,
-                          "parity": agreement(model, space, bundle, tuned, onnx_calibration)}
+                          "parity": agreement(model, space, bundle, tuned, calibration)}
         cases[label] = (model, space.example_input())
         print(f"{label}: " + ", ".join(f"{k} {100 * v['top1_agreement']:.2f}%" for k, v in results[label]["parity"]
                                        .items() if "int8" in k), flush=True)
@@ -153,7 +157,8 @@ def main() -> None:
     torch.set_num_threads(1)
     space = get_space(space_for(truth["data"]))
     bundle = load_data(truth["data"], space.resolution)
-    results, cases = ship_children(children, space, bundle, args.int8_finetune, args.onnx_calibration)
+    results, cases = ship_children(children, space, bundle, args.int8_finetune,
+                                   Calibration(onnx_method=args.onnx_calibration, stem=args.int8_stem))
     latency = {} if args.no_latency else measure_cases(cases, Protocol(min_span_s=2.0))
     for label, result in results.items():
         result["latency_ms"] = latency.get(label)
@@ -163,7 +168,7 @@ def main() -> None:
         "children": results, "space": space.name, "data": truth["data"], "threads": 1, "batch": 1,
         "protocol": None if args.no_latency else Protocol(min_span_s=2.0).to_dict(), "calibration_images": 128,
         "int8_finetune_steps": args.int8_finetune, "training_seed": args.seed,
-        "onnx_calibration": args.onnx_calibration,
+        "onnx_calibration": args.onnx_calibration, "int8_stem": args.int8_stem,
         "quantization": {runtime: get_runtime(runtime, 1, "int8").quantization for _, runtime in FORMATS},
         "targets": {"int8_top1_agreement>=98%": min(agreements) >= 0.98},
     })

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import torch
-from _common import print_table, write_result
+from _common import log_stages, print_table, write_result
 
 from hwnas.progressive import ProgressiveSettings, progressive
 from hwnas.run import open_run
@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--distill-epochs", type=int, default=10)
     parser.add_argument("--name", required=True, help="result name")
     args = parser.parse_args()
+    log_stages()
     torch.set_num_threads(1)
     started = time.perf_counter()
     run = open_run(args.run)

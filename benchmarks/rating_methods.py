@@ -23,7 +23,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _common import RESULTS, print_table
+from _common import RESULTS, log_stages, print_table
 from rank_scores import load_truth
 
 HERE = Path(__file__).resolve().parent
@@ -77,6 +77,7 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=2, help="methods run at once, one thread each")
     parser.add_argument("--name", default=None, help="result name (default: methods_ + the ground truth's)")
     args = parser.parse_args()
+    log_stages()
     if not args.truth.exists():
         parser.error(f"--truth {args.truth} does not exist")
     if min(args.epochs, args.teacher_epochs, args.seeds, args.parallel) < 1:

@@ -14,6 +14,7 @@ $PY benchmarks/profile_fidelity.py --space mbconv --runtime litert --calibrate 2
 $PY benchmarks/profile_fidelity.py --space mbconv-tiny --runtime onnxruntime --calibrate 10 --validate 30
 $PY benchmarks/profile_fidelity.py --space mbconv-tiny --runtime litert --calibrate 10 --validate 30
 $PY benchmarks/profile_fidelity.py --space mbconv-tiny --runtime onnxruntime --precision int8 --calibrate 10 --validate 30
+$PY benchmarks/profile_fidelity.py --space mbconv-tiny --runtime litert --precision int8 --calibrate 10 --validate 30
 $PY benchmarks/combiner.py
 $PY benchmarks/budget_sweep.py --budgets 12
 $PY benchmarks/supernet_costs.py

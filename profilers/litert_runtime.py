@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from profilers.int8_stem import decide_stem
 from profilers.protocol import Runner
 from profilers.runtime import MissingRuntimeError, Runtime, random_calibration, random_input
 
@@ -76,32 +77,6 @@ def float_layers(module: nn.Module) -> list[str]:
 STEM_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "LOGISTIC", "MUL", "HARD_SWISH")
 
 
-def image_stem_layers(module: nn.Module, example: torch.Tensor) -> list[str]:
-    """Paths of the layers the int8 recipe keeps in float when ``module`` reads an image (``example`` has 3
-    channels): its first convolution, the layers run after it up to and including the next convolution (the stem's
-    activation and the convolution reading it). One uint8 range per tensor erases the stem output's small channels
-    (``profilers.onnxruntime_runtime.image_stem_nodes``, the same rule for ONNX). Empty for any other input."""
-    if example.dim() != 4 or example.shape[1] != 3:
-        return []
-    order: list[str] = []
-    names = {layer: name for name, layer in module.named_modules()}
-    leaves = [layer for layer in module.modules() if not list(layer.children())]
-    handles = [layer.register_forward_hook(lambda layer, _, __: order.append(names[layer])) for layer in leaves]
-    training = module.training
-    try:
-        with torch.no_grad():
-            module.eval()(example)
-    finally:
-        module.train(training)
-        for handle in handles:
-            handle.remove()
-    convs = [i for i, name in enumerate(order) if isinstance(module.get_submodule(name), nn.Conv2d)]
-    if not convs:
-        return []
-    end = convs[1] if len(convs) > 1 else convs[0]
-    return list(dict.fromkeys(order[convs[0]:end + 1]))
-
-
 def _scope_regex(paths: Sequence[str]) -> str:
     """A regex matching the TFLite tensor names litert-torch gives the outputs of the modules at ``paths`` (each
     module level is written ``Class_name`` and levels are joined by ``/``)."""
@@ -113,7 +88,7 @@ def int8_recipe(float_paths: Sequence[str] = (), stem_paths: Sequence[str] = ())
     """ai-edge-quantizer's ``static_wi8_ai8`` (int8 weights per channel, int8 activations) with hard-swish kept in
     float (LiteRT's int8 hard-swish ran 24-39x slower than fp32, MobileNetV3-Large int8 1.58x fp32, 0.64x with it in
     float), the depthwise convolutions at ``float_paths`` too (``float_layers``) and the layers at ``stem_paths``
-    (``image_stem_layers``)."""
+    (an image stem kept in float: ``profilers.int8_stem``)."""
     from ai_edge_quantizer import recipe
 
     entries = list(recipe.static_wi8_ai8())
@@ -160,7 +135,7 @@ class LiteRT(Runtime):
     name = "litert"
     file_suffix = ".tflite"
     precisions = ("fp32", "int8")
-    quantization = "static_wi8_ai8+float-hard-swish+float-dw7+float-stem"
+    quantization = "static_wi8_ai8+float-hard-swish+float-dw7+float-uneven-stem"
     xnnpack = True
 
     def version(self) -> str:
@@ -189,8 +164,9 @@ class LiteRT(Runtime):
     def write_model(self, module: nn.Module, example: torch.Tensor, path: Path) -> None:
         data = convert_tflite(module, example)
         if self.precision == "int8":
-            data = quantize_tflite(data, random_calibration(example), float_layers(module),
-                                   image_stem_layers(module, example))
+            calibration = random_calibration(example)
+            stem = decide_stem(module, example, calibration)
+            data = quantize_tflite(data, calibration, float_layers(module), stem.layers if stem.in_float else ())
         Path(path).write_bytes(data)
 
     def load(self, path: Path) -> dict[str, Runner]:

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from profilers.int8_stem import decide_stem
 from profilers.onnx_export import export_onnx
 from profilers.protocol import Runner
 from profilers.runtime import MissingRuntimeError, Runtime, random_calibration, random_input
@@ -48,11 +49,10 @@ ELEMENTWISE = {"Sigmoid", "Mul", "HardSwish", "HardSigmoid", "Relu", "Clip", "Le
 
 
 def image_stem_nodes(model: Any) -> list[str]:
-    """Names of the nodes the int8 recipe keeps in float when the graph reads an image (a 3-channel 4-D input): the
-    first convolution, the activation nodes after it, and the convolutions that read that activation. The stem's
-    output spreads its information over channels of very different ranges, and one uint8 range per tensor erases
-    the small ones (measured: ``benchmarks/docs/int8_trained.md``). Empty for any other graph (a latency unit inside
-    the network)."""
+    """Names of the nodes an int8 file keeps in float when its image stem does (``profilers.int8_stem``) and the graph
+    reads an image (a 3-channel 4-D input): the first convolution, the activation nodes after it, and the
+    convolutions that read that activation (``int8_stem.image_stem_layers``, found on the graph). Empty for any other
+    graph (a latency unit inside the network)."""
     graph = model.graph
     if not graph.input:
         return []
@@ -95,13 +95,14 @@ CALIBRATIONS = {"minmax": "min/max of the calibration activations (onnxruntime's
                 "percentile": "the 0.01 and 99.99 percentiles of the calibration activations (outliers clipped)"}
 
 
-def quantize_onnx(float_model: bytes, calibration: Sequence[np.ndarray], method: str = "minmax") -> bytes:
+def quantize_onnx(float_model: bytes, calibration: Sequence[np.ndarray], method: str = "minmax",
+                  float_stem: bool = False) -> bytes:
     """Post-training static int8 of a one-input ONNX model: QDQ format, int8 weights per channel, uint8 activations
     (ONNX Runtime's fast path on x86), activation ranges calibrated on ``calibration`` (inputs of the model's shape)
     by ``method`` (``CALIBRATIONS``); the model is pre-processed (shape inference, graph optimisation) first, as
-    ``onnxruntime.quantization`` recommends, its spatial means become global pools (``spatial_means_as_pools``) and an
-    image stem stays in float (``image_stem_nodes``). The method changes the ranges, not the graph, so not the
-    latency."""
+    ``onnxruntime.quantization`` recommends, its spatial means become global pools (``spatial_means_as_pools``) and,
+    with ``float_stem`` (``profilers.int8_stem.decide_stem``), an image stem stays in float (``image_stem_nodes``). The
+    method changes the ranges, not the graph, so not the latency."""
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -132,7 +133,7 @@ def quantize_onnx(float_model: bytes, calibration: Sequence[np.ndarray], method:
         try:
             quantize_static(str(prepared), str(quantized), Reader(name), quant_format=QuantFormat.QDQ,
                             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            nodes_to_exclude=image_stem_nodes(model), **ranges)
+                            nodes_to_exclude=image_stem_nodes(model) if float_stem else [], **ranges)
         except ValueError as error:
             if method != "percentile":
                 raise
@@ -151,7 +152,7 @@ class OnnxRuntime(Runtime):
     file_suffix = ".onnx"
     provider = "CPUExecutionProvider"
     precisions = ("fp32", "int8")
-    quantization = "qdq-u8s8-per-channel-minmax+mean-pools+float-stem"
+    quantization = "qdq-u8s8-per-channel-minmax+mean-pools+float-uneven-stem"
 
     def version(self) -> str:
         import onnxruntime
@@ -182,7 +183,8 @@ class OnnxRuntime(Runtime):
     def write_model(self, module: nn.Module, example: torch.Tensor, path: Path) -> None:
         data = export_onnx(module, example)
         if self.precision == "int8":
-            data = quantize_onnx(data, random_calibration(example))
+            calibration = random_calibration(example)
+            data = quantize_onnx(data, calibration, float_stem=decide_stem(module, example, calibration).in_float)
         Path(path).write_bytes(data)
 
     def load(self, path: Path) -> dict[str, Runner]:

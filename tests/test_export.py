@@ -66,21 +66,34 @@ def test_int8_tflite_is_quantized_and_reports_the_accuracy_change(trained, tiny_
     (item,) = report["exports"]
     assert item["precision"] == "int8" and 0 <= item["parity"]["top1_agreement"] <= 1
     assert "accuracy_change" in item and report["onnx_int8_calibration"] is None  # no int8 ONNX file
+    stem = item["int8_stem"]  # decided on the calibration images: in float only where a channel would be erased
+    assert stem["choice"] == "auto" and stem["layers"] and stem["in_float"] == (stem["narrowest_channel_steps"] < 8)
+    assert f"int8 tflite: {stem['description']}." in open(report["report_files"][1]).read()
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=item["file"])
     assert interpreter.get_input_details()[0]["dtype"].__name__ == "int8"
 
 
-def test_an_int8_onnx_file_can_be_calibrated_on_percentiles_and_the_report_says_so(trained, tiny_run, tmp_path):
+def test_an_int8_onnx_file_can_be_calibrated_on_percentiles_with_its_stem_in_float_and_the_report_says_so(
+        trained, tiny_run, tmp_path):
+    import onnx
+
     run = open_run(tiny_run)
     report = export_child(run, ARCH, [("onnx", "int8")], tmp_path, trained["weights"],
                           ExportSettings(measure=False, parity_limit=50,
-                                         calibration=Calibration(onnx_method="percentile")))
+                                         calibration=Calibration(onnx_method="percentile", stem="float")))
     (item,) = report.exports
     assert item.parity["samples"] == 50 and item.parity["top1_agreement"] >= 0.8
     assert report.to_dict()["onnx_int8_calibration"] == "percentile"
-    assert "int8 ONNX activation ranges calibrated by percentile" in report.report_files[1].read_text()
+    assert item.int8_stem["in_float"] and item.int8_stem["narrowest_channel_steps"] is None  # asked for, not measured
+    graph = onnx.load(str(item.file)).graph
+    dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    assert convs[0].input[0] not in dequantized and convs[-1].input[0] in dequantized  # the stem reads float input
+    text = report.report_files[1].read_text()
+    assert "int8 ONNX activation ranges calibrated by percentile" in text
+    assert "int8 onnx: image stem kept in float (float)." in text
 
 
 def test_int8_is_measured_beside_fp32_and_its_ratio_reported(trained, tiny_run, tmp_path, caplog):

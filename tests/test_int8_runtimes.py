@@ -117,31 +117,68 @@ class _ImageNet(nn.Module):
         return self.head(self.conv_pw(self.conv_dw(self.act(self.conv_stem(x)))))
 
 
-def test_int8_keeps_an_image_stem_in_float_on_both_runtimes_and_nothing_else(tmp_path):
-    # the stem's output spreads over channels of very different ranges, which one uint8 range per tensor erases
-    # (a trained glyphs child: 90% agreement with fp32, 97% with the stem in float); a layer reading anything but
-    # an image (a latency unit) is quantized whole
-    from profilers.litert_runtime import image_stem_layers
-    from profilers.onnx_export import export_onnx
-    from profilers.onnxruntime_runtime import image_stem_nodes, quantize_onnx
+def _conv_kinds(runtime, path) -> list[tuple[str, str]]:
+    """(op, input type) of every convolution of a TFLite file."""
+    return [(op["op_name"], op["operand_types"][0].__name__) for op in
+            runtime.interpreter(path)._get_ops_details() if "CONV" in op["op_name"]]
 
+
+def test_an_image_stem_stays_in_float_only_where_one_of_its_channels_would_get_a_few_uint8_steps(tmp_path):
+    # the stem's output can spread over channels of very different ranges, which one uint8 range per tensor erases
+    # (a trained glyphs child: 90% agreement with fp32, 97% with the stem in float); a float stem costs LiteRT a
+    # third of its int8 speed at 224 px, so by default only a stem with such a channel stays in float
+    from profilers.int8_stem import decide_stem, image_stem_layers, narrowest_channel_steps
+
+    torch.manual_seed(0)
     module, image = _ImageNet().train(), torch.randn(1, 3, 16, 16)
     assert image_stem_layers(module, image) == ["conv_stem", "act", "conv_dw"]
     assert module.training  # finding the stem runs the module, in eval mode, and leaves its mode as it was
-    module.eval()
     assert image_stem_layers(module.conv_pw, torch.randn(1, 8, 8, 8)) == []
+    assert decide_stem(module.conv_pw, torch.randn(1, 8, 8, 8), []).layers == ()
+
+    values = torch.zeros(2, 3, 4, 4)
+    values[:, 0] = torch.linspace(0, 10, 32).reshape(2, 4, 4)
+    values[:, 1] = torch.linspace(0, 0.1, 32).reshape(2, 4, 4)  # channel 2 never varies: it carries nothing
+    assert narrowest_channel_steps(values) == pytest.approx(0.1 / 10 * 255)
+    assert narrowest_channel_steps(torch.zeros(1, 2, 3, 3)) == float("inf")
+
+    calibration = [torch.randn(1, 3, 16, 16).numpy() for _ in range(8)]
+    even = decide_stem(module, image, calibration)
+    assert even.narrowest_steps >= 8 and not even.in_float and module.training
+    with torch.no_grad():  # one stem channel a thousandth of the others: int8 would give it no step at all
+        module.conv_stem.weight[0].mul_(1e-3)
+        module.conv_stem.bias[0].mul_(1e-3)
+    uneven = decide_stem(module, image, calibration)
+    assert uneven.narrowest_steps < 1 and uneven.in_float and uneven.layers == ("conv_stem", "act", "conv_dw")
+    assert "kept in float" in uneven.to_dict()["description"]
+    assert decide_stem(module, image, calibration, "int8").in_float is False
+    assert decide_stem(_ImageNet(), image, calibration, "float").in_float is True
+    with pytest.raises(ValueError, match="unknown int8 stem choice 'fp16'; choose one of: auto, float, int8"):
+        decide_stem(module, image, calibration, "fp16")
+
+    # both runtimes' int8 files follow the decision: the uneven stem in float, the even one quantized
+    runtime = get_runtime("litert", 1, "int8")
+    for network, stem_type in ((module, "float32"), (_ImageNet(), "int8")):
+        network.eval()
+        runtime.write_model(network, image, tmp_path / "q.tflite")
+        assert _conv_kinds(runtime, tmp_path / "q.tflite") == [("CONV_2D", stem_type), ("DEPTHWISE_CONV_2D", stem_type),
+                                                               ("CONV_2D", "int8")]
+
+
+def test_an_int8_onnx_file_keeps_exactly_the_image_stem_nodes_in_float_when_asked():
+    from profilers.onnx_export import export_onnx
+    from profilers.onnxruntime_runtime import image_stem_nodes, quantize_onnx
+
+    module, image = _ImageNet().eval(), torch.randn(1, 3, 16, 16)
     graph = onnx.shape_inference.infer_shapes(onnx.load_from_string(export_onnx(module, image)))
     assert [n.op_type for n in graph.graph.node if n.name in image_stem_nodes(graph)] == ["Conv", "Sigmoid", "Mul",
                                                                                          "Conv"]
-    quantized = onnx.load_from_string(quantize_onnx(graph.SerializeToString(), [image.numpy()]))
-    dequantized = {o for n in quantized.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
-    convs = [n for n in quantized.graph.node if n.op_type == "Conv"]
-    assert [any(i in dequantized for i in n.input) for n in convs] == [False, False, True]
-    runtime = get_runtime("litert", 1, "int8")
-    runtime.write_model(module, image, tmp_path / "q.tflite")
-    kinds = [(op["op_name"], op["operand_types"][0].__name__) for op in
-             runtime.interpreter(tmp_path / "q.tflite")._get_ops_details() if "CONV" in op["op_name"]]
-    assert kinds == [("CONV_2D", "float32"), ("DEPTHWISE_CONV_2D", "float32"), ("CONV_2D", "int8")]
+    for float_stem, quantized_convs in ((True, [False, False, True]), (False, [True, True, True])):
+        quantized = onnx.load_from_string(quantize_onnx(graph.SerializeToString(), [image.numpy()],
+                                                        float_stem=float_stem))
+        dequantized = {o for n in quantized.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+        convs = [n for n in quantized.graph.node if n.op_type == "Conv"]
+        assert [any(i in dequantized for i in n.input) for n in convs] == quantized_convs
 
 
 def _activation_scales(model_bytes: bytes) -> dict[str, float]:

@@ -227,7 +227,8 @@ def export_child(run: RunDir, arch: Hashable | str, formats: list[tuple[str, str
         exported = export_file(int8_model if precision == "int8" else model, space, fmt, precision, out_dir, stem,
                                bundle, settings.calibration)
         item = ShippedFile(fmt, precision, exported.path, exported.path.stat().st_size,
-                           parity(model, exported, bundle, limit=settings.parity_limit))
+                           parity(model, exported, bundle, limit=settings.parity_limit),
+                           int8_stem=exported.stem and exported.stem.to_dict())
         if settings.measure:
             runtime_name = FORMATS[fmt][0]
             index = next((i for i, t in enumerate(tables) if t.metadata.get("runtime") == runtime_name

@@ -22,6 +22,7 @@ from torch import nn
 from hwnas.data import DataBundle
 from profilers import LatencyStats, Protocol, Runtime, get_runtime
 from profilers.files import atomic_write_bytes
+from profilers.int8_stem import StemDecision, decide_stem
 from profilers.onnx_export import export_onnx
 from profilers.runtime import ModelRef
 from profilers.table import LatencyTable
@@ -36,10 +37,13 @@ PRECISIONS = {"onnx": ("fp32", "int8"), "tflite": ("fp32", "int8"), "tensorrt": 
 class Calibration:
     """How int8 files are calibrated: on the first ``samples`` training images; an int8 ONNX file's activation ranges
     by ``onnx_method`` (``profilers.onnxruntime_runtime.CALIBRATIONS``: ``minmax`` or ``percentile``); LiteRT's
-    quantizer and TensorRT keep their own methods."""
+    quantizer and TensorRT keep their own methods. ``stem`` (``profilers.int8_stem.STEM_CHOICES``) says whether an
+    int8 ONNX or TFLite file keeps the image stem in float: ``auto`` where its channels' ranges are uneven enough for
+    one uint8 range to erase some."""
 
     samples: int = 128
     onnx_method: str = "minmax"
+    stem: str = "auto"
 
 
 @dataclass
@@ -48,6 +52,7 @@ class Exported:
 
     path: Path
     run: Callable[[np.ndarray], np.ndarray]
+    stem: StemDecision | None = None
 
 
 @torch.no_grad()
@@ -73,15 +78,16 @@ def _onnx(model: nn.Module, example: torch.Tensor, path: Path, precision: str, b
 
     from profilers.onnxruntime_runtime import quantize_onnx
 
-    data = export_onnx(model, example)
+    data, stem = export_onnx(model, example), None
     if precision == "int8":
-        data = quantize_onnx(data, _calibration_images(bundle, calibration.samples, "int8 export"),
-                             calibration.onnx_method)
+        images = _calibration_images(bundle, calibration.samples, "int8 export")
+        stem = decide_stem(model, example, images, calibration.stem)
+        data = quantize_onnx(data, images, calibration.onnx_method, float_stem=stem.in_float)
     atomic_write_bytes(path, data)
     onnx.checker.check_model(str(path), full_check=True)
     session = get_runtime("onnxruntime").session(path)
     name = session.get_inputs()[0].name
-    return Exported(path, lambda x: session.run(None, {name: x})[0])
+    return Exported(path, lambda x: session.run(None, {name: x})[0], stem)
 
 
 def _calibration_images(bundle: DataBundle | None, samples: int, what: str) -> list[np.ndarray]:
@@ -97,14 +103,15 @@ def _calibration_images(bundle: DataBundle | None, samples: int, what: str) -> l
 
 def _tflite(model: nn.Module, example: torch.Tensor, path: Path, precision: str, bundle: DataBundle | None,
             calibration: Calibration) -> Exported:
-    from profilers.litert_runtime import convert_tflite, float_layers, image_stem_layers, quantize_tflite, tflite_runner
+    from profilers.litert_runtime import convert_tflite, float_layers, quantize_tflite, tflite_runner
 
-    data = convert_tflite(model, example)
+    data, stem = convert_tflite(model, example), None
     if precision == "int8":
-        data = quantize_tflite(data, _calibration_images(bundle, calibration.samples, "int8 export"),
-                               float_layers(model), image_stem_layers(model, example))
+        images = _calibration_images(bundle, calibration.samples, "int8 export")
+        stem = decide_stem(model, example, images, calibration.stem)
+        data = quantize_tflite(data, images, float_layers(model), stem.layers if stem.in_float else ())
     atomic_write_bytes(path, data)
-    return Exported(path, tflite_runner(get_runtime("litert").interpreter(data)))
+    return Exported(path, tflite_runner(get_runtime("litert").interpreter(data)), stem)
 
 
 def _tensorrt(model: nn.Module, example: torch.Tensor, path: Path, precision: str, bundle: DataBundle | None,

@@ -33,6 +33,7 @@ class ShippedFile:
     over_budget_pct: float | None = None
     vs_fp32: float | None = None
     other_kernels: dict[str, float] = field(default_factory=dict)
+    int8_stem: dict[str, Any] | None = None
 
     @property
     def accuracy_change(self) -> float:
@@ -58,7 +59,7 @@ class ShippedFile:
                 "latency": self.latency, "predicted_ms": self.predicted_ms,
                 "prediction_error_pct": self.prediction_error_pct, "table": self.table,
                 "within_budget": self.within_budget, "over_budget_pct": self.over_budget_pct,
-                "int8_vs_fp32": self.vs_fp32, "other_kernels_ms": self.other_kernels}
+                "int8_vs_fp32": self.vs_fp32, "other_kernels_ms": self.other_kernels, "int8_stem": self.int8_stem}
 
 
 @dataclass
@@ -105,6 +106,8 @@ class ExportReport:
             if item.vs_fp32 is not None:
                 lines += ["", f"int8 {item.format}: {item.vs_fp32:.2f}x the fp32 file's latency"
                               + (" (int8 is SLOWER here)" if item.vs_fp32 > 1 else "") + "."]
+            if item.int8_stem is not None:
+                lines += ["", f"int8 {item.format}: {item.int8_stem['description']}."]
             for runtime, ms in item.other_kernels.items():
                 lines += ["", f"{item.format} {item.precision} with {runtime}: {ms:.3f} ms."]
         if self.exports and self.exports[0].latency:

@@ -65,6 +65,10 @@ def test_int8_tflite_is_quantized_and_reports_the_accuracy_change(trained, tiny_
                           ExportSettings(measure=False)).to_dict()
     (item,) = report["exports"]
     assert item["precision"] == "int8" and 0 <= item["parity"]["top1_agreement"] <= 1
+    p = item["parity"]  # agreement split by whether PyTorch is right: the two parts average to the whole
+    wrong = p["top1_agreement_where_torch_wrong"] or 0.0
+    assert p["top1_agreement"] == pytest.approx(p["accuracy_torch"] * p["top1_agreement_where_torch_right"]
+                                                + (1 - p["accuracy_torch"]) * wrong)
     assert "accuracy_change" in item and report["onnx_int8_calibration"] is None  # no int8 ONNX file
     stem = item["int8_stem"]  # decided on the calibration images: in float only where a channel would be erased
     assert stem["choice"] == "auto" and stem["layers"] and stem["in_float"] == (stem["narrowest_channel_steps"] < 8)

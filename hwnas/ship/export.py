@@ -148,16 +148,21 @@ def export_file(model: nn.Module, space: SearchSpace, fmt: str, precision: str, 
 @torch.no_grad()
 def parity(model: nn.Module, exported: Exported, bundle: DataBundle, split: str = "test",
            limit: int | None = None) -> dict[str, Any]:
-    """Max abs logit difference, top-1 agreement and both accuracies on real images of ``split``."""
+    """Max abs logit difference, top-1 agreement and both accuracies on real images of ``split``; agreement also
+    apart on the images PyTorch classifies right and on those it gets wrong (None where there are none), since a
+    lookalike that fp32 itself misreads is where rounding flips a prediction most easily."""
     images, labels = bundle.tensors(split, limit)
     reference = model.eval()(images).numpy()
     exported_logits = np.concatenate([exported.run(images[i:i + 1].numpy()) for i in range(len(images))])
     ours, theirs = reference.argmax(1), exported_logits.argmax(1)
+    agree, right = ours == theirs, ours == labels.numpy()
     return {
         "samples": int(len(images)), "split": split,
         "max_abs_diff": float(np.abs(reference - exported_logits).max()),
-        "top1_agreement": float((ours == theirs).mean()),
-        "accuracy_torch": float((ours == labels.numpy()).mean()),
+        "top1_agreement": float(agree.mean()),
+        "top1_agreement_where_torch_right": float(agree[right].mean()) if right.any() else None,
+        "top1_agreement_where_torch_wrong": float(agree[~right].mean()) if (~right).any() else None,
+        "accuracy_torch": float(right.mean()),
         "accuracy_exported": float((theirs == labels.numpy()).mean()),
     }
 

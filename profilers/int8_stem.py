@@ -1,13 +1,12 @@
 """Whether an int8 file keeps an image network's stem in float.
 
 The stem (the first convolution, its activation and the convolution reading it) can spread what it computes over
-channels of very different ranges. int8 gives the whole activation one uint8 range, so a channel whose own range is a
-few steps of it is erased: a trained glyphs child agreed with fp32 on 90% of test images in int8, on 97% with its stem
-in float. The float stem costs latency where the stem runs at high resolution (LiteRT, EfficientNet-B0 at 224 px:
-int8 0.49x -> 0.65x fp32), so by default (``auto``) it is kept in float only when, on the calibration inputs, the stem
-activation's narrowest live channel spans fewer than ``MIN_STEPS`` uint8 steps of the activation's range (the child
-above: 3.2 steps; nine other trained children 20.9-51.7; EfficientNet-B0 and MobileNetV3-Large at initialisation 72 and
-87). Both int8 recipes (ONNX Runtime and LiteRT) take the decision from the PyTorch module, on the same tensor.
+channels of very different ranges; int8 gives the whole activation one uint8 range, so a channel whose own range is a
+few steps of it is erased. A float stem costs latency where the stem runs at high resolution, so by default (``auto``)
+it is kept in float only when, on the calibration inputs, the stem activation's narrowest live channel spans fewer
+than ``MIN_STEPS`` uint8 steps of the activation's range. Both int8 recipes (ONNX Runtime and LiteRT) take the
+decision from the PyTorch module, on the same tensor. Why 8 and what it costs: ``benchmarks/docs/int8_trained.md``,
+``benchmarks/docs/int8_kernels.md``.
 """
 
 from __future__ import annotations
@@ -20,9 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
-STEM_CHOICES = {"auto": "in float only where its narrowest channel would get fewer than 8 uint8 steps",
-                "float": "always in float (agreement first)", "int8": "always quantized (speed first)"}
 MIN_STEPS = 8.0
+STEM_CHOICES = {"auto": f"in float only where its narrowest channel would get fewer than {MIN_STEPS:g} uint8 steps",
+                "float": "always in float (agreement first)", "int8": "always quantized (speed first)"}
 LEVELS = 255
 
 

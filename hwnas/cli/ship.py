@@ -65,7 +65,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--int8-stem", choices=tuple(STEM_CHOICES), default="auto",
                         help="keep an int8 ONNX or TFLite file's image stem in float: auto (default: only where its "
                              "channels' ranges are so uneven that int8 would erase some), float (agreement first), "
-                             "int8 (speed first: a float stem made LiteRT's EfficientNet-B0 0.49x -> 0.65x fp32)")
+                             "int8 (speed first)")
     export.add_argument("--no-measure", action="store_true", help="skip the latency measurement")
     export.add_argument("--quick", action="store_true", help="short, noisier measurement protocol")
     export.add_argument("--json", action="store_true", help="machine-readable output")

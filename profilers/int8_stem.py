@@ -94,6 +94,11 @@ class StemDecision:
     narrowest_steps: float | None
     in_float: bool
 
+    @property
+    def float_layers(self) -> tuple[str, ...]:
+        """The layers an int8 file keeps in float for it: the stem's when it stays in float, else none."""
+        return self.layers if self.in_float else ()
+
     def to_dict(self) -> dict[str, Any]:
         """The decision as JSON values."""
         return {"choice": self.choice, "layers": list(self.layers), "narrowest_channel_steps": self.narrowest_steps,

@@ -166,7 +166,7 @@ class LiteRT(Runtime):
         if self.precision == "int8":
             calibration = random_calibration(example)
             stem = decide_stem(module, example, calibration)
-            data = quantize_tflite(data, calibration, float_layers(module), stem.layers if stem.in_float else ())
+            data = quantize_tflite(data, calibration, float_layers(module), stem.float_layers)
         Path(path).write_bytes(data)
 
     def load(self, path: Path) -> dict[str, Runner]:

@@ -109,7 +109,7 @@ def _tflite(model: nn.Module, example: torch.Tensor, path: Path, precision: str,
     if precision == "int8":
         images = _calibration_images(bundle, calibration.samples, "int8 export")
         stem = decide_stem(model, example, images, calibration.stem)
-        data = quantize_tflite(data, images, float_layers(model), stem.layers if stem.in_float else ())
+        data = quantize_tflite(data, images, float_layers(model), stem.float_layers)
     atomic_write_bytes(path, data)
     return Exported(path, tflite_runner(get_runtime("litert").interpreter(data)), stem)
 

@@ -129,7 +129,10 @@ def _targets(result: dict[str, Any]) -> str:
 
 def _machine(result: dict[str, Any]) -> str:
     machine = result.get("machine") or result.get("device") or {}
-    return str(machine.get("cpu_model", "?"))
+    features = machine.get("cpu_features") or []
+    widest = next((f for f in ("amx_int8", "avx512_vnni", "avx_vnni", "avx512f", "avx2", "i8mm", "asimddp", "asimd")
+                   if f in features), None)
+    return str(machine.get("cpu_model", "?")) + (f" ({widest})" if widest else "")
 
 
 def _headline(benchmark: str, result: dict[str, Any]) -> str:

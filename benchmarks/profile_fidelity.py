@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 from _common import ROOT, result_path, write_result
 
 from profilers import Protocol, get_runtime
+from profilers.machine import describe_processor
 from profilers.predictor import plot_validation
 from profilers.profile import calibrate_table, profile_space, refit_calibration
 from profilers.table import LatencyTable
@@ -42,7 +44,12 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--refit", action="store_true",
                         help="with --table: refit the calibration (per-layer term) on the networks the table already "
                              "measured and re-predict its stored held-out measurements; measure nothing")
+    parser.add_argument("--name", default=None,
+                        help="name of the table and the result (default SPACE-RESOLUTION_RUNTIME-cpu_THREADSt, and "
+                             "_PRECISION when not fp32); tables are per machine: name another machine's apart")
     args = parser.parse_args()
+    if args.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", args.name):
+        parser.error(f"--name {args.name!r}: a file name of letters, digits, '.', '-' and '_', not a path")
     if (args.report_only or args.refit) and args.table is None:
         parser.error("--report-only and --refit read an existing table: pass it with --table")
     if args.table is not None and not args.table.is_file():
@@ -97,7 +104,7 @@ def print_fidelity(space: Any, runtime: Any, table: LatencyTable, report: dict[s
         ("re-measure mean abs %", f"{report['remeasure_mean_abs_pct']:.2f}"),
     ]
     print(f"\n{space.name} @ {space.resolution}px, {runtime.name} {runtime.version()}, {runtime.threads} thread, "
-          f"{table.metadata['cpu_model']}")
+          f"{describe_processor(table.metadata)}")
     for label, value in rows:
         print(f"  {label:<24} {value}")
 
@@ -106,8 +113,8 @@ def main() -> None:
     args = parse_arguments()
     space = get_space(args.space)
     runtime = get_runtime(args.runtime, args.threads, args.precision)
-    name = (f"{space.name}-{space.resolution}_{runtime.name}-cpu_{runtime.threads}t"
-            + ("" if args.precision == "fp32" else f"_{args.precision}"))
+    name = args.name or (f"{space.name}-{space.resolution}_{runtime.name}-cpu_{runtime.threads}t"
+                         + ("" if args.precision == "fp32" else f"_{args.precision}"))
     table, out, profile_s, fidelity_s = fidelity(args, space, runtime, ROOT / "latency_tables" / f"{name}.json")
     shown = str(out.relative_to(ROOT)) if out.is_relative_to(ROOT) else str(out)
     path = result_path("profile_fidelity", f"profile_fidelity_{name}")
@@ -121,7 +128,7 @@ def main() -> None:
     write_result("profile_fidelity", f"profile_fidelity_{name}", {
         "space": space.name,
         "table": shown, "runtime": runtime.metadata(),
-        "device": {k: table.metadata[k] for k in ("device_name", "cpu_model", "os")},
+        "device": {k: table.metadata.get(k) for k in ("device_name", "cpu_model", "cpu_id", "cpu_features", "os")},
         "units": len(table.units), "profile_wall_s": profile_s, "calibrate_and_validate_wall_s": fidelity_s,
         "calibration": {k: table.calibration.get(k) for k in ("kind", "intercept", "slope", "per_layer", "n")},
         "validation": report, "refit_from_stored_measurements": args.refit,

@@ -4,7 +4,7 @@ static QDQ quantization (``onnxruntime.quantization``)."""
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from profilers.int8_stem import decide_stem
+from profilers.machine import device_metadata
 from profilers.onnx_export import export_onnx
 from profilers.protocol import Runner
 from profilers.runtime import MissingRuntimeError, Runtime, random_calibration, random_input
@@ -91,23 +92,49 @@ def name_nodes(model: Any) -> int:
     return named
 
 
+WEIGHT_BITS = {"auto": "7 where the target is an x86 CPU without VNNI (u8s8_saturates), else 8",
+               "8": "int8 weights in [-127, 127]", "7": "weights in [-64, 63] (onnxruntime's reduce_range)"}
+VNNI = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def u8s8_saturates(device: Mapping[str, Any]) -> bool:
+    """Whether ONNX Runtime's uint8 x int8 kernels saturate on ``device`` (a ``profilers.machine`` record): on x86
+    without VNNI they sum pairs of products in 16 bits (VPMADDUBSW), which 8-bit weights can overflow (2 x 255 x 127 >
+    32767), so a file's int8 convolutions compute something else than its graph says; 7-bit weights cannot. False
+    where the record has no kernel features (nothing known) and on ARM (its int8 dot products widen)."""
+    features = set(device.get("cpu_features") or [])
+    return "sse4_2" in features and not features & set(VNNI)
+
+
+def weight_bits(choice: str, device: Mapping[str, Any]) -> int:
+    """The weight bits an int8 ONNX file gets for ``choice`` (``WEIGHT_BITS``) on the target ``device``."""
+    if choice not in WEIGHT_BITS:
+        raise ValueError(f"unknown int8 weight bits {choice!r}; choose one of: {', '.join(WEIGHT_BITS)}")
+    if choice == "auto":
+        return 7 if u8s8_saturates(device) else 8
+    return int(choice)
+
+
 CALIBRATIONS = {"minmax": "min/max of the calibration activations (onnxruntime's default)",
                 "percentile": "the 0.01 and 99.99 percentiles of the calibration activations (outliers clipped)"}
 
 
 def quantize_onnx(float_model: bytes, calibration: Sequence[np.ndarray], method: str = "minmax",
-                  float_stem: bool = False) -> bytes:
-    """Post-training static int8 of a one-input ONNX model: QDQ format, int8 weights per channel, uint8 activations
-    (ONNX Runtime's fast path on x86), activation ranges calibrated on ``calibration`` (inputs of the model's shape)
-    by ``method`` (``CALIBRATIONS``); the model is pre-processed (shape inference, graph optimisation) first, as
-    ``onnxruntime.quantization`` recommends, its spatial means become global pools (``spatial_means_as_pools``) and,
-    with ``float_stem`` (``profilers.int8_stem.decide_stem``), an image stem stays in float (``image_stem_nodes``). The
-    method changes the ranges, not the graph, so not the latency."""
+                  float_stem: bool = False, bits: int = 8) -> bytes:
+    """Post-training static int8 of a one-input ONNX model: QDQ format, int8 weights per channel (``bits`` 7 keeps
+    them in [-64, 63], for targets where ``u8s8_saturates``), uint8 activations (ONNX Runtime's fast path on x86),
+    activation ranges calibrated on ``calibration`` (inputs of the model's shape) by ``method`` (``CALIBRATIONS``);
+    the model is pre-processed (shape inference, graph optimisation) first, as ``onnxruntime.quantization``
+    recommends, its spatial means become global pools (``spatial_means_as_pools``) and, with ``float_stem``
+    (``profilers.int8_stem.decide_stem``), an image stem stays in float (``image_stem_nodes``). The method and the
+    bits change values, not the graph, so not the latency."""
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if len(calibration) == 0:
         raise ValueError("int8 quantization needs calibration inputs; got none")
+    if bits not in (7, 8):
+        raise ValueError(f"int8 weights have 8 or 7 bits, not {bits}")
     if method not in CALIBRATIONS:
         raise ValueError(f"unknown int8 calibration {method!r}; choose one of: {', '.join(CALIBRATIONS)}")
     ranges = ({"calibrate_method": CalibrationMethod.Percentile, "extra_options": {"CalibPercentile": 99.99}}
@@ -132,7 +159,8 @@ def quantize_onnx(float_model: bytes, calibration: Sequence[np.ndarray], method:
         name = model.graph.input[0].name
         try:
             quantize_static(str(prepared), str(quantized), Reader(name), quant_format=QuantFormat.QDQ,
-                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            per_channel=True, reduce_range=bits == 7, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8,
                             nodes_to_exclude=image_stem_nodes(model) if float_stem else [], **ranges)
         except ValueError as error:
             if method != "percentile":
@@ -145,8 +173,8 @@ def quantize_onnx(float_model: bytes, calibration: Sequence[np.ndarray], method:
 
 class OnnxRuntime(Runtime):
     """ONNX Runtime on the CPU, sequential execution, ``threads`` intra-op threads, all graph optimisations;
-    ``int8`` models are quantized when written (calibrated on random inputs for measuring; ``hwnas export``
-    calibrates on images)."""
+    ``int8`` models are quantized when written (calibrated on random inputs for measuring, with this machine's weight
+    bits; ``hwnas export`` calibrates on images)."""
 
     name = "onnxruntime"
     file_suffix = ".onnx"
@@ -184,7 +212,8 @@ class OnnxRuntime(Runtime):
         data = export_onnx(module, example)
         if self.precision == "int8":
             calibration = random_calibration(example)
-            data = quantize_onnx(data, calibration, float_stem=decide_stem(module, example, calibration).in_float)
+            data = quantize_onnx(data, calibration, float_stem=decide_stem(module, example, calibration).in_float,
+                                 bits=weight_bits("auto", device_metadata()))
         Path(path).write_bytes(data)
 
     def load(self, path: Path) -> dict[str, Runner]:

@@ -2,9 +2,9 @@
 
 File format (JSON, ``format: hwnas-latency-table``, ``format_version: 1``):
 
-- ``metadata``: device (name, CPU/GPU model, OS), runtime and version, accelerator (execution provider or
-  delegate), threads, precision, batch, input resolution, space name and definition hash, date, hwnas version,
-  the measurement protocol and the statistic predictions use;
+- ``metadata``: device (name, CPU/GPU model, the CPU's identity and kernel features, OS), runtime and version,
+  accelerator (execution provider or delegate), threads, precision, batch, input resolution, space name and
+  definition hash, date, hwnas version, the measurement protocol and the statistic predictions use;
 - ``overhead``: statistics of one call of a trivial model (the per-inference cost every unit measurement holds);
 - ``units``: unit key -> statistics (min, p10, median, p90, mean in ms, n runs);
 - ``calibration``: the monotone model fitted on whole networks measured end to end, or null;
@@ -14,11 +14,13 @@ File format (JSON, ``format: hwnas-latency-table``, ``format_version: 1``):
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from profilers.files import atomic_write_json, read_json
+from profilers.machine import describe_processor, same_processor
 from profilers.stats import LatencyStats
 from search_spaces import SearchSpace
 
@@ -86,6 +88,17 @@ class LatencyTable:
                 f"writes int8 files with {current}; profile it again: 'hwnas profile --space {space.name} --runtime "
                 f"{meta.get('runtime')} --precision int8 --out TABLE'"
             )
+
+    def machine_warning(self, device: Mapping[str, Any]) -> str | None:
+        """A one-line warning when the table was profiled on another kind of processor than ``device`` (the target
+        measuring now: its predictions are another machine's latency), else None; None also where either record
+        lacks the processor's identity (``profilers.machine.same_processor``)."""
+        if same_processor(self.metadata, device) is not False:
+            return None
+        return (f"latency table {self.metadata.get('path', '')} was profiled on {describe_processor(self.metadata)}, "
+                f"but the target is {describe_processor(device)}: its predictions are not this target's latency; "
+                f"profile the target ('hwnas profile --space {self.metadata.get('space')} --runtime "
+                f"{self.metadata.get('runtime')} --out TABLE')")
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document."""

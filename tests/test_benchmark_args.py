@@ -49,6 +49,7 @@ CASES = [
     ("ground_truth.py", ["--device", "tpu"], "write 'auto', 'cpu', 'cuda' or 'cuda:N'"),
     ("ground_truth.py", ["--seeds", "1"], "--seeds >= 2"),
     ("profile_fidelity.py", ["--calibrate", "3"], "--calibrate >= 4"),
+    ("profile_fidelity.py", ["--name", "../elsewhere"], "not a path"),
 ]
 
 

@@ -12,6 +12,8 @@ from hwnas.ship.child import ExportSettings, export_child, load_child, train_chi
 from hwnas.ship.export import Calibration, export_file
 from hwnas.training import TrainConfig
 from profilers import MissingRuntimeError, Protocol
+from profilers.machine import describe_processor, device_metadata
+from profilers.onnxruntime_runtime import u8s8_saturates
 
 ARCH = "24:e6k3|40:e3k5|80:e6k3|96:e3k3|160:e3k5|320:e6k3"
 
@@ -57,6 +59,9 @@ def test_onnx_and_tflite_fp32_match_pytorch_on_the_test_split(trained, tiny_run,
     assert "| onnx | fp32 |" in markdown and "| tflite | fp32 |" in markdown
     assert f"| met ({report['exports'][0]['over_budget_pct']:+.1f}%) |" in markdown
     assert "Budget: 10 ms, checked on the onnxruntime files only." in markdown
+    # the table was profiled on this machine: no warning, and the report names the processor with its features
+    assert report["exports"][0]["latency"]["table_from_other_machine"] is None and "Warning" not in markdown
+    assert f"({describe_processor(device_metadata())}), 1 thread" in markdown
 
 
 def test_int8_tflite_is_quantized_and_reports_the_accuracy_change(trained, tiny_run, tmp_path):
@@ -134,6 +139,10 @@ def test_int8_is_measured_beside_fp32_and_its_ratio_reported(trained, tiny_run, 
     assert "Budget: 1000 ms, checked on the onnxruntime int8 files only." in report.report_files[1].read_text()
     saved = json.loads(report.report_files[0].read_text())
     assert saved["exports"][1]["int8_vs_fp32"] == pytest.approx(by["onnx", "int8"].vs_fp32)
+    # 7-bit ONNX weights where this machine (the target) has ONNX Runtime's saturating int8 kernels, and said so
+    seven = u8s8_saturates(device_metadata())
+    assert saved["exports"][1]["int8_weight_bits"] == (7 if seven else 8) and by["tflite", "int8"].int8_weight_bits is None
+    assert ("int8 onnx: 7-bit weights" in report.report_files[1].read_text()) == seven
     assert f"int8 onnx: {by['onnx', 'int8'].vs_fp32:.2f}x the fp32 file's latency" in report.report_files[1].read_text()
 
 

@@ -218,3 +218,58 @@ def test_percentile_calibration_clips_an_outlier_that_min_max_keeps_and_refuses_
     assert quantize_onnx(narrow_data, calibration, "minmax")
     with pytest.raises(ValueError, match="percentile calibration failed on this model.*calibrate it with minmax"):
         quantize_onnx(narrow_data, calibration, "percentile")
+
+
+def test_7_bit_weights_keep_onnx_runtimes_int8_kernels_exact_where_8_bit_ones_saturate():
+    # ONNX Runtime's fused int8 graph against the same QDQ file run op by op in float (no fusion: what the file says).
+    # On x86 without VNNI, 8-bit weights overflow its 16-bit pair sums; 7-bit weights cannot, on any machine.
+    import random
+
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    from profilers.machine import device_metadata
+    from profilers.onnx_export import export_onnx
+    from profilers.onnxruntime_runtime import quantize_onnx, u8s8_saturates, weight_bits
+    from profilers.runtime import random_calibration
+
+    def session(data, level):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.graph_optimization_level = 1, level
+        return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+
+    space = get_space("mbconv-tiny")
+    torch.manual_seed(0)
+    model, example = space.build(space.sample(random.Random(3))).eval(), space.example_input()
+    data, calibration = export_onnx(model, example), random_calibration(example)
+    inputs = [np.random.default_rng(k).standard_normal(example.shape).astype(np.float32) for k in range(4)]
+    differences = {}
+    for bits in (8, 7):
+        quantized = quantize_onnx(data, calibration, bits=bits)
+        weights = [numpy_helper.to_array(t) for t in onnx.load_from_string(quantized).graph.initializer
+                   if t.data_type == onnx.TensorProto.INT8]
+        assert max(int(np.abs(w).max()) for w in weights) == (127 if bits == 8 else 64)
+        fused = session(quantized, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+        reference = session(quantized, ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+        name = fused.get_inputs()[0].name
+        differences[bits] = max(
+            float(np.abs(fused.run(None, {name: x})[0] - (r := reference.run(None, {name: x})[0])).max() / np.abs(r).max())
+            for x in inputs)
+    assert differences[7] < 0.01
+    saturates = u8s8_saturates(device_metadata())
+    assert (differences[8] > 0.05) == saturates, (differences, device_metadata()["cpu_features"])
+    assert weight_bits("auto", device_metadata()) == (7 if saturates else 8)
+
+
+def test_the_weight_bits_follow_the_targets_kernels():
+    from profilers.onnxruntime_runtime import u8s8_saturates, weight_bits
+
+    avx2 = {"cpu_features": ["sse4_2", "avx", "avx2", "fma"]}
+    vnni = {"cpu_features": ["sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni"]}
+    arm = {"cpu_features": ["asimd", "asimddp", "i8mm"]}
+    assert [u8s8_saturates(d) for d in (avx2, vnni, {**avx2, "cpu_features": ["sse4_2", "avx_vnni"]}, arm, {})] == [
+        True, False, False, False, False]
+    assert [weight_bits("auto", d) for d in (avx2, vnni, arm)] == [7, 8, 8]
+    assert weight_bits("8", avx2) == 8 and weight_bits("7", vnni) == 7
+    with pytest.raises(ValueError, match="unknown int8 weight bits '6'; choose one of: auto, 8, 7"):
+        weight_bits("6", avx2)

@@ -172,6 +172,8 @@ def _cases(run: Path, table: Path, bad: dict[str, Path], tmp: Path) -> list[tupl
         ("arguments", [*search, "--budget-ms", "1", "--refine-trials", "-5"], "--refine-trials: must be >= 0"),
         ("arguments", [*export, "--out", str(tmp / "o"), "--budget-ms", "-3"], "--budget-ms: must be a finite"),
         ("arguments", [*export, "--out", str(tmp / "o"), "--int8-finetune", "0"], "--int8-finetune: must be >= 1"),
+        ("arguments", [*export, "--out", str(tmp / "o"), "--int8-weight-bits", "6"],
+         "--int8-weight-bits: invalid choice: '6'"),
         ("arguments", ["profile", "--space", "mbconv-tiny", "--out", str(tmp / "t.json"), "--calibrate", "-3"],
          "--calibrate: must be >= 0"),
         ("arguments", ["profile", "--space", "mbconv-tiny", "--out", str(tmp / "t.json"), "--threads", "0"],
@@ -227,7 +229,7 @@ def test_every_class_of_bad_input_is_one_clean_line_and_changes_nothing(tiny_run
         assert message in lines[-1], (argv, lines[-1])
         assert sum(": error: " in line for line in lines) == 1, (argv, err)
         counts[kind] = counts.get(kind, 0) + 1
-    assert counts == {"arguments": 19, "files": 9, "targets": 3}
+    assert counts == {"arguments": 20, "files": 9, "targets": 3}
     assert _digest(run) == before and tiny_table.read_bytes() == table_before
     assert not (run / "search.db").exists() or (tiny_run / "search.db").exists()  # no study made for a failed search
     assert not (tmp_path / "t.json.work").exists() and not (tmp_path / "o").exists()

@@ -31,6 +31,7 @@ from hwnas.supernet.seeds import describe
 from hwnas.training import TrainConfig
 from profilers import Protocol
 from profilers.files import atomic_write_bytes, atomic_write_json, read_json
+from profilers.machine import describe_processor
 
 DEMO_SPACE = "mbconv-tiny"
 # short batches and few rounds, but never shorter than Protocol.min_span_s (10 s): on a VM whose speed switches every
@@ -203,7 +204,7 @@ def _report(folder: Path, table: Any, teacher: dict[str, Any], result: dict[str,
     validation = {k: v for k, v in (table.validation or {}).items() if not isinstance(v, list)}
     return {
         "space": meta["space"],
-        "device": {k: meta[k] for k in ("device_name", "cpu_model", "os", "logical_cores")},
+        "device": {k: meta.get(k) for k in ("device_name", "cpu_model", "cpu_id", "cpu_features", "os", "logical_cores")},
         "runtime": {k: meta[k] for k in ("runtime", "runtime_version", "accelerator", "threads", "precision", "batch",
                                          "input_shape", "statistic")},
         "latency_table": {"file": meta.get("path"), "units": len(table.units),
@@ -257,7 +258,7 @@ def _markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# hwnas demo report: {report['space']} on digits",
         "",
-        f"Device: {device['device_name']} ({device['cpu_model']}, {device['logical_cores']} logical cores), "
+        f"Device: {device['device_name']} ({describe_processor(device)}, {device['logical_cores']} logical cores), "
         f"{device['os']}. Runtime: {runtime['runtime']} {runtime['runtime_version']} ({runtime['accelerator']}), "
         f"{runtime['threads']} thread, {runtime['precision']}, batch {runtime['batch']}, input {runtime['input_shape']}, "
         f"statistic {runtime['statistic']}.",

@@ -13,7 +13,7 @@ from hwnas.run import open_run
 from hwnas.training import TrainConfig
 from profilers import Protocol
 from profilers.int8_stem import STEM_CHOICES
-from profilers.onnxruntime_runtime import CALIBRATIONS
+from profilers.onnxruntime_runtime import CALIBRATIONS, WEIGHT_BITS
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -66,6 +66,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help="keep an int8 ONNX or TFLite file's image stem in float: auto (default: only where its "
                              "channels' ranges are so uneven that int8 would erase some), float (agreement first), "
                              "int8 (speed first)")
+    export.add_argument("--int8-weight-bits", choices=tuple(WEIGHT_BITS), default="auto",
+                        help="an int8 ONNX file's weight bits: auto (default: 7 where the target is an x86 CPU without "
+                             "VNNI, whose ONNX Runtime kernels saturate on 8-bit weights; else 8), 8 or 7")
     export.add_argument("--no-measure", action="store_true", help="skip the latency measurement")
     export.add_argument("--quick", action="store_true", help="short, noisier measurement protocol")
     export.add_argument("--json", action="store_true", help="machine-readable output")
@@ -98,7 +101,8 @@ def run_export(args: argparse.Namespace) -> int:
                               target=args.target, token=args.token,
                               protocol=Protocol.quick() if args.quick else Protocol(), measure=not args.no_measure,
                               int8_finetune=Int8Finetune(steps=args.int8_finetune) if args.int8_finetune else None,
-                              calibration=Calibration(onnx_method=args.int8_calibration, stem=args.int8_stem))
+                              calibration=Calibration(onnx_method=args.int8_calibration, stem=args.int8_stem,
+                                                      onnx_weight_bits=args.int8_weight_bits))
     report = export_child(run, args.arch, [(f, args.precision) for f in args.format], args.out, args.weights, settings)
     rows = [[e.format, e.precision, f"{e.parity['max_abs_diff']:.2e}", f"{100 * e.parity['top1_agreement']:.1f}%",
              f"{e.accuracy_change:+.4f}", f"{e.measured_ms:.3f}" if e.measured_ms is not None else "-",

@@ -93,7 +93,9 @@ def _open_measuring(run: RunDir, table_path: Path | None, settings: SearchSettin
     meta = table.metadata
     runtime = get_runtime(str(meta["runtime"]), int(meta["threads"]), str(meta["precision"]))
     target = open_target(runtime, settings.target, settings.token)
-    target.device()  # an unreachable target fails here, before the study in the run is touched
+    other_machine = table.machine_warning(target.device())  # an unreachable target fails here, before the study
+    if other_machine:
+        log.warning("%s", other_machine)
     return _Measuring(table, Path(table_path), LatencyPredictor(table, run.space), target)
 
 

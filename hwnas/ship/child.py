@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from hwnas.supernet.distill import checkpoint_path, separates_depths, shares_twi
 from hwnas.training import TrainConfig, train_classifier
 from profilers import Protocol
 from profilers.files import atomic_torch_save, atomic_write_json, read_json
+from profilers.machine import device_metadata
 from profilers.predictor import LatencyPredictor
 from profilers.table import LatencyTable
 from profilers.targets import Target, open_target
@@ -223,12 +224,13 @@ def export_child(run: RunDir, arch: Hashable | str, formats: list[tuple[str, str
     stem = hashlib.sha1(str(arch).encode()).hexdigest()[:12]
     exports = []
     int8_model, finetuned = _int8_weights(model, bundle, formats, settings.int8_finetune)
+    calibration = _for_target(settings.calibration, targets.get(("onnx", "int8")))
     for fmt, precision in formats:
         exported = export_file(int8_model if precision == "int8" else model, space, fmt, precision, out_dir, stem,
-                               bundle, settings.calibration)
+                               bundle, calibration)
         item = ShippedFile(fmt, precision, exported.path, exported.path.stat().st_size,
                            parity(model, exported, bundle, limit=settings.parity_limit),
-                           int8_stem=exported.stem and exported.stem.to_dict())
+                           int8_stem=exported.stem and exported.stem.to_dict(), int8_weight_bits=exported.weight_bits)
         if settings.measure:
             runtime_name = FORMATS[fmt][0]
             index = next((i for i, t in enumerate(tables) if t.metadata.get("runtime") == runtime_name
@@ -246,6 +248,17 @@ def export_child(run: RunDir, arch: Hashable | str, formats: list[tuple[str, str
                           onnx_calibration=settings.calibration.onnx_method if ("onnx", "int8") in formats else None)
     report.write(out_dir, stem)
     return report
+
+
+def _for_target(calibration: Calibration, target: Target | None) -> Calibration:
+    """``calibration`` with an int8 ONNX file's weight bits decided for the machine that runs it: the measuring
+    target's processor (this machine when not measuring)."""
+    if calibration.onnx_weight_bits != "auto":
+        return calibration
+    from profilers.onnxruntime_runtime import weight_bits
+
+    bits = weight_bits("auto", target.device() if target is not None else device_metadata())
+    return replace(calibration, onnx_weight_bits=str(bits))
 
 
 def _int8_weights(model: nn.Module, bundle: DataBundle, formats: list[tuple[str, str]],

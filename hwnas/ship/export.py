@@ -10,6 +10,7 @@ on its runtime under the profilers' protocol and a deployment report is written 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +24,14 @@ from hwnas.data import DataBundle
 from profilers import LatencyStats, Protocol, Runtime, get_runtime
 from profilers.files import atomic_write_bytes
 from profilers.int8_stem import StemDecision, decide_stem
+from profilers.machine import device_metadata
 from profilers.onnx_export import export_onnx
 from profilers.runtime import ModelRef
 from profilers.table import LatencyTable
 from profilers.targets import Target
 from search_spaces import SearchSpace
+
+log = logging.getLogger(__name__)
 
 FORMATS = {"onnx": ("onnxruntime", ".onnx"), "tflite": ("litert", ".tflite"), "tensorrt": ("tensorrt", ".engine")}
 PRECISIONS = {"onnx": ("fp32", "int8"), "tflite": ("fp32", "int8"), "tensorrt": ("fp32", "fp16", "int8")}
@@ -39,11 +43,13 @@ class Calibration:
     by ``onnx_method`` (``profilers.onnxruntime_runtime.CALIBRATIONS``: ``minmax`` or ``percentile``); LiteRT's
     quantizer and TensorRT keep their own methods. ``stem`` (``profilers.int8_stem.STEM_CHOICES``) says whether an
     int8 ONNX or TFLite file keeps the image stem in float: ``auto`` where its channels' ranges are uneven enough for
-    one uint8 range to erase some."""
+    one uint8 range to erase some. ``onnx_weight_bits`` (``profilers.onnxruntime_runtime.WEIGHT_BITS``) gives an int8
+    ONNX file 7-bit weights where the target's kernels would saturate 8-bit ones (``auto``: this machine's)."""
 
     samples: int = 128
     onnx_method: str = "minmax"
     stem: str = "auto"
+    onnx_weight_bits: str = "auto"
 
 
 @dataclass
@@ -53,6 +59,7 @@ class Exported:
     path: Path
     run: Callable[[np.ndarray], np.ndarray]
     stem: StemDecision | None = None
+    weight_bits: int | None = None
 
 
 @torch.no_grad()
@@ -76,18 +83,19 @@ def _onnx(model: nn.Module, example: torch.Tensor, path: Path, precision: str, b
           calibration: Calibration) -> Exported:
     import onnx
 
-    from profilers.onnxruntime_runtime import quantize_onnx
+    from profilers.onnxruntime_runtime import quantize_onnx, weight_bits
 
-    data, stem = export_onnx(model, example), None
+    data, stem, bits = export_onnx(model, example), None, None
     if precision == "int8":
         images = _calibration_images(bundle, calibration.samples, "int8 export")
         stem = decide_stem(model, example, images, calibration.stem)
-        data = quantize_onnx(data, images, calibration.onnx_method, float_stem=stem.in_float)
+        bits = weight_bits(calibration.onnx_weight_bits, device_metadata())
+        data = quantize_onnx(data, images, calibration.onnx_method, float_stem=stem.in_float, bits=bits)
     atomic_write_bytes(path, data)
     onnx.checker.check_model(str(path), full_check=True)
     session = get_runtime("onnxruntime").session(path)
     name = session.get_inputs()[0].name
-    return Exported(path, lambda x: session.run(None, {name: x})[0], stem)
+    return Exported(path, lambda x: session.run(None, {name: x})[0], stem, bits)
 
 
 def _calibration_images(bundle: DataBundle | None, samples: int, what: str) -> list[np.ndarray]:
@@ -180,7 +188,9 @@ def measure_file(path: Path, target: Target, protocol: Protocol,
 
     With ``reference`` (the space and a latency table of the same runtime), three of the table's units are measured
     in the same interleaved pass: their ratio to the table is the pass's drift (``profilers.drift``); a perturbed
-    pass is repeated after a pause and the least perturbed is kept. The drift is reported as ``machine_drift``.
+    pass is repeated after a pause and the least perturbed is kept. The drift is reported as ``machine_drift``; a
+    table profiled on another kind of processor than the target's is named in ``table_from_other_machine`` (and
+    logged), since its ratio is then the two machines' difference, not drift.
     """
     import tempfile
 
@@ -206,6 +216,10 @@ def measure_file(path: Path, target: Target, protocol: Protocol,
 
         stats, ratios = drift_policy.measure_until_quiet(one_pass)
     drift = drift_policy.least_perturbed(ratios) if ratios else None
-    return {"runtime": runtime.metadata(), "device": measuring.device(), "statistic": protocol.statistic,
+    device = measuring.device()
+    other_machine = table.machine_warning(device) if table is not None else None
+    if other_machine:
+        log.warning("%s", other_machine)
+    return {"runtime": runtime.metadata(), "device": device, "statistic": protocol.statistic,
             "latency_ms": stats.to_dict(), "measured_ms": stats.get(protocol.statistic),
-            "machine_drift": drift, "passes": max(len(ratios), 1)}
+            "machine_drift": drift, "passes": max(len(ratios), 1), "table_from_other_machine": other_machine}

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from profilers.files import atomic_write_bytes, atomic_write_json
+from profilers.machine import describe_processor
 
 
 @dataclass
@@ -34,6 +35,7 @@ class ShippedFile:
     vs_fp32: float | None = None
     other_kernels: dict[str, float] = field(default_factory=dict)
     int8_stem: dict[str, Any] | None = None
+    int8_weight_bits: int | None = None
 
     @property
     def accuracy_change(self) -> float:
@@ -59,7 +61,8 @@ class ShippedFile:
                 "latency": self.latency, "predicted_ms": self.predicted_ms,
                 "prediction_error_pct": self.prediction_error_pct, "table": self.table,
                 "within_budget": self.within_budget, "over_budget_pct": self.over_budget_pct,
-                "int8_vs_fp32": self.vs_fp32, "other_kernels_ms": self.other_kernels, "int8_stem": self.int8_stem}
+                "int8_vs_fp32": self.vs_fp32, "other_kernels_ms": self.other_kernels, "int8_stem": self.int8_stem,
+                "int8_weight_bits": self.int8_weight_bits}
 
 
 @dataclass
@@ -108,12 +111,16 @@ class ExportReport:
                               + (" (int8 is SLOWER here)" if item.vs_fp32 > 1 else "") + "."]
             if item.int8_stem is not None:
                 lines += ["", f"int8 {item.format}: {item.int8_stem['description']}."]
+            if item.int8_weight_bits == 7:
+                lines += ["", f"int8 {item.format}: 7-bit weights, since the target's x86 CPU has no VNNI and ONNX "
+                              "Runtime's kernels would saturate on 8-bit ones."]
             for runtime, ms in item.other_kernels.items():
                 lines += ["", f"{item.format} {item.precision} with {runtime}: {ms:.3f} ms."]
         if self.exports and self.exports[0].latency:
             meta = self.exports[0].latency
-            lines += ["", f"Measured on {meta['device'].get('device_name')} ({meta['device'].get('cpu_model')}), "
+            lines += ["", f"Measured on {meta['device'].get('device_name')} ({describe_processor(meta['device'])}), "
                           f"1 thread, batch 1, statistic {meta['statistic']}."]
+            lines += ["", f"Warning: {w}."] if (w := meta.get("table_from_other_machine")) else []
         if self.budget_ms is not None:
             where = " ".join(x for x in (self.budget_runtime, self.budget_precision) if x)
             scope = f"on the {where} files only" if where else "on every file"

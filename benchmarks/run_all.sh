@@ -52,6 +52,8 @@ $PY benchmarks/distill_variants.py --variant "shared prefixes, 10 epochs=$T/run-
 
 # int8 against fp32 op by op and network by network (about 12 min; nothing else running)
 $PY benchmarks/int8_kernels.py --name xeon_avx512_recipe
+# int8 ONNX files with 8- and 7-bit weights on trained children (about 5 min; saturation shows on x86 without VNNI)
+$PY benchmarks/int8_weight_bits.py --work runs/int8_weight_bits --name digits
 
 # the glyphs ranking ground truth (issue #29): about 9 h with two workers on 2 cores, resumable from its JSON
 $PY benchmarks/ground_truth.py --data glyphs --bands 5 --per-band 6 --seeds 3 --workers 2

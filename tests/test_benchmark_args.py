@@ -50,6 +50,7 @@ CASES = [
     ("ground_truth.py", ["--seeds", "1"], "--seeds >= 2"),
     ("profile_fidelity.py", ["--calibrate", "3"], "--calibrate >= 4"),
     ("profile_fidelity.py", ["--name", "../elsewhere"], "not a path"),
+    ("int8_weight_bits.py", ["--work", "w", "--children", "0"], "--children and --epochs must be >= 1"),
 ]
 
 

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from profilers.machine import processor_record
 from profilers.protocol import Protocol, measure_batches
 from profilers.runtime import ModelRef, Runtime
 from profilers.stats import LatencyStats
@@ -119,16 +120,19 @@ class AdbTarget:
         return self._run("shell", command)
 
     def device(self) -> dict[str, Any]:
-        """The phone's metadata from its system properties (cached)."""
+        """The phone's metadata from its system properties and /proc/cpuinfo (its cores' identity and kernel
+        features, ``profilers.machine``); cached."""
         if self._device is None:
             props = {}
             for name in ("ro.product.manufacturer", "ro.product.model", "ro.soc.model", "ro.board.platform",
                          "ro.build.version.release", "ro.product.cpu.abi"):
                 props[name] = self._shell(f"getprop {name}").strip()
+            cores = processor_record(self._shell("cat /proc/cpuinfo"))
             self._check_binary()
             self._device = {
                 "device_name": f"{props['ro.product.manufacturer']} {props['ro.product.model']}".strip() or "android",
                 "cpu_model": props["ro.soc.model"] or props["ro.board.platform"] or "unknown",
+                "cpu_id": cores["cpu_id"], "cpu_features": cores["cpu_features"],
                 "os": f"Android {props['ro.build.version.release']}", "machine": props["ro.product.cpu.abi"],
                 "adb_serial": self.serial or "(the only device)", "measured_by": f"benchmark_model ({self.binary})",
                 "timing": "per-invocation aggregates; runs rebuilt from min/p5/median/p95/max",

@@ -39,8 +39,12 @@ def cpuinfo_fields(text: str) -> dict[str, str]:
 
 def processor_record(text: str) -> dict[str, Any]:
     """CPU model name, identity and kernel features read from a /proc/cpuinfo text (empty identity and features
-    where the text has none)."""
+    where the text has none). The first processor's fields, but every distinct ARM core part (a phone's big and
+    little cores differ)."""
     fields = cpuinfo_fields(text)
+    parts = sorted({line.partition(":")[2].strip() for line in text.splitlines() if line.startswith("CPU part")})
+    if len(parts) > 1:
+        fields["CPU part"] = ",".join(parts)
     name = next((fields[k] for k in ("model name", "Hardware", "Processor") if fields.get(k)), "")
     identity = " ".join(f"{label} {fields[key]}" for key, label in IDENTITY_FIELDS if fields.get(key))
     flags = set((fields.get("flags") or fields.get("Features") or "").split())

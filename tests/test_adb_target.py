@@ -83,6 +83,9 @@ def test_units_are_pushed_and_timed_on_the_device_in_rounds(phone, tmp_path):
     target = open_target(get_runtime("litert"), "adb:standin-1")
     device = target.device()
     assert device["device_name"] == "Standin Phone 1" and device["cpu_model"] == "SM8550"
+    # its cores from /proc/cpuinfo: every part of the big.LITTLE set, and the int8 dot-product features
+    assert device["cpu_id"] == "implementer 0x41 part 0xd46,0xd4d,0xd4e variant 0x0"
+    assert device["cpu_features"] == ["asimd", "asimdhp", "asimddp", "i8mm", "bf16"]
     assert device["os"] == "Android 14" and "benchmark_model" in device["measured_by"]
     small = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU())
     large = torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3), torch.nn.ReLU(), torch.nn.Conv2d(64, 64, 3))

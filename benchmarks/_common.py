@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import sys
@@ -19,6 +20,24 @@ def refuse(message: str) -> NoReturn:
     argparse refuses a bad argument."""
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(2)
+
+
+def add_device_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--device`` for a benchmark that trains: where ``what`` run."""
+    parser.add_argument("--device", default="cpu",
+                        help=f"where {what} run: cpu (default), auto (a CUDA GPU when torch sees one), cuda or "
+                             "cuda:N; the recipe is the same on every device")
+
+
+def checked_device(parser: argparse.ArgumentParser, text: str) -> str:
+    """``--device`` resolved (``hwnas.devices.resolve_device``), or the parser's error (exit 2) saying what is
+    accepted."""
+    from hwnas.devices import resolve_device
+
+    try:
+        return str(resolve_device(text))
+    except (ValueError, RuntimeError) as error:
+        parser.error(str(error))
 
 
 def log_stages() -> None:

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import log_stages, print_table, write_result
+from _common import add_device_argument, checked_device, log_stages, print_table, write_result
 
 from hwnas.evolve import EvolveSettings, evolve
 from hwnas.run import RunDir, create_or_open_run, open_run
@@ -36,10 +36,11 @@ def prepare(args: argparse.Namespace) -> tuple[RunDir, RunDir]:
     """The fixed space's rated run and the evolved space's final run."""
     run = create_or_open_run(args.work / "run", args.space, args.data)
     if not teacher_path(run).exists():
-        train_teacher(run, config=TrainConfig(epochs=args.teacher_epochs))
-    distill(run, config=DistillConfig(epochs=args.rounds * args.epochs))
-    rate(run)
-    record = evolve(run, EvolveSettings(rounds=args.rounds, pool=tuple(args.pool.split(",")), epochs=args.epochs))
+        train_teacher(run, config=TrainConfig(epochs=args.teacher_epochs), device=args.device)
+    distill(run, config=DistillConfig(epochs=args.rounds * args.epochs), device=args.device)
+    rate(run, device=args.device)
+    record = evolve(run, EvolveSettings(rounds=args.rounds, pool=tuple(args.pool.split(",")), epochs=args.epochs),
+                    device=args.device)
     return run, open_run(record["final_run"])
 
 
@@ -49,7 +50,8 @@ def trained_accuracy(run: RunDir, arch: str, args: argparse.Namespace) -> list[f
     accuracies = []
     for seed in range(args.seeds):
         folder = args.work / "children" / label / f"seed{seed}"
-        result = train_child(run, arch, TrainConfig(epochs=args.child_epochs, seed=seed), folder=folder)
+        result = train_child(run, arch, TrainConfig(epochs=args.child_epochs, seed=seed), folder=folder,
+                             device=args.device)
         accuracies.append(float(result["test_accuracy"]))
     return accuracies
 
@@ -67,7 +69,9 @@ def main() -> None:
     parser.add_argument("--child-epochs", type=int, default=20)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--name", default=None)
+    add_device_argument(parser, "the teacher, the distillation and the children")
     args = parser.parse_args()
+    args.device = checked_device(parser, args.device)
     log_stages()
     started = time.perf_counter()
     fixed, evolved = prepare(args)

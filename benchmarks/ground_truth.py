@@ -28,7 +28,7 @@ from multiprocessing import get_context
 from typing import Any
 
 import torch
-from _common import RESULTS, ROOT, print_table, write_result
+from _common import RESULTS, ROOT, add_device_argument, checked_device, print_table, write_result
 from rank_noise import noise_ceiling_tau, seed_noise_variance
 from ranking import _setup_worker, recipe_tag, space_for, stand_alone
 
@@ -110,20 +110,13 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--test-copies", type=int, default=32, help="large test set size (see hwnas.data)")
     parser.add_argument("--workers", type=int, default=1,
                         help="trainings at once, 1 CPU thread each (on a GPU they share it)")
-    parser.add_argument("--device", default="cpu",
-                        help="where the trainings run: cpu (default), auto (a CUDA GPU when torch sees one), cuda or "
-                             "cuda:N; the recipe is the same on every device")
+    add_device_argument(parser, "the trainings")
     parser.add_argument("--work", default=str(ROOT / "runs" / "bench-ground-truth"))
     parser.add_argument("--name", default="glyphs")
     args = parser.parse_args()
     if args.bands < 1 or args.per_band < 2 or args.seeds < 2 or args.epochs < 1 or args.workers < 1:
         parser.error("needs --bands >= 1, --per-band >= 2, --seeds >= 2, --epochs >= 1, --workers >= 1")
-    from hwnas.devices import resolve_device
-
-    try:
-        args.device = str(resolve_device(args.device))
-    except (ValueError, RuntimeError) as error:
-        parser.error(str(error))
+    args.device = checked_device(parser, args.device)
     return args
 
 

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import torch
-from _common import log_stages, print_table, write_result
+from _common import add_device_argument, checked_device, log_stages, print_table, write_result
 
 from hwnas.progressive import ProgressiveSettings, progressive
 from hwnas.run import open_run
@@ -31,14 +31,17 @@ def main() -> None:
     parser.add_argument("--child-epochs", type=int, default=20)
     parser.add_argument("--distill-epochs", type=int, default=10)
     parser.add_argument("--name", required=True, help="result name")
+    add_device_argument(parser, "the distillation and the children")
     args = parser.parse_args()
+    args.device = checked_device(parser, args.device)
     log_stages()
     torch.set_num_threads(1)
     started = time.perf_counter()
     run = open_run(args.run)
     record = progressive(run, ProgressiveSettings(rounds=args.rounds, budget=args.budget, objective="macs",
                                                   child_epochs=args.child_epochs,
-                                                  distill=DistillConfig(epochs=args.distill_epochs)))
+                                                  distill=DistillConfig(epochs=args.distill_epochs),
+                                                  device=args.device))
     print_table([[r["round"], f"{r['teacher']['val_accuracy']:.4f}", r["searched"]["arch"],
                   f"{r['searched']['val_accuracy']:.4f}", f"{r['searched'].get('test_accuracy', float('nan')):.4f}",
                   f"{r['scaled']['val_accuracy']:.4f}", "yes" if r["promoted"] else "no"] for r in record["rounds"]],

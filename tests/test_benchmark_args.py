@@ -47,6 +47,8 @@ CASES = [
     ("rank_scores.py", ["--run", "no/run"], "no/run has no ratings.json"),
     ("rank_scores.py", ["--rescore", "no/such.json"], "--rescore no/such.json does not exist"),
     ("ground_truth.py", ["--device", "tpu"], "write 'auto', 'cpu', 'cuda' or 'cuda:N'"),
+    ("evolve_space.py", ["--work", "w", "--device", "tpu"], "write 'auto', 'cpu', 'cuda' or 'cuda:N'"),
+    ("progressive_rounds.py", ["--run", "r", "--name", "n", "--device", "tpu"], "write 'auto', 'cpu', 'cuda' or"),
     ("ground_truth.py", ["--seeds", "1"], "--seeds >= 2"),
     ("profile_fidelity.py", ["--calibrate", "3"], "--calibrate >= 4"),
     ("profile_fidelity.py", ["--name", "../elsewhere"], "not a path"),

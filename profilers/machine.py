@@ -25,15 +25,13 @@ IDENTITY_FIELDS = (("vendor_id", "vendor"), ("cpu family", "family"), ("model", 
 
 
 def cpuinfo_fields(text: str) -> dict[str, str]:
-    """The first processor's fields of a /proc/cpuinfo text (keys as written, values stripped)."""
+    """Each field's first value in a /proc/cpuinfo text (keys as written, values stripped): the first processor's,
+    and the fields some ARM kernels write once after all processors (``Hardware``)."""
     fields: dict[str, str] = {}
     for line in text.splitlines():
-        if not line.strip():
-            if fields:
-                break
-            continue
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())
+        key, colon, value = line.partition(":")
+        if colon:
+            fields.setdefault(key.strip(), value.strip())
     return fields
 
 

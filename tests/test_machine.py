@@ -28,6 +28,8 @@ Features\t: fp asimd evtstrm aes asimddp sve i8mm bf16
 CPU implementer\t: 0x41
 CPU part\t: 0xd40
 CPU variant\t: 0x1
+
+Hardware\t: Graviton Test Board
 """
 
 
@@ -38,6 +40,7 @@ def test_a_processor_record_holds_identity_and_the_features_kernels_are_chosen_b
     assert zen4["cpu_id"].endswith("model 17 stepping 1") and "avx512_vnni" in zen4["cpu_features"]
     arm = processor_record(GRAVITON)
     assert arm["cpu_id"] == "implementer 0x41 part 0xd40 variant 0x1"
+    assert arm["cpu_model"] == "Graviton Test Board"  # written once, after the processors
     assert arm["cpu_features"] == ["asimd", "asimddp", "i8mm", "bf16", "sve"]
     assert describe_processor(zen3) == ("AMD EPYC (vendor AuthenticAMD family 25 model 1 stepping 1; "
                                         "sse4_2 avx avx2 fma f16c)")

@@ -58,11 +58,6 @@ def _this_processor() -> dict[str, Any]:
     return record
 
 
-def cpu_model() -> str:
-    """The CPU's model name (Linux /proc/cpuinfo, else what platform reports)."""
-    return str(_this_processor()["cpu_model"])
-
-
 def device_metadata(device_name: str | None = None) -> dict[str, object]:
     """Device name (default: the host name), CPU model, identity and kernel features, logical cores, OS,
     architecture, Python version."""

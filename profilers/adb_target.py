@@ -183,3 +183,7 @@ class AdbTarget:
     ) -> dict[str, LatencyStats]:
         """Convert here, measure on the device."""
         return self.measure_files(self.runtime.export(items, workdir), protocol, None, "")
+
+    def outputs(self, path: Path, inputs: np.ndarray) -> None:
+        """None: ``benchmark_model`` reports times, not outputs (parity is then checked on the exporting machine)."""
+        return None

@@ -4,9 +4,13 @@
 measurement protocol and returns statistics with its device metadata.
 
 API (JSON over HTTP):
-- ``GET /info`` -> device metadata and the runtimes available here;
+- ``GET /info`` -> device metadata, the runtimes available here and the request limits;
 - ``POST /measure`` with ``{"runtime", "threads", "precision", "protocol": {...}, "models": {name: base64}}``
-  -> ``{"device": {...}, "runtime": {...}, "stats": {name: {min, p10, median, p90, mean, n}}}``.
+  -> ``{"device": {...}, "runtime": {...}, "stats": {name: {min, p10, median, p90, mean, n}}}``;
+- ``POST /outputs`` with ``{"runtime", "threads", "precision", "model": base64, "inputs": base64, "shape": [N, ...]}``
+  (N float32 inputs, little-endian, each run alone at batch 1) -> ``{"device", "runtime", "outputs": base64,
+  "shape": [N, ...]}``: the file's first output on each input, computed by this device's kernels (output parity
+  checked where the file will run).
 
 Binds 127.0.0.1 by default; any other address requires a token (``Authorization: Bearer TOKEN``). Limits:
 - a request's size (``max_bytes``) and its measurement time (``max_seconds``, checked after every timed run, so no
@@ -40,6 +44,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -55,6 +60,8 @@ READ_TIMEOUT_S = 20.0
 DEFAULT_MAX_CONNECTIONS = 64
 DEFAULT_MAX_WAITING = 64
 MAX_THREADS = 256
+OUTPUT_REQUEST_BYTES = 8 * 1024 * 1024  # inputs per /outputs request the client sends (base64 adds a third)
+MAX_RANK = 8  # dimensions of an /outputs request's inputs
 # the largest counts a request's protocol may ask for (the time limit bounds them too; these bound memory)
 PROTOCOL_CAPS = {"warmup_runs": 1000, "runs_per_round": 10_000, "min_runs_per_round": 10_000, "min_rounds": 1000,
                  "max_rounds": 1000, "span_max_rounds": 1000}
@@ -224,17 +231,20 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         self._headers_read = True
         if self.path != "/info":
-            self._guard(lambda: _raise(HTTPStatus.NOT_FOUND, f"no such endpoint {self.path}; use GET /info or "
-                                                             "POST /measure"))
+            self._guard(lambda: _raise(HTTPStatus.NOT_FOUND, f"no such endpoint {self.path}; use GET /info, "
+                                                             "POST /measure or POST /outputs"))
             return
-        self._guard(lambda: {"device": self.server.device, "runtimes": _available_runtimes()})
+        self._guard(lambda: {"device": self.server.device, "runtimes": _available_runtimes(),
+                             "limits": {"max_bytes": self.server.max_bytes, "max_seconds": self.server.max_seconds}})
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         self._headers_read = True
-        if self.path != "/measure":
-            self._guard(lambda: _raise(HTTPStatus.NOT_FOUND, f"no such endpoint {self.path}; use POST /measure"))
+        endpoints = {"/measure": self._measure, "/outputs": self._outputs}
+        if self.path not in endpoints:
+            self._guard(lambda: _raise(HTTPStatus.NOT_FOUND, f"no such endpoint {self.path}; use POST /measure or "
+                                                             "POST /outputs"))
             return
-        self._guard(self._measure)
+        self._guard(endpoints[self.path])
 
     def _read_json(self) -> dict[str, Any]:
         length_text = self.headers.get("Content-Length")
@@ -295,12 +305,8 @@ class _Handler(BaseHTTPRequestHandler):
             deadline = time.monotonic() + self.server.max_seconds
             runners = {}
             for index, (name, encoded) in enumerate(models.items()):
-                try:
-                    data = base64.b64decode(str(encoded), validate=True)
-                except (binascii.Error, ValueError) as error:
-                    raise RequestError(HTTPStatus.BAD_REQUEST, f"model {name!r} is not valid base64") from error
                 path = Path(tmp) / f"model_{index}{runtime.file_suffix}"
-                path.write_bytes(data)
+                path.write_bytes(_decoded(encoded, f"model {name!r}"))
                 try:
                     runners[str(name)] = _bounded(runtime.load(path)["main"], deadline)
                 except MissingRuntimeError:
@@ -312,6 +318,31 @@ class _Handler(BaseHTTPRequestHandler):
         return {"device": self.server.device, "runtime": runtime.metadata(),
                 "stats": {name: s.to_dict() for name, s in stats.items()}}
 
+    def _outputs(self) -> dict[str, Any]:
+        payload = self._read_json()
+        runtime = _runtime_from(payload)
+        inputs = _inputs_from(payload)
+        with self._queued(), tempfile.TemporaryDirectory() as tmp:
+            deadline = time.monotonic() + self.server.max_seconds
+            path = Path(tmp) / f"model{runtime.file_suffix}"
+            path.write_bytes(_decoded(payload.get("model"), "'model'"))
+            try:
+                infer = runtime.infer(path)
+            except MissingRuntimeError:
+                raise
+            except Exception as error:
+                raise RequestError(HTTPStatus.BAD_REQUEST, f"the model does not load in {runtime.name}: {error}") from error
+            outputs = []
+            for index in range(len(inputs)):
+                _check_deadline(deadline)
+                try:
+                    outputs.append(np.asarray(infer(inputs[index:index + 1]), dtype="<f4"))
+                except Exception as error:
+                    raise RequestError(HTTPStatus.BAD_REQUEST, f"the model failed on input {index} of shape "
+                                                               f"{list(inputs.shape[1:])}: {error}") from error
+        result = np.concatenate(outputs)
+        return {"device": self.server.device, "runtime": runtime.metadata(),
+                "outputs": base64.b64encode(result.tobytes()).decode(), "shape": list(result.shape)}
 
     @contextlib.contextmanager
     def _queued(self) -> Iterator[None]:
@@ -373,8 +404,31 @@ def _raise(status: HTTPStatus, message: str) -> dict[str, Any]:
 
 def _check_deadline(deadline: float) -> None:
     if time.monotonic() > deadline:
-        raise RequestError(HTTPStatus.REQUEST_TIMEOUT, "measurement ran past the agent's time limit; send fewer "
-                                                       "models per request or a shorter protocol")
+        raise RequestError(HTTPStatus.REQUEST_TIMEOUT, "the request ran past the agent's time limit; send fewer "
+                                                       "models or inputs per request, or a shorter protocol")
+
+
+def _decoded(encoded: Any, what: str) -> bytes:
+    if not isinstance(encoded, str) or not encoded:
+        raise RequestError(HTTPStatus.BAD_REQUEST, f"{what} must be a base64-encoded file")
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise RequestError(HTTPStatus.BAD_REQUEST, f"{what} is not valid base64") from error
+
+
+def _inputs_from(payload: Mapping[str, Any]) -> np.ndarray:
+    """The request's float32 inputs, shaped by its ``shape`` (the number of inputs first)."""
+    shape = payload.get("shape")
+    if (not isinstance(shape, list) or not 2 <= len(shape) <= MAX_RANK
+            or any(not isinstance(d, int) or isinstance(d, bool) or d < 1 for d in shape)):
+        raise RequestError(HTTPStatus.BAD_REQUEST, f"'shape' must list 2-{MAX_RANK} positive whole numbers (the number "
+                                                   f"of inputs first), got {shape!r}")
+    data = _decoded(payload.get("inputs"), "'inputs'")
+    if len(data) != 4 * math.prod(shape):
+        raise RequestError(HTTPStatus.BAD_REQUEST, f"'inputs' holds {len(data)} bytes; float32 inputs of shape {shape} "
+                                                   f"take {4 * math.prod(shape)}")
+    return np.frombuffer(data, dtype="<f4").reshape(shape).astype(np.float32)
 
 
 def _available_runtimes() -> dict[str, str]:
@@ -503,6 +557,33 @@ class AgentClient:
             return {name: LatencyStats.from_dict(s) for name, s in stats.items()}
         except ValueError as error:
             raise AgentError(f"agent {self.url} answered with unusable statistics: {error}") from None
+
+    def outputs(self, path: Path, inputs: np.ndarray) -> np.ndarray:
+        """The file's first output on each of ``inputs`` (N inputs stacked on the first axis, each run alone at batch
+        1), computed on the agent's device, in requests that fit the agent's size limit (at most ``OUTPUT_REQUEST_BYTES``
+        of inputs each)."""
+        model = base64.b64encode(Path(path).read_bytes()).decode()
+        inputs = np.ascontiguousarray(inputs, dtype="<f4")
+        limit = self.info().get("limits", {}).get("max_bytes", OUTPUT_REQUEST_BYTES)
+        room = min(OUTPUT_REQUEST_BYTES, (int(limit) - len(model) - 4096) * 3 // 4)  # base64 grows bytes by 4/3
+        per_request = max(1, room // max(1, inputs[:1].nbytes))
+        parts = []
+        for start in range(0, len(inputs), per_request):
+            chunk = inputs[start:start + per_request]
+            payload = {"runtime": self.runtime.name, "threads": self.runtime.threads,
+                       "precision": self.runtime.precision, "model": model,
+                       "inputs": base64.b64encode(chunk.tobytes()).decode(), "shape": list(chunk.shape)}
+            answer = self._request("POST", "/outputs", payload)
+            try:
+                shape = [int(d) for d in answer["shape"]]
+                out = np.frombuffer(base64.b64decode(answer["outputs"], validate=True), dtype="<f4").reshape(shape)
+            except (KeyError, TypeError, ValueError, binascii.Error) as error:
+                raise AgentError(f"agent {self.url} answered /outputs without usable outputs ({error}); is it an "
+                                 "hwnas agent of this version?") from None
+            if len(out) != len(chunk):
+                raise AgentError(f"agent {self.url} returned {len(out)} outputs for {len(chunk)} inputs")
+            parts.append(out.astype(np.float32))
+        return np.concatenate(parts)
 
     def measure_files(
         self, refs: Mapping[str, ModelRef], protocol: Protocol, store: Any = None, prefix: str = "",

@@ -175,6 +175,10 @@ class LiteRT(Runtime):
         interpreter.set_tensor(inp["index"], random_input(tuple(inp["shape"]), inp["dtype"]))
         return {"main": interpreter.invoke}
 
+    def infer(self, path: Path) -> Callable[[np.ndarray], np.ndarray]:
+        run = tflite_runner(self.interpreter(Path(path)))
+        return lambda x: np.asarray(run(x), dtype=np.float32)
+
 
 class LiteRTBuiltin(LiteRT):
     """The LiteRT interpreter with its built-in kernels only (XNNPACK off)."""

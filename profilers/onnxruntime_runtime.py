@@ -4,7 +4,7 @@ static QDQ quantization (``onnxruntime.quantization``)."""
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -223,6 +223,11 @@ class OnnxRuntime(Runtime):
             raise ValueError(f"{path}: input {inp.name} has a dynamic shape {inp.shape}; export with a fixed shape")
         feed = {inp.name: random_input(tuple(inp.shape))}
         return {"main": lambda: session.run(None, feed)}
+
+    def infer(self, path: Path) -> Callable[[np.ndarray], np.ndarray]:
+        session = self.session(Path(path))
+        name = session.get_inputs()[0].name
+        return lambda x: np.asarray(session.run(None, {name: x.astype(np.float32)})[0], dtype=np.float32)
 
 
 class OnnxRuntimeCuda(OnnxRuntime):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -34,7 +34,8 @@ class Runtime(ABC):
 
     Contract: ``export`` writes models to files in the runtime's own format (several models may share one file,
     told apart by entry names); ``load`` turns a file into one runner per entry; a runner executes one inference on
-    a fixed input and returns None (timed by the caller's clock) or its own time in ms (GPU event timing).
+    a fixed input and returns None (timed by the caller's clock) or its own time in ms (GPU event timing);
+    ``infer`` runs a one-input file on real inputs (output parity checks).
     Runtimes without a file format (PyTorch eager) override ``compile`` instead.
     """
 
@@ -88,6 +89,11 @@ class Runtime(ABC):
     def load(self, path: Path) -> dict[str, Runner]:
         """One runner per entry of a model file."""
         raise NotImplementedError(f"runtime {self.name} has no file format; use compile()")
+
+    def infer(self, path: Path) -> Callable[[np.ndarray], np.ndarray]:
+        """A function running a one-input model file on a float32 input of the file's shape, returning its first
+        output as float32 (quantized inputs and outputs converted with the file's own parameters)."""
+        raise NotImplementedError(f"runtime {self.name} has no file format to run")
 
     def compile(self, items: Mapping[str, tuple[nn.Module, torch.Tensor]], workdir: Path) -> dict[str, Runner]:
         """Runners for modules, through the runtime's file format."""

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -34,7 +35,10 @@ class Target(Protocol):
     - ``measure_files(refs, protocol, store, prefix, on_round)``: model files in the runtime's format, measured
       interleaved under ``protocol``; with a ``store``, finished work is recorded under ``prefix`` so a restart
       resumes; ``on_round(done, total)`` reports progress;
-    - ``measure_modules(items, protocol, workdir)``: modules exported here (into ``workdir``) and measured there.
+    - ``measure_modules(items, protocol, workdir)``: modules exported here (into ``workdir``) and measured there;
+    - ``outputs(path, inputs)``: a model file's first output on each of ``inputs`` (stacked on the first axis, each
+      run at batch 1) computed by the target's runtime and kernels, or None where the target cannot return outputs
+      (a phone's benchmark binary reports times only).
     """
 
     runtime: Runtime
@@ -49,6 +53,8 @@ class Target(Protocol):
     def measure_modules(
         self, items: Mapping[str, tuple[nn.Module, torch.Tensor]], protocol: MeasureProtocol, workdir: Path,
     ) -> dict[str, LatencyStats]: ...
+
+    def outputs(self, path: Path, inputs: np.ndarray) -> np.ndarray | None: ...
 
 
 class LocalTarget:
@@ -83,6 +89,11 @@ class LocalTarget:
             return measure(self.runtime.compile(items, workdir), protocol)
         refs = self.runtime.export(items, workdir)
         return self.measure_files(refs, protocol)
+
+    def outputs(self, path: Path, inputs: np.ndarray) -> np.ndarray:
+        """Run the file here on each input."""
+        infer = self.runtime.infer(Path(path))
+        return np.concatenate([infer(inputs[i:i + 1]) for i in range(len(inputs))])
 
 
 def open_target(runtime: Runtime, where: None | str | Target = None, token: str | None = None) -> Target:

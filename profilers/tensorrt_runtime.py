@@ -126,6 +126,9 @@ class TensorRT(Runtime):
             raise ValueError("int8 profiling needs calibration batches; profile fp16 or export with --precision int8")
         Path(path).write_bytes(build_engine(export_onnx(module, example), self.precision))
 
+    def infer(self, path: Path) -> Callable[[np.ndarray], np.ndarray]:
+        return engine_runner(Path(path))
+
     def load(self, path: Path) -> dict[str, Runner]:
         trt = import_tensorrt()
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))

@@ -57,6 +57,37 @@ def test_agent_measures_onnx_and_reports_its_device(server, onnx_model):
     assert 0 < stats["unit"].min <= stats["unit"].p90
 
 
+def test_agent_returns_the_outputs_its_runtime_computes_in_requests_that_fit_its_limit(server, onnx_model, tmp_path):
+    import numpy as np
+
+    path = tmp_path / "unit.onnx"
+    path.write_bytes(onnx_model)
+    session = get_runtime("onnxruntime").session(path)
+    shape = tuple(session.get_inputs()[0].shape)
+    count = 2_000_000 // (4 * int(np.prod(shape))) + 3  # more than one request under the agent's 2 MB limit
+    inputs = np.random.default_rng(1).standard_normal((count, *shape[1:])).astype(np.float32)
+    client = AgentClient(server.url, get_runtime("onnxruntime"), token="s3cret")
+    outputs = client.outputs(path, inputs)
+    expected = np.concatenate([session.run(None, {session.get_inputs()[0].name: inputs[i:i + 1]})[0]
+                               for i in range(count)])
+    assert outputs.shape == expected.shape and np.array_equal(outputs, expected)
+
+
+def test_agent_refuses_outputs_requests_it_cannot_run(server, onnx_model):
+    good = {"runtime": "onnxruntime", "model": base64.b64encode(onnx_model).decode(),
+            "inputs": base64.b64encode(bytes(8)).decode(), "shape": [2, 1]}
+    cases = [({"shape": [2]}, "'shape' must list 2-8 positive whole numbers"),
+             ({"shape": [2, 0]}, "'shape' must list"),
+             ({"shape": [3, 1]}, "'inputs' holds 8 bytes; float32 inputs of shape [3, 1] take 12"),
+             ({"inputs": "%%%"}, "'inputs' is not valid base64"),
+             ({"model": "bm90IGEgbW9kZWw="}, "the model does not load in onnxruntime"),
+             ({"model": None}, "'model' must be a base64-encoded file"),
+             ({}, "the model failed on input 0 of shape [1]")]  # runs, on inputs of the wrong shape
+    for change, message in cases:
+        code, answer = post(server.url, json.dumps({**good, **change}).encode(), path="/outputs")
+        assert code == 400 and message in answer["error"], (change, answer)
+
+
 def test_agent_refusals_are_4xx_with_messages_and_it_keeps_serving(server, onnx_model):
     good = {"runtime": "onnxruntime", "protocol": QUICK.to_dict(),
             "models": {"m": base64.b64encode(onnx_model).decode()}}

@@ -146,6 +146,32 @@ def test_int8_is_measured_beside_fp32_and_its_ratio_reported(trained, tiny_run, 
     assert f"int8 onnx: {by['onnx', 'int8'].vs_fp32:.2f}x the fp32 file's latency" in report.report_files[1].read_text()
 
 
+def test_files_exported_for_an_agent_are_compared_with_pytorch_as_the_agent_runs_them(trained, tiny_run, tmp_path):
+    # a real agent on loopback: the int8 ONNX file's parity comes from the agent's /outputs (its kernels decide the
+    # rounding), named in the report; here the agent is this machine, so the numbers equal a local check's
+    import threading
+
+    from profilers.agent import AgentServer
+
+    agent = AgentServer("127.0.0.1", 0, max_bytes=3_000_000)  # the 360 test images (4.4 MB) go in several requests
+    threading.Thread(target=agent.serve_forever, daemon=True).start()
+    try:
+        remote = export_child(open_run(tiny_run), ARCH, [("onnx", "int8")], tmp_path / "remote", trained["weights"],
+                              ExportSettings(protocol=Protocol.quick(), target=agent.url))
+    finally:
+        agent.shutdown()
+        agent.server_close()
+    local = export_child(open_run(tiny_run), ARCH, [("onnx", "int8")], tmp_path / "local", trained["weights"],
+                         ExportSettings(measure=False))
+    there, here = remote.exports[-1].parity, local.exports[0].parity
+    assert there["run_on"] == agent.url and here["run_on"] == "this machine" and there["samples"] == 360
+    assert there["top1_agreement"] == here["top1_agreement"]
+    assert there["max_abs_diff"] == pytest.approx(here["max_abs_diff"], rel=1e-6)
+    assert remote.exports[-1].latency["device"]["agent_url"] == agent.url
+    assert f"Outputs compared with PyTorch as run on: {agent.url}." in remote.report_files[1].read_text()
+    assert "Outputs compared" not in local.report_files[1].read_text()
+
+
 def test_simulated_int8_rounds_what_the_int8_runtimes_round(trained, tiny_run):
     # weights: at most 256 levels per output channel; a module's output and an activation's input: at most 256
     # levels; a convolution's output that goes into its BatchNorm is not rounded (the runtimes fold the two)

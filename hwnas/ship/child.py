@@ -205,6 +205,8 @@ def export_child(run: RunDir, arch: Hashable | str, formats: list[tuple[str, str
                  weights: Path | None = None, settings: ExportSettings | None = None) -> ExportReport:
     """Export to each (format, precision), check parity on the test split, measure, write the report.
 
+    Parity runs each file where it is measured when that is an agent (its kernels, its rounding), else here.
+
     When measuring, an int8 ONNX or TFLite file is measured beside the fp32 file of its format (exported too when not
     asked for), so the report gives the int8/fp32 latency ratio, and a warning says when int8 is slower. A TFLite file
     is also measured with LiteRT's built-in kernels (XNNPACK off), which run some int8 layers much faster."""
@@ -229,7 +231,8 @@ def export_child(run: RunDir, arch: Hashable | str, formats: list[tuple[str, str
         exported = export_file(int8_model if precision == "int8" else model, space, fmt, precision, out_dir, stem,
                                bundle, calibration)
         item = ShippedFile(fmt, precision, exported.path, exported.path.stat().st_size,
-                           parity(model, exported, bundle, limit=settings.parity_limit),
+                           parity(model, exported, bundle, limit=settings.parity_limit,
+                                  target=targets.get((fmt, precision))),
                            int8_stem=exported.stem and exported.stem.to_dict(), int8_weight_bits=exported.weight_bits)
         if settings.measure:
             runtime_name = FORMATS[fmt][0]

@@ -28,7 +28,7 @@ from profilers.machine import device_metadata
 from profilers.onnx_export import export_onnx
 from profilers.runtime import ModelRef
 from profilers.table import LatencyTable
-from profilers.targets import Target
+from profilers.targets import LocalTarget, Target
 from search_spaces import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -93,9 +93,7 @@ def _onnx(model: nn.Module, example: torch.Tensor, path: Path, precision: str, b
         data = quantize_onnx(data, images, calibration.onnx_method, float_stem=stem.in_float, bits=bits)
     atomic_write_bytes(path, data)
     onnx.checker.check_model(str(path), full_check=True)
-    session = get_runtime("onnxruntime").session(path)
-    name = session.get_inputs()[0].name
-    return Exported(path, lambda x: session.run(None, {name: x})[0], stem, bits)
+    return Exported(path, get_runtime("onnxruntime").infer(path), stem, bits)
 
 
 def _calibration_images(bundle: DataBundle | None, samples: int, what: str) -> list[np.ndarray]:
@@ -111,7 +109,7 @@ def _calibration_images(bundle: DataBundle | None, samples: int, what: str) -> l
 
 def _tflite(model: nn.Module, example: torch.Tensor, path: Path, precision: str, bundle: DataBundle | None,
             calibration: Calibration) -> Exported:
-    from profilers.litert_runtime import convert_tflite, float_layers, quantize_tflite, tflite_runner
+    from profilers.litert_runtime import convert_tflite, float_layers, quantize_tflite
 
     data, stem = convert_tflite(model, example), None
     if precision == "int8":
@@ -119,7 +117,7 @@ def _tflite(model: nn.Module, example: torch.Tensor, path: Path, precision: str,
         stem = decide_stem(model, example, images, calibration.stem)
         data = quantize_tflite(data, images, float_layers(model), stem.float_layers)
     atomic_write_bytes(path, data)
-    return Exported(path, tflite_runner(get_runtime("litert").interpreter(data)), stem)
+    return Exported(path, get_runtime("litert").infer(path), stem)
 
 
 def _tensorrt(model: nn.Module, example: torch.Tensor, path: Path, precision: str, bundle: DataBundle | None,
@@ -155,17 +153,27 @@ def export_file(model: nn.Module, space: SearchSpace, fmt: str, precision: str, 
 
 @torch.no_grad()
 def parity(model: nn.Module, exported: Exported, bundle: DataBundle, split: str = "test",
-           limit: int | None = None) -> dict[str, Any]:
+           limit: int | None = None, target: Target | None = None) -> dict[str, Any]:
     """Max abs logit difference, top-1 agreement and both accuracies on real images of ``split``; agreement also
     apart on the images PyTorch classifies right and on those it gets wrong (None where there are none), since a
-    lookalike that fp32 itself misreads is where rounding flips a prediction most easily."""
+    lookalike that fp32 itself misreads is where rounding flips a prediction most easily.
+
+    The exported file runs on ``target`` where it is another device that returns outputs (an agent: its own kernels
+    decide the rounding), else here; ``run_on`` names where."""
     images, labels = bundle.tensors(split, limit)
     reference = model.eval()(images).numpy()
-    exported_logits = np.concatenate([exported.run(images[i:i + 1].numpy()) for i in range(len(images))])
+    exported_logits, run_on = None, "this machine"
+    if target is not None and not isinstance(target, LocalTarget):
+        exported_logits = target.outputs(exported.path, images.numpy())
+        device = target.device()
+        run_on = str(device.get("agent_url") or device.get("device_name")) if exported_logits is not None else (
+            f"this machine ({device.get('device_name')} returns no outputs)")
+    if exported_logits is None:
+        exported_logits = np.concatenate([exported.run(images[i:i + 1].numpy()) for i in range(len(images))])
     ours, theirs = reference.argmax(1), exported_logits.argmax(1)
     agree, right = ours == theirs, ours == labels.numpy()
     return {
-        "samples": int(len(images)), "split": split,
+        "samples": int(len(images)), "split": split, "run_on": run_on,
         "max_abs_diff": float(np.abs(reference - exported_logits).max()),
         "top1_agreement": float(agree.mean()),
         "top1_agreement_where_torch_right": float(agree[right].mean()) if right.any() else None,

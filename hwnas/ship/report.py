@@ -116,6 +116,9 @@ class ExportReport:
                               "Runtime's kernels would saturate on 8-bit ones."]
             for runtime, ms in item.other_kernels.items():
                 lines += ["", f"{item.format} {item.precision} with {runtime}: {ms:.3f} ms."]
+        places = sorted({item.parity.get("run_on", "this machine") for item in self.exports})
+        if places and places != ["this machine"]:
+            lines += ["", f"Outputs compared with PyTorch as run on: {'; '.join(places)}."]
         if self.exports and self.exports[0].latency:
             meta = self.exports[0].latency
             lines += ["", f"Measured on {meta['device'].get('device_name')} ({describe_processor(meta['device'])}), "

@@ -42,7 +42,7 @@ from rank_noise import bootstrap_taus, budgeted_picks, noise_ceiling_tau, partia
 from scipy.stats import kendalltau, spearmanr
 from torch import nn
 
-ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish, nn.GELU, nn.Hardsigmoid, nn.Sigmoid)
+from hwnas.search.proxies import naswot
 
 
 def synflow(model: nn.Module, example: torch.Tensor) -> float:
@@ -57,30 +57,6 @@ def synflow(model: nn.Module, example: torch.Tensor) -> float:
     with torch.no_grad():
         total = sum(float((p * p.grad).abs().sum()) for p in model.parameters() if p.grad is not None)
     return float(np.log(total)) if total > 0 else float("-inf")
-
-
-def naswot(model: nn.Module, images: torch.Tensor) -> float:
-    """NASWOT (Mellor et al. 2021): log |det K| of the batch's activation-pattern kernel, K[i, j] the number of units
-    whose activation input has the same sign for images i and j (the sign at the input of every activation layer:
-    ReLU's on/off pattern, read the same way for smooth activations)."""
-    codes: list[torch.Tensor] = []
-
-    def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-        codes.append((inputs[0].detach().flatten(1) > 0).float())
-
-    handles = [m.register_forward_pre_hook(hook) for m in model.modules() if isinstance(m, ACTIVATIONS)]
-    try:
-        with torch.no_grad():
-            model.float().train()(images)  # batch statistics, as at initialisation in training
-    finally:
-        for handle in handles:
-            handle.remove()
-    if not codes:
-        raise ValueError("the network has no activation layer NASWOT can read")
-    code = torch.cat(codes, dim=1)
-    kernel = code @ code.t() + (1 - code) @ (1 - code).t()
-    sign, logdet = torch.linalg.slogdet(kernel.double())
-    return float(logdet) if sign != 0 else float("-inf")
 
 
 def proxy_scores(space: Any, archs: list[Hashable], images: torch.Tensor, seed: int = 0
@@ -189,17 +165,27 @@ def truth_table(truth: dict[str, Any]) -> tuple[list[int], list[list[float]]]:
 
 
 def paired_differences(taus: dict[str, np.ndarray], partials: dict[str, np.ndarray],
-                       names: list[str]) -> list[dict[str, Any]]:
-    """For every pair of the named scores: the mean over bootstrap draws of their difference in tau and in partial
-    tau given MACs, with 95% intervals (the same draws for both, so the interval is of the difference itself: one
-    that excludes 0 says which rates better)."""
+                       pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """For each pair of scores: the mean over bootstrap draws of their difference in tau and in partial tau given
+    MACs, with 95% intervals (the same draws for both, so the interval is of the difference itself: one that excludes
+    0 says which rates better)."""
     out = []
-    for i, first in enumerate(names):
-        for second in names[i + 1:]:
-            tau, partial = taus[first] - taus[second], partials[first] - partials[second]
-            out.append({"pair": f"{first} - {second}", "tau": float(tau.mean()), "tau_interval": percentile_interval(tau),
-                        "partial_tau": float(partial.mean()), "partial_tau_interval": percentile_interval(partial)})
+    for first, second in pairs:
+        tau, partial = taus[first] - taus[second], partials[first] - partials[second]
+        out.append({"pair": f"{first} - {second}", "tau": float(tau.mean()), "tau_interval": percentile_interval(tau),
+                    "partial_tau": float(partial.mean()), "partial_tau_interval": percentile_interval(partial)})
     return out
+
+
+def compared_pairs(names: list[str]) -> list[tuple[str, str]]:
+    """The pairs worth a paired difference: every two trained scores (hwnas ratings, SPOS), and each rating combined
+    with NASWOT against the rating alone and against NASWOT alone."""
+    trained = [n for n in names if n.startswith(KEPT) and not n.endswith(COMBINED)]
+    pairs = [(first, second) for i, first in enumerate(trained) for second in trained[i + 1:]]
+    for name in names:
+        if name.endswith(COMBINED):
+            pairs += [(name, name.removesuffix(f" {COMBINED}")), (name, NASWOT)]
+    return pairs
 
 
 def load_truth(path: Path, bands: int = 5) -> dict[str, Any]:
@@ -219,6 +205,8 @@ def load_truth(path: Path, bands: int = 5) -> dict[str, Any]:
                     "summary": {"noise_ceiling_kendall_tau": truth.get("noise_ceiling_kendall_tau")}}
 
 
+NASWOT = "NASWOT (proxy)"
+COMBINED = "+ NASWOT"  # a rating combined with NASWOT
 KEPT = ("hwnas ", "SPOS")  # scores --rescore takes from an earlier result (what cannot be computed again cheaply)
 
 
@@ -331,7 +319,25 @@ def collect_scores(args: argparse.Namespace, truth: dict[str, Any], space: Any, 
         rated, rated_seconds = rating_scores(run, archs)
         scores |= rated
         seconds |= rated_seconds
-    return scores, seconds
+    return with_naswot(scores, seconds)
+
+
+def with_naswot(scores: dict[str, list[float]], seconds: dict[str, float | None]
+                ) -> tuple[dict[str, list[float]], dict[str, float | None]]:
+    """``scores`` with each hwnas rating (its seeds combined where it has them) also combined with NASWOT: the mean of
+    the two ranks (``hwnas.search.proxies.rank_mean``), costing both."""
+    from hwnas.search.proxies import rank_mean
+
+    out, costs = dict(scores), dict(seconds)
+    ratings = [n for n in scores if n.startswith("hwnas ") and not n.endswith(COMBINED)]
+    for name in ratings:
+        if name.endswith("(1 seed)") and name.replace("(1 seed)", "(seeds combined)") in ratings:
+            continue
+        combined = f"{name} {COMBINED}"
+        out[combined] = rank_mean([scores[name], scores[NASWOT]])
+        parts = (seconds.get(name), seconds.get(NASWOT))
+        costs[combined] = None if None in parts else sum(parts)  # type: ignore[arg-type]
+    return out, costs
 
 
 def score_entries(scores: dict[str, list[float]], seconds: dict[str, float | None], per_seed: list[list[float]],
@@ -354,7 +360,7 @@ def score_entries(scores: dict[str, list[float]], seconds: dict[str, float | Non
                        "budgeted_gain_pts": 100 * picks[name]["gain_over_random"],
                        "budgeted_regret_pts": 100 * picks[name]["regret"], "seconds": seconds.get(name),
                        "values": [v if np.isfinite(v) else None for v in score]}
-    return table, paired_differences(taus, partials, [n for n in scores if n.startswith(KEPT)])
+    return table, paired_differences(taus, partials, compared_pairs(list(scores)))
 
 
 def print_scores(table: dict[str, dict[str, Any]], differences: list[dict[str, Any]]) -> None:

@@ -564,8 +564,10 @@ class AgentClient:
         of inputs each)."""
         model = base64.b64encode(Path(path).read_bytes()).decode()
         inputs = np.ascontiguousarray(inputs, dtype="<f4")
-        limit = self.info().get("limits", {}).get("max_bytes", OUTPUT_REQUEST_BYTES)
-        room = min(OUTPUT_REQUEST_BYTES, (int(limit) - len(model) - 4096) * 3 // 4)  # base64 grows bytes by 4/3
+        limits = self.info().get("limits")
+        limit = limits.get("max_bytes") if isinstance(limits, dict) else None
+        limit = limit if isinstance(limit, int) and not isinstance(limit, bool) else DEFAULT_MAX_BYTES
+        room = min(OUTPUT_REQUEST_BYTES, (limit - len(model) - 4096) * 3 // 4)  # base64 grows bytes by 4/3
         per_request = max(1, room // max(1, inputs[:1].nbytes))
         parts = []
         for start in range(0, len(inputs), per_request):

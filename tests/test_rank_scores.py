@@ -5,7 +5,17 @@ import math
 
 import pytest
 import torch
-from rank_scores import earlier_scores, naswot, scored_noise_ceiling, scored_rows, synflow, truth_table, within_band_tau
+from rank_scores import (
+    compared_pairs,
+    earlier_scores,
+    naswot,
+    scored_noise_ceiling,
+    scored_rows,
+    synflow,
+    truth_table,
+    with_naswot,
+    within_band_tau,
+)
 
 from hwnas.data import load_data
 from search_spaces import get_space
@@ -70,3 +80,24 @@ def test_the_noise_ceiling_counts_the_seeds_each_scored_architecture_has():
     filled = [per_seed[0], [0.81, 0.85, 0.90, 0.95]]
     assert scored_noise_ceiling(noisy, [0, 1, 2, 3], filled) < scored_noise_ceiling(complete, [0, 1, 2, 3], per_seed)
     assert scored_noise_ceiling({"test_accuracy_per_seed": [per_seed[0]]}, [0, 1, 2, 3], [per_seed[0]]) is None
+
+
+def test_ratings_are_combined_with_naswot_by_their_mean_rank():
+    from hwnas.search.proxies import rank_mean
+
+    assert rank_mean([[3.0, 1.0, 2.0], [10.0, 30.0, 20.0]]) == [2.0, 2.0, 2.0]  # opposite orders cancel
+    assert rank_mean([[1.0, 2.0, 3.0], [1e9, 2e9, 3e9]]) == [1.0, 2.0, 3.0]  # scales do not matter, ranks do
+    assert rank_mean([[1.0, float("nan")], [1.0, 2.0]]) == [1.5, 1.5]  # a missing value ranks last
+    with pytest.raises(ValueError, match="equal length"):
+        rank_mean([[1.0], [1.0, 2.0]])
+    scores = {"MACs (size)": [1.0, 2.0, 3.0], "NASWOT (proxy)": [3.0, 2.0, 1.0], "hwnas a (1 seed)": [1.0, 2.0, 3.0],
+              "hwnas a (seeds combined)": [1.0, 3.0, 2.0], "hwnas b (1 seed)": [2.0, 1.0, 3.0],
+              "hwnas a (seeds combined) + NASWOT": [0.0, 0.0, 0.0]}  # an earlier result's: made again
+    out, seconds = with_naswot(scores, {"NASWOT (proxy)": 2.0, "hwnas a (seeds combined)": 10.0})
+    assert set(out) - set(scores) == {"hwnas b (1 seed) + NASWOT"}
+    assert out["hwnas a (seeds combined) + NASWOT"] == [2.0, 2.5, 1.5]
+    assert seconds["hwnas a (seeds combined) + NASWOT"] == 12.0 and seconds["hwnas b (1 seed) + NASWOT"] is None
+    # paired differences: trained scores with each other, each combination with its rating and with NASWOT alone
+    assert compared_pairs(["MACs (size)", "NASWOT (proxy)", "SPOS", "hwnas a (1 seed)", "hwnas a (1 seed) + NASWOT"]) == [
+        ("SPOS", "hwnas a (1 seed)"), ("hwnas a (1 seed) + NASWOT", "hwnas a (1 seed)"),
+        ("hwnas a (1 seed) + NASWOT", "NASWOT (proxy)")]

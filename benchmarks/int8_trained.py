@@ -59,8 +59,8 @@ def trained_children(truth: dict[str, Any], work: Path, count: int, seed: int = 
 def agreement(model: torch.nn.Module, space: Any, bundle: Any, int8_model: torch.nn.Module | None = None,
               calibration: Calibration | None = None) -> dict[str, dict[str, Any]]:
     """Parity with PyTorch of the fp32 and int8 files of both formats, written as ``hwnas export`` writes them (the
-    int8 files from ``int8_model`` when given, calibrated as ``calibration`` says, with their stem decision; parity
-    is always against ``model``)."""
+    int8 files from ``int8_model`` when given, calibrated as ``calibration`` says, with their stem decision and an
+    int8 ONNX file's weight bits; parity is always against ``model``)."""
     from hwnas.ship.export import export_file, parity
 
     calibration, out = calibration or Calibration(), {}
@@ -70,7 +70,8 @@ def agreement(model: torch.nn.Module, space: Any, bundle: Any, int8_model: torch
                 source = int8_model if precision == "int8" and int8_model is not None else model
                 exported = export_file(source, space, fmt, precision, Path(tmp), "child", bundle, calibration)
                 out[f"{fmt} {precision}"] = parity(model, exported, bundle) | (
-                    {"int8_stem": exported.stem.to_dict()} if exported.stem else {})
+                    {"int8_stem": exported.stem.to_dict()} if exported.stem else {}) | (
+                    {"int8_weight_bits": exported.weight_bits} if exported.weight_bits else {})
     return out
 
 

@@ -55,6 +55,27 @@ def test_macs_objective_needs_no_table(tiny_run):
     assert result["macs"] / 1e6 <= 2.0 + 1e-9 and result["unit"] == "Mmacs"
 
 
+def test_naswot_chooses_among_the_best_rated_by_mean_rank(tiny_run, tiny_table):
+    # the K best-rated front points under the budget, each with its NASWOT at initialisation: the pick is the best mean
+    # rank of (rating, NASWOT), computed here again from the recorded values
+    from hwnas.search.proxies import rank_mean
+
+    run = open_run(tiny_run)
+    plain = search(run, None, budget=2.0, objective="macs")
+    result = search(run, None, budget=2.0, objective="macs", naswot_candidates=4)["chosen"]
+    table = result["naswot"]
+    assert len(table) == 4 and plain["chosen"]["arch"] in table  # the rating's own pick is a candidate
+    archs = list(table)
+    means = rank_mean([[-table[a]["rating"] for a in archs], [table[a]["naswot"] for a in archs]])
+    assert [table[a]["rank_mean"] for a in archs] == means
+    assert result["arch"] == max(archs, key=lambda a: (table[a]["rank_mean"], -table[a]["rating"]))
+    assert result["source"] == "combiner + NASWOT" and result["cost"] <= 2.0 + 1e-9
+    # a latency search: the front points join the measured finalists, and the pick is among those that fit
+    measured = search(run, tiny_table, 10.0, refine_trials=0, protocol=QUICK, naswot_candidates=3)["chosen"]
+    assert set(measured["naswot"]) <= set(measured["finalists"]) and len(measured["finalists"]) == 3
+    assert measured["arch"] in measured["naswot"] and measured["source"].endswith(" + NASWOT")
+
+
 def test_infeasible_budget_gives_the_fastest_achievable(tiny_run, tiny_table):
     with pytest.raises(ValueError, match="below the cheapest architecture of mbconv-tiny: .* ms predicted"):
         search(open_run(tiny_run), tiny_table, budget=0.001, refine_trials=0, protocol=QUICK, show_progress=False)

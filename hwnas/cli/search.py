@@ -25,6 +25,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     search.add_argument("--refine-trials", type=at_least(0), default=20,
                         help="Optuna trials with real measurements (default 20; 0: none)")
     search.add_argument("--multi-objective", action="store_true", help="NSGA-II over (rating, measured latency)")
+    search.add_argument("--naswot", type=at_least(0), default=0, metavar="K",
+                        help="choose among the K best-rated front points under the budget (and the measured "
+                             "finalists) by the mean rank of rating and NASWOT at initialisation (default 0: rating "
+                             "alone)")
     search.add_argument("--stale-after", type=positive_float, default=60.0, metavar="S",
                         help="a trial whose worker sent no heartbeat for S seconds (killed, machine lost) is marked "
                              "failed by the next worker (default 60)")
@@ -46,7 +50,8 @@ def run_search(args: argparse.Namespace) -> int:
     settings = SearchSettings(objective=args.objective, refine_trials=args.refine_trials,
                               multi_objective=args.multi_objective, storage=args.storage,
                               stale_after_s=args.stale_after, target=args.target,
-                              token=args.token, protocol=Protocol.quick() if args.quick else Protocol())
+                              token=args.token, protocol=Protocol.quick() if args.quick else Protocol(),
+                              naswot_candidates=args.naswot)
     result = search(run, args.table, args.budget, settings)
     chosen = result.chosen
     lines = [f"chosen ({chosen.source}): {chosen.arch}",

@@ -7,6 +7,10 @@ real measurements and the finalists re-measured together.
 3. The combiner's pick and Optuna's best finalists are measured again in one interleaved pass
    (``hwnas.search.remeasure``); when none measures within the budget, cheaper points of the exact front join them.
    The best-rated finalist measured within the budget is chosen.
+
+With ``naswot_candidates`` K, the K best-rated points of the exact front under the budget join the finalists, and the
+choice among those that fit is by the mean rank of rating and NASWOT at initialisation (``hwnas.search.proxies``),
+which together order architectures better than either alone (``benchmarks/docs/rank_scores.md``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from hwnas.run import RunDir
 from hwnas.search.combiner import Combiner
 from hwnas.search.costs import CostModel, counted_cost, latency_cost
 from hwnas.search.plot import plot_front
+from hwnas.search.proxies import NASWOT_IMAGES, NaswotChoice
 from hwnas.search.refine import StudySettings, best_feasible, finalists, refine, study_name
 from hwnas.search.remeasure import measurer, perturbation_warning, remeasure_together, step_down
 from hwnas.search.result import Chosen, Finalist, Measured, SearchResult, SteppedDown
@@ -41,7 +46,9 @@ class SearchSettings:
     """How to search: ``objective`` (``latency``, ``macs`` or ``params``), ``refine_trials`` Optuna trials with real
     measurements (0: the combiner alone), ``multi_objective`` (NSGA-II over rating and measured ms), the study's
     ``storage`` URL (default: SQLite in the run), where to measure (``target``: None for this machine, a URL or
-    ``adb:SERIAL``; ``token`` for an agent) and the measurement ``protocol``."""
+    ``adb:SERIAL``; ``token`` for an agent) and the measurement ``protocol``; ``naswot_candidates`` K > 0 chooses
+    among the K best-rated front points under the budget (and the latency search's finalists) by the mean rank of
+    rating and NASWOT."""
 
     objective: str = "latency"
     refine_trials: int = 20
@@ -51,16 +58,18 @@ class SearchSettings:
     target: None | str | Target = None
     token: str | None = None
     protocol: Protocol = field(default_factory=Protocol)
+    naswot_candidates: int = 0
 
 
 @dataclass
 class _Measuring:
-    """A latency search's table, predictor and target."""
+    """A latency search's table, predictor, target and measurement protocol."""
 
     table: LatencyTable
     table_path: Path
     predictor: LatencyPredictor
     target: Target
+    protocol: Protocol
 
 
 def search(run: RunDir, table_path: Path | None, budget: float, settings: SearchSettings | None = None,
@@ -75,15 +84,28 @@ def search(run: RunDir, table_path: Path | None, budget: float, settings: Search
     combiner = Combiner(space, ratings.blocks, cost.unit_cost, cost.base)
     best = _best_under(combiner, cost, budget, table_path)
     refinement = None
+    near = [p.arch for p in combiner.near(budget, settings.naswot_candidates)] if settings.naswot_candidates else []
+    images = _naswot_images(run) if near else None
     if measuring is None:
         chosen = Chosen(best.arch, best.rating, best.cost, "combiner")
+        if images is not None:
+            choice = NaswotChoice.among(space, near, ratings.of, images)
+            pick = next(p for p in combiner.front if p.arch == choice.pick)
+            chosen = Chosen(pick.arch, pick.rating, pick.cost, "combiner + NASWOT", naswot=choice.table)
     else:
-        candidates: list[Hashable] = [best.arch]
+        candidates: list[Hashable] = list(dict.fromkeys([best.arch, *near]))
         if settings.refine_trials > 0:
             refinement, more = _refine(run, combiner, ratings, measuring, budget, settings, show_progress)
             candidates = list(dict.fromkeys(candidates + more))
-        chosen = _choose_measured(run, combiner, ratings, measuring, budget, candidates, best.arch, settings.protocol)
+        chosen = _choose_measured(run, combiner, ratings, measuring, budget, candidates, best.arch, images)
     return _finish(run, combiner, ratings, cost, budget, chosen, measuring, refinement)
+
+
+def _naswot_images(run: RunDir) -> Any:
+    """The training images NASWOT reads for the run's data."""
+    from hwnas.data import load_data
+
+    return load_data(run.config.data, run.space.resolution).tensors("train", NASWOT_IMAGES)[0]
 
 
 def _open_measuring(run: RunDir, table_path: Path | None, settings: SearchSettings) -> _Measuring:
@@ -96,7 +118,7 @@ def _open_measuring(run: RunDir, table_path: Path | None, settings: SearchSettin
     other_machine = table.machine_warning(target.device())  # an unreachable target fails here, before the study
     if other_machine:
         log.warning("%s", other_machine)
-    return _Measuring(table, Path(table_path), LatencyPredictor(table, run.space), target)
+    return _Measuring(table, Path(table_path), LatencyPredictor(table, run.space), target, settings.protocol)
 
 
 def _best_under(combiner: Combiner, cost: CostModel, budget: float, table_path: Path | None) -> Any:
@@ -133,9 +155,10 @@ def _refine(run: RunDir, combiner: Combiner, ratings: Ratings, measuring: _Measu
 
 
 def _choose_measured(run: RunDir, combiner: Combiner, ratings: Ratings, measuring: _Measuring, budget: float,
-                     candidates: list[Hashable], combiner_pick: Hashable, protocol: Protocol) -> Chosen:
-    """Re-measure the finalists together (stepping down when none fits) and take the best-rated that fits."""
-    space, predict = run.space, measuring.predictor.predict
+                     candidates: list[Hashable], combiner_pick: Hashable, naswot_images: Any = None) -> Chosen:
+    """Re-measure the finalists together (stepping down when none fits) and take the best-rated that fits (with
+    ``naswot_images``: the best by the mean rank of rating and NASWOT among those that fit)."""
+    space, predict, protocol = run.space, measuring.predictor.predict, measuring.protocol
     log.info("re-measuring %d finalists together", len(candidates))
     measured, ratios = remeasure_together(space, candidates, measuring.target, protocol, predict, run.scratch)
     stepped = None
@@ -153,9 +176,11 @@ def _choose_measured(run: RunDir, combiner: Combiner, ratings: Ratings, measurin
             ratios += more
             stepped = SteppedDown(ratio, added)
     feasible = [a for a in candidates if measured[a] <= budget]
-    # equal ratings (twins pooled): the faster one
-    pick = (min(feasible, key=lambda a: (ratings.of(a), measured[a])) if feasible
-            else min(candidates, key=measured.__getitem__))
+    choice = NaswotChoice.among(space, feasible, ratings.of, naswot_images) if feasible and naswot_images is not None \
+        else None
+    # by rating alone, equal ratings (twins pooled) go to the faster one
+    pick = (choice.pick if choice is not None else min(feasible, key=lambda a: (ratings.of(a), measured[a]))
+            if feasible else min(candidates, key=measured.__getitem__))
     if not feasible:
         log.warning("no architecture measured within the %g ms budget on this pass (fastest %.4g ms, taken); rerun "
                     "the search on a quiet machine, or raise --budget-ms", budget, measured[pick])
@@ -163,10 +188,12 @@ def _choose_measured(run: RunDir, combiner: Combiner, ratings: Ratings, measurin
     if warning:
         log.warning("%s", warning)
     source = ("combiner" if pick == combiner_pick
-              else "combiner, stepped down" if stepped and pick in stepped.added else "optuna refinement")
+              else "combiner, stepped down" if stepped and pick in stepped.added
+              else "optuna refinement" if choice is None else "front near the budget or refinement")
     result = Measured(predict(pick), measured[pick], measured[pick] <= budget,
                       [Finalist(a, ratings.of(a), measured[a]) for a in candidates], ratios, stepped, warning)
-    return Chosen(pick, ratings.of(pick), predict(pick), source, result)
+    return Chosen(pick, ratings.of(pick), predict(pick), source + (" + NASWOT" if choice else ""), result,
+                  naswot=choice.table if choice else None)
 
 
 def _finish(run: RunDir, combiner: Combiner, ratings: Ratings, cost: CostModel, budget: float, chosen: Chosen,

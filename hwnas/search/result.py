@@ -45,13 +45,15 @@ class Measured:
 @dataclass(frozen=True)
 class Chosen:
     """The architecture a search picked, its summed rating, its predicted cost (in the objective's unit) and which
-    step found it: ``combiner``, ``combiner, stepped down`` or ``optuna refinement``."""
+    step found it: ``combiner``, ``combiner, stepped down`` or ``optuna refinement`` (`` + NASWOT`` where it was
+    chosen by the mean rank of rating and NASWOT; ``naswot`` holds each candidate's rating, NASWOT and mean rank)."""
 
     arch: Hashable
     rating: float
     cost: float
     source: str
     measured: Measured | None = None
+    naswot: dict[str, dict[str, float]] | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,8 @@ class SearchResult:
                     "stepped_down": ({"ratio": m.stepped_down.ratio, "added": [str(a) for a in m.stepped_down.added]}
                                      if m.stepped_down else None),
                     "measurement_warning": m.warning}
+        if chosen.naswot is not None:
+            out["naswot"] = chosen.naswot
         result = {"space": self.space, "objective": self.objective, "budget": self.budget, "unit": self.unit,
                   "chosen": out, "timm_arch_def": self.timm_arch_def, "params": self.params, "macs": self.macs,
                   "table": self.table, "table_metadata": self.table_metadata, "ratings": self.ratings,

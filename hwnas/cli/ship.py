@@ -52,8 +52,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help="check --budget-ms only on the files of this precision (the search's table's); default: "
                              "every precision")
     export.add_argument("--target", default=None, type=target,
-                        help="where to measure: http://HOST:PORT (an 'hwnas agent serve'), adb:SERIAL (a phone; "
-                             "TFLite files), or this machine (default)")
+                        help="where to measure: http://HOST:PORT (an 'hwnas agent serve', which also computes the "
+                             "outputs parity is checked on), adb:SERIAL (a phone; TFLite files), or this machine "
+                             "(default)")
     export.add_argument("--token", default=os.environ.get("HWNAS_AGENT_TOKEN"), help="agent token")
     export.add_argument("--int8-finetune", type=at_least(1), default=None, metavar="STEPS",
                         help="fine-tune the int8 files' weights through simulated int8 for STEPS steps first (about "

@@ -11,8 +11,8 @@ from profilers import agent
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add ``agent serve`` to the CLI."""
-    parser = commands.add_parser("agent", help="device agent: serve measurements and outputs over HTTP", description=agent.__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = commands.add_parser("agent", help="device agent: serve measurements and outputs over HTTP",
+                                 description=agent.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="agent_command", metavar="SUBCOMMAND", required=True)
     serve = sub.add_parser("serve", help="run the agent's HTTP server")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")

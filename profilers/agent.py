@@ -575,7 +575,13 @@ class AgentClient:
             payload = {"runtime": self.runtime.name, "threads": self.runtime.threads,
                        "precision": self.runtime.precision, "model": model,
                        "inputs": base64.b64encode(chunk.tobytes()).decode(), "shape": list(chunk.shape)}
-            answer = self._request("POST", "/outputs", payload)
+            try:
+                answer = self._request("POST", "/outputs", payload)
+            except AgentError as error:
+                if "answered 404" in str(error):
+                    raise AgentError(f"agent {self.url} has no /outputs (an hwnas older than this one): update hwnas "
+                                     "there, or export without --target to check parity here") from None
+                raise
             try:
                 shape = [int(d) for d in answer["shape"]]
                 out = np.frombuffer(base64.b64decode(answer["outputs"], validate=True), dtype="<f4").reshape(shape)

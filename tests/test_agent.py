@@ -88,6 +88,30 @@ def test_agent_refuses_outputs_requests_it_cannot_run(server, onnx_model):
         assert code == 400 and message in answer["error"], (change, answer)
 
 
+def test_an_agent_without_outputs_is_named_as_older(onnx_model, tmp_path):
+    # an agent of an earlier hwnas knows /measure only: its 404 becomes a one-line error saying what to do
+    import numpy as np
+
+    from profilers import agent as agent_module
+
+    class OlderHandler(agent_module._Handler):
+        def do_POST(self):  # noqa: N802 (http.server's naming)
+            self._headers_read = True
+            self._guard(self._measure if self.path == "/measure" else
+                        lambda: agent_module._raise(agent_module.HTTPStatus.NOT_FOUND, "no such endpoint"))
+
+    older = start()
+    older.RequestHandlerClass = OlderHandler
+    try:
+        path = tmp_path / "unit.onnx"
+        path.write_bytes(onnx_model)
+        with pytest.raises(AgentError, match="has no /outputs .*update hwnas there, or export without --target"):
+            AgentClient(older.url, get_runtime("onnxruntime")).outputs(path, np.zeros((1, 1), np.float32))
+    finally:
+        older.shutdown()
+        older.server_close()
+
+
 def test_agent_refusals_are_4xx_with_messages_and_it_keeps_serving(server, onnx_model):
     good = {"runtime": "onnxruntime", "protocol": QUICK.to_dict(),
             "models": {"m": base64.b64encode(onnx_model).decode()}}

@@ -10,7 +10,8 @@ real measurements and the finalists re-measured together.
 
 With ``naswot_candidates`` K, the K best-rated points of the exact front under the budget join the finalists, and the
 choice among those that fit is by the mean rank of rating and NASWOT at initialisation (``hwnas.search.proxies``),
-which together order architectures better than either alone (``benchmarks/docs/rank_scores.md``).
+which together order architectures at least as well as the better of the two alone on both ranking benchmarks
+(``benchmarks/docs/rank_scores.md``).
 """
 
 from __future__ import annotations
